@@ -201,6 +201,7 @@ impl Cx<'_> {
             self.check_node_bindings(n, &ifaces[&n.id], &scope, &mut deps);
             for u in &n.upstream_node_ids {
                 if u == START_NODE {
+                    deps.insert(START_NODE.into());
                     continue;
                 }
                 if ifaces.contains_key(u) {
@@ -238,15 +239,21 @@ impl Cx<'_> {
         }
         // 6. Edges: start → nodes with no upstream; nodes with no downstream → end.
         let mut downstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for n in upstream.keys() {
+            downstream.entry(n.clone()).or_default();
+        }
         for (n, deps) in &upstream {
             for d in deps {
                 downstream.entry(d.clone()).or_default().insert(n.clone());
             }
         }
-        for n in upstream.keys() {
-            if upstream[n].is_empty() {
+        for (n, deps) in upstream.iter_mut() {
+            if deps.is_empty() {
+                deps.insert(START_NODE.into());
                 downstream.entry(START_NODE.into()).or_default().insert(n.clone());
             }
+        }
+        for n in upstream.keys() {
             if downstream.get(n).is_none_or(|d| d.is_empty()) {
                 end_deps.insert(n.clone());
             }
@@ -258,12 +265,6 @@ impl Cx<'_> {
             downstream.entry(d.clone()).or_default().insert(END_NODE.into());
         }
         let mut up_full: BTreeMap<String, BTreeSet<String>> = upstream.clone();
-        for (n, deps) in up_full.iter_mut() {
-            if deps.is_empty() {
-                deps.insert(START_NODE.into());
-            }
-            let _ = n;
-        }
         up_full.insert(END_NODE.into(), end_deps);
 
         // 7. Every node reachable from start-node; no cycles.
@@ -272,13 +273,13 @@ impl Cx<'_> {
         // 8. Materialise start/end nodes and the connection set.
         for n in &mut template.nodes {
             let deps = &upstream[&n.id];
-            n.upstream_node_ids = deps.iter().cloned().collect();
+            n.upstream_node_ids = deps.iter().filter(|d| *d != START_NODE).cloned().collect();
         }
         let end_node = Node { id: END_NODE.into(), inputs: template.outputs.clone(), ..Default::default() };
         template.nodes.insert(0, Node { id: START_NODE.into(), ..Default::default() });
         template.nodes.push(end_node);
         let to_ids = |m: BTreeMap<String, BTreeSet<String>>| {
-            m.into_iter().map(|(k, v)| (k, IdList { ids: v.into_iter().collect() })).collect()
+            m.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, IdList { ids: v.into_iter().collect() })).collect()
         };
         CompiledWorkflow {
             template: Some(template),
@@ -511,6 +512,7 @@ impl Cx<'_> {
         match v {
             binding_data::Value::Promise(p) => {
                 let found: Option<Option<&LiteralType>> = if p.node_id == START_NODE {
+                    deps.insert(START_NODE.into());
                     match scope.wf_inputs.get(&p.var) {
                         Some(t) => Some(Some(t)),
                         None => {
