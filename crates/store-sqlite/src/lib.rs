@@ -1,1 +1,496 @@
-//! placeholder
+//! SQLite adapter of the storage port: one file, WAL journal, schema migrations by
+//! `PRAGMA user_version`. A single connection behind a mutex serialises writers, which is
+//! what SQLite does anyway; every multi-statement change runs in one transaction.
+
+use contrail_store::{
+    Column, CreateOutcome, EntityKey, EntityKind, EntityRecord, Error, Filter, ListQuery,
+    NamedEntityMeta, Op, ProjectRecord, Result, Store,
+};
+use rusqlite::{Connection, OptionalExtension, params, types::Value};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Schema versions, applied in order; index + 1 is the `user_version` after each.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE entities (
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    spec BLOB NOT NULL,
+    closure BLOB NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (kind, project, domain, name, version)
+);
+CREATE INDEX entities_by_name ON entities (kind, project, domain, name, created_at);
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    labels BLOB NOT NULL,
+    state INTEGER NOT NULL
+);
+CREATE TABLE named_entities (
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    PRIMARY KEY (kind, project, domain, name)
+);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> Error {
+    Error::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute_batch(m).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+        }
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction behind
+        // (rusqlite rolls back on drop), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+const ENTITY_COLS: &str =
+    "kind, project, domain, name, version, digest, spec, closure, state, created_at, updated_at";
+
+fn kind_of(s: &str) -> Result<EntityKind> {
+    Ok(match s {
+        "task" => EntityKind::Task,
+        "workflow" => EntityKind::Workflow,
+        "launch_plan" => EntityKind::LaunchPlan,
+        other => return Err(Error::Corrupt(format!("unknown entity kind {other}"))),
+    })
+}
+
+fn entity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, EntityRecord)> {
+    Ok((
+        r.get(0)?,
+        EntityRecord {
+            kind: EntityKind::Task,
+            key: EntityKey { project: r.get(1)?, domain: r.get(2)?, name: r.get(3)?, version: r.get(4)? },
+            digest: r.get(5)?,
+            spec: r.get(6)?,
+            closure: r.get(7)?,
+            state: r.get(8)?,
+            created_at: r.get(9)?,
+            updated_at: r.get(10)?,
+        },
+    ))
+}
+
+fn finish((kind, mut rec): (String, EntityRecord)) -> Result<EntityRecord> {
+    rec.kind = kind_of(&kind)?;
+    Ok(rec)
+}
+
+fn column(c: Column) -> &'static str {
+    match c {
+        Column::Project => "project",
+        Column::Domain => "domain",
+        Column::Name => "name",
+        Column::Version => "version",
+        Column::State => "state",
+        Column::CreatedAt => "created_at",
+        Column::UpdatedAt => "updated_at",
+    }
+}
+
+fn is_numeric(c: Column) -> bool {
+    matches!(c, Column::State | Column::CreatedAt | Column::UpdatedAt)
+}
+
+/// Appends `AND …` for each filter to `sql`, pushing bound parameters.
+fn push_filters(filters: &[Filter], sql: &mut String, args: &mut Vec<Value>) {
+    for f in filters {
+        let col = column(f.column);
+        let val = |v: &str| -> Value {
+            if is_numeric(f.column) {
+                v.parse::<i64>().map(Value::Integer).unwrap_or(Value::Text(v.to_string()))
+            } else {
+                Value::Text(v.to_string())
+            }
+        };
+        let first = f.values.first().map(String::as_str).unwrap_or("");
+        let cmp = match f.op {
+            Op::Eq => "=",
+            Op::Ne => "<>",
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+            Op::Contains => {
+                sql.push_str(&format!(" AND instr({col}, ?) > 0"));
+                args.push(Value::Text(first.to_string()));
+                continue;
+            }
+            Op::ValueIn => {
+                let marks = vec!["?"; f.values.len().max(1)].join(",");
+                sql.push_str(&format!(" AND {col} IN ({marks})"));
+                if f.values.is_empty() {
+                    args.push(Value::Null);
+                }
+                args.extend(f.values.iter().map(|v| val(v)));
+                continue;
+            }
+        };
+        sql.push_str(&format!(" AND {col} {cmp} ?"));
+        args.push(val(first));
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let k = &rec.key;
+        let inserted = tx
+            .execute(
+                &format!(
+                    "INSERT INTO entities ({ENTITY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+                ),
+                params![
+                    rec.kind.as_str(),
+                    k.project,
+                    k.domain,
+                    k.name,
+                    k.version,
+                    rec.digest,
+                    rec.spec,
+                    rec.closure,
+                    rec.state,
+                    rec.created_at,
+                    rec.updated_at
+                ],
+            )
+            .map_err(backend)?;
+        let outcome = if inserted == 1 {
+            CreateOutcome::Created
+        } else {
+            let existing = tx
+                .query_row(
+                    &format!(
+                        "SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=? AND name=? AND version=?"
+                    ),
+                    params![rec.kind.as_str(), k.project, k.domain, k.name, k.version],
+                    entity_row,
+                )
+                .map_err(backend)?;
+            CreateOutcome::Exists(Box::new(finish(existing)?))
+        };
+        tx.commit().map_err(backend)?;
+        Ok(outcome)
+    }
+
+    fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=? AND name=? AND version=?"
+                ),
+                params![kind.as_str(), k.project, k.domain, k.name, k.version],
+                entity_row,
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(finish).transpose()
+    }
+
+    fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
+        let mut sql = format!("SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=?");
+        let mut args = vec![
+            Value::Text(kind.as_str().into()),
+            Value::Text(q.project.clone()),
+            Value::Text(q.domain.clone()),
+        ];
+        if let Some(name) = &q.name {
+            sql.push_str(" AND name=?");
+            args.push(Value::Text(name.clone()));
+        }
+        push_filters(&q.filters, &mut sql, &mut args);
+        let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, true));
+        let dir = if desc { "DESC" } else { "ASC" };
+        sql.push_str(&format!(" ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?", column(col)));
+        args.push(Value::Integer(q.limit as i64));
+        args.push(Value::Integer(q.offset as i64));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), entity_row)
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        rows.into_iter().map(finish).collect()
+    }
+
+    fn list_entity_names(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<String>> {
+        let mut sql = "SELECT DISTINCT name FROM entities WHERE kind=? AND project=? AND domain=?".to_string();
+        let mut args = vec![
+            Value::Text(kind.as_str().into()),
+            Value::Text(q.project.clone()),
+            Value::Text(q.domain.clone()),
+        ];
+        push_filters(&q.filters, &mut sql, &mut args);
+        let desc = matches!(q.sort, Some((Column::Name, true)));
+        sql.push_str(&format!(" ORDER BY name {} LIMIT ? OFFSET ?", if desc { "DESC" } else { "ASC" }));
+        args.push(Value::Integer(q.limit as i64));
+        args.push(Value::Integer(q.offset as i64));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(backend)?;
+        let names = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(backend)?;
+        Ok(names)
+    }
+
+    fn set_launch_plan_state(&self, k: &EntityKey, active: bool, now: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        if active {
+            tx.execute(
+                "UPDATE entities SET state=0, updated_at=? WHERE kind='launch_plan' AND project=? AND domain=? AND name=? AND version<>? AND state<>0",
+                params![now, k.project, k.domain, k.name, k.version],
+            )
+            .map_err(backend)?;
+        }
+        let n = tx
+            .execute(
+                "UPDATE entities SET state=?, updated_at=? WHERE kind='launch_plan' AND project=? AND domain=? AND name=? AND version=?",
+                params![active as i32, now, k.project, k.domain, k.name, k.version],
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn get_active_launch_plan(&self, project: &str, domain: &str, name: &str) -> Result<Option<EntityRecord>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT {ENTITY_COLS} FROM entities WHERE kind='launch_plan' AND project=? AND domain=? AND name=? AND state=1 ORDER BY updated_at DESC LIMIT 1"
+                ),
+                params![project, domain, name],
+                entity_row,
+            )
+            .optional()
+            .map_err(backend)?;
+        row.map(finish).transpose()
+    }
+
+    fn create_project(&self, p: &ProjectRecord) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO projects (id, name, description, labels, state) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                params![p.id, p.name, p.description, p.labels, p.state],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn update_project(&self, p: &ProjectRecord) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE projects SET name=?, description=?, labels=?, state=? WHERE id=?",
+                params![p.name, p.description, p.labels, p.state, p.id],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
+        self.conn()
+            .query_row(
+                "SELECT id, name, description, labels, state FROM projects WHERE id=?",
+                params![id],
+                project_row,
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, name, description, labels, state FROM projects ORDER BY id")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], project_row)
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        Ok(rows)
+    }
+
+    fn get_named_entity_meta(
+        &self,
+        kind: EntityKind,
+        project: &str,
+        domain: &str,
+        name: &str,
+    ) -> Result<Option<NamedEntityMeta>> {
+        self.conn()
+            .query_row(
+                "SELECT description, state FROM named_entities WHERE kind=? AND project=? AND domain=? AND name=?",
+                params![kind.as_str(), project, domain, name],
+                |r| Ok(NamedEntityMeta { description: r.get(0)?, state: r.get(1)? }),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn put_named_entity_meta(
+        &self,
+        kind: EntityKind,
+        project: &str,
+        domain: &str,
+        name: &str,
+        meta: &NamedEntityMeta,
+    ) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO named_entities (kind, project, domain, name, description, state) VALUES (?,?,?,?,?,?)
+                 ON CONFLICT (kind, project, domain, name) DO UPDATE SET description=excluded.description, state=excluded.state",
+                params![kind.as_str(), project, domain, name, meta.description, meta.state],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
+    Ok(ProjectRecord { id: r.get(0)?, name: r.get(1)?, description: r.get(2)?, labels: r.get(3)?, state: r.get(4)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, version: &str, digest: u8, t: i64) -> EntityRecord {
+        EntityRecord {
+            kind: EntityKind::LaunchPlan,
+            key: EntityKey { project: "p".into(), domain: "d".into(), name: name.into(), version: version.into() },
+            digest: vec![digest],
+            spec: vec![1, 2, 3],
+            closure: vec![],
+            state: 0,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    fn q() -> ListQuery {
+        ListQuery {
+            project: "p".into(),
+            domain: "d".into(),
+            name: None,
+            filters: vec![],
+            sort: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn create_never_overwrites_and_reports_the_existing_record() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.create_entity(&rec("a", "v1", 1, 1)).unwrap(), CreateOutcome::Created);
+        match s.create_entity(&rec("a", "v1", 2, 2)).unwrap() {
+            CreateOutcome::Exists(e) => assert_eq!(e.digest, vec![1]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap().digest, vec![1]);
+        assert!(s.get_entity(EntityKind::Task, &rec("a", "v1", 0, 0).key).unwrap().is_none());
+    }
+
+    #[test]
+    fn lists_filter_sort_and_page() {
+        let s = SqliteStore::in_memory().unwrap();
+        for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
+            s.create_entity(&rec("a", v, 0, i as i64)).unwrap();
+        }
+        s.create_entity(&rec("b", "v1", 0, 10)).unwrap();
+        let all = s.list_entities(EntityKind::LaunchPlan, &q()).unwrap();
+        assert_eq!(all.iter().map(|r| r.key.version.as_str()).collect::<Vec<_>>(), ["v1", "v3", "v2", "v1"]);
+        let mut f = q();
+        f.filters.push(Filter { column: Column::Version, op: Op::Eq, values: vec!["v1".into()] });
+        assert_eq!(s.list_entities(EntityKind::LaunchPlan, &f).unwrap().len(), 2);
+        let mut page = q();
+        page.name = Some("a".into());
+        page.sort = Some((Column::Version, false));
+        page.limit = 2;
+        page.offset = 2;
+        let p2 = s.list_entities(EntityKind::LaunchPlan, &page).unwrap();
+        assert_eq!(p2.iter().map(|r| r.key.version.as_str()).collect::<Vec<_>>(), ["v3"]);
+        assert_eq!(s.list_entity_names(EntityKind::LaunchPlan, &q()).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn activating_one_version_deactivates_the_others() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create_entity(&rec("a", "v1", 0, 1)).unwrap();
+        s.create_entity(&rec("a", "v2", 0, 2)).unwrap();
+        assert!(s.set_launch_plan_state(&rec("a", "v1", 0, 0).key, true, 5).unwrap());
+        assert!(s.set_launch_plan_state(&rec("a", "v2", 0, 0).key, true, 6).unwrap());
+        assert_eq!(s.get_active_launch_plan("p", "d", "a").unwrap().unwrap().key.version, "v2");
+        let v1 = s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap();
+        assert_eq!(v1.state, 0);
+        assert!(!s.set_launch_plan_state(&rec("a", "v9", 0, 0).key, true, 7).unwrap());
+    }
+
+    #[test]
+    fn data_survives_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create_entity(&rec("a", "v1", 7, 1)).unwrap();
+            s.create_project(&ProjectRecord { id: "x".into(), name: "X".into(), ..Default::default() }).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap().digest, vec![7]);
+        assert_eq!(s.list_projects().unwrap().len(), 1);
+    }
+}
