@@ -62,7 +62,11 @@ fn main() -> Result<(), BoxError> {
     let unpack = out.join("unpack");
     let _ = std::fs::remove_dir_all(&unpack);
     std::fs::create_dir_all(&unpack)?;
-    run(Command::new("tar").arg("xzf").arg(&tgz).arg("-C").arg(&unpack))?;
+    run(Command::new("tar")
+        .arg("xzf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&unpack))?;
     run(Command::new("python3")
         .args(["-c", "import sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); [z.extract(n, sys.argv[2]) for n in ('google/api/annotations.proto','google/api/http.proto')]"])
         .arg(&whl)
@@ -71,7 +75,12 @@ fn main() -> Result<(), BoxError> {
     let include = out.join("protos");
     let _ = std::fs::remove_dir_all(&include);
     let mut files = Vec::new();
-    copy_stripped(&unpack.join("package/protos"), &include, &include, &mut files)?;
+    copy_stripped(
+        &unpack.join("package/protos"),
+        &include,
+        &include,
+        &mut files,
+    )?;
     for f in ["google/api/annotations.proto", "google/api/http.proto"] {
         let dest = include.join(f);
         std::fs::create_dir_all(dest.parent().unwrap())?;
@@ -87,6 +96,7 @@ fn main() -> Result<(), BoxError> {
         .btree_map(".")
         .build_client(true)
         .build_server(true)
+        .generate_default_stubs(true)
         .client_mod_attribute(".", "#[cfg(feature = \"grpc\")]")
         .server_mod_attribute(".", "#[cfg(feature = \"grpc\")]")
         .compile_fds(fds)?;
@@ -117,7 +127,11 @@ fn fetch(
     let digest = Sha256::digest(std::fs::read(&path)?);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     if hex != sha256 {
-        return Err(format!("{} has sha256 {hex}, expected {sha256}; delete it and rebuild", path.display()).into());
+        return Err(format!(
+            "{} has sha256 {hex}, expected {sha256}; delete it and rebuild",
+            path.display()
+        )
+        .into());
     }
     Ok(path)
 }
@@ -132,7 +146,12 @@ fn run(cmd: &mut Command) -> Result<(), BoxError> {
 
 /// Copies every `.proto` below `src` to `dst`, stripping grpc-gateway's openapiv2 options
 /// (documentation only; the package that defines them is not needed for the wire format).
-fn copy_stripped(src: &Path, dst: &Path, root: &Path, files: &mut Vec<PathBuf>) -> Result<(), BoxError> {
+fn copy_stripped(
+    src: &Path,
+    dst: &Path,
+    root: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), BoxError> {
     std::fs::create_dir_all(dst)?;
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;

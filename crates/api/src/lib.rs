@@ -1,1 +1,107 @@
-//! placeholder
+//! The Flyte wire contract. **API Boundary**: the only crate that knows gRPC and HTTP.
+//!
+//! Architecture Invariant: the API validates requests and writes desired state to the store;
+//! it never calls the controller. Bad input is `INVALID_ARGUMENT` naming the field and
+//! changes nothing; no handler returns `UNKNOWN`.
+
+mod admin;
+mod dataproxy;
+mod diff;
+mod error;
+mod list;
+mod validate;
+
+pub use error::ApiError;
+
+use contrail_blob::BlobStore;
+use contrail_idl::service::admin_service_server::AdminServiceServer;
+use contrail_idl::service::data_proxy_service_server::DataProxyServiceServer;
+use contrail_store::{ProjectRecord, Store};
+use std::sync::Arc;
+
+/// Settings of the API edge.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base URL clients use to reach this server's HTTP routes (signed URLs point here).
+    pub public_url: String,
+    /// The domains every project has.
+    pub domains: Vec<String>,
+    /// Key prefix of uploaded objects.
+    pub upload_prefix: String,
+    /// Largest accepted gRPC message and upload body, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            public_url: "http://localhost:30080".into(),
+            domains: vec!["development".into(), "staging".into(), "production".into()],
+            upload_prefix: "uploads".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The API state shared by every handler (cheap to clone).
+#[derive(Clone)]
+pub struct Api {
+    store: Arc<dyn Store>,
+    blob: BlobStore,
+    cfg: Arc<ApiConfig>,
+}
+
+impl Api {
+    pub fn new(store: Arc<dyn Store>, blob: BlobStore, cfg: ApiConfig) -> Self {
+        Api {
+            store,
+            blob,
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    /// Creates the default project `flytesnacks` unless it exists (first start).
+    pub fn seed(&self) -> Result<(), contrail_store::Error> {
+        self.store.create_project(&ProjectRecord {
+            id: "flytesnacks".into(),
+            name: "flytesnacks".into(),
+            description: "The default project".into(),
+            labels: Vec::new(),
+            state: 0,
+        })?;
+        Ok(())
+    }
+
+    fn now_nanos(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    }
+
+    fn now_secs(&self) -> u64 {
+        (self.now_nanos() / 1_000_000_000) as u64
+    }
+
+    /// The whole edge as one router: gRPC services plus the signed HTTP routes.
+    pub fn router(&self) -> axum::Router {
+        let max = self.cfg.max_message_bytes;
+        let grpc = tonic::service::Routes::new(
+            AdminServiceServer::new(self.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(20 * 1024 * 1024),
+        )
+        .add_service(DataProxyServiceServer::new(self.clone()).max_decoding_message_size(max))
+        .into_axum_router();
+        let http = axum::Router::new()
+            .route("/upload/{*key}", axum::routing::put(dataproxy::put_upload))
+            .route(
+                "/download/{*key}",
+                axum::routing::get(dataproxy::get_download),
+            )
+            .route("/healthcheck", axum::routing::get(|| async { "ok" }))
+            .layer(axum::extract::DefaultBodyLimit::max(max))
+            .with_state(self.clone());
+        grpc.merge(http)
+    }
+}

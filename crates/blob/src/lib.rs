@@ -1,1 +1,222 @@
-//! placeholder
+//! The blob store. Objects live under `<root>/<bucket>/<key>` on the local filesystem and are
+//! named `s3://<bucket>/<key>`: the same directory is served by the embedded S3 endpoint, so a
+//! URI is readable by tasks and clients on this machine and by clients that only reach the ports.
+//!
+//! Architecture Invariant: a key is validated before it touches the filesystem; no key can
+//! name a path outside `<root>/<bucket>`.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key is not a safe relative object key (client error).
+    #[error("invalid object key '{0}': {1}")]
+    InvalidKey(String, &'static str),
+    /// The URI is not `s3://<this bucket>/<key>` (client error).
+    #[error("'{0}' is not an object of this store (expected s3://{1}/...)")]
+    ForeignUri(String, String),
+    #[error("object '{0}' not found")]
+    NotFound(String),
+    /// Filesystem failure (retryable at the caller's discretion).
+    #[error("blob io on '{0}': {1}")]
+    Io(String, std::io::Error),
+}
+
+/// A local-directory object store with S3-style names.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    bucket: String,
+    secret: Vec<u8>,
+}
+
+/// Checks that `key` is a relative path of plain segments (no `..`, no empty segments).
+pub fn validate_key(key: &str) -> Result<(), Error> {
+    let bad = |why| Err(Error::InvalidKey(key.to_string(), why));
+    if key.is_empty() || key.len() > 1024 {
+        return bad("must be 1..1024 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("must be relative");
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return bad("has an empty, '.' or '..' segment");
+        }
+        if seg.chars().any(|c| c.is_control() || c == '\\') {
+            return bad("has a control character or backslash");
+        }
+    }
+    Ok(())
+}
+
+/// Checks one path segment supplied by a client (a file name, a filename root).
+pub fn validate_segment(seg: &str) -> Result<(), Error> {
+    if seg.contains('/') {
+        return Err(Error::InvalidKey(seg.to_string(), "must not contain '/'"));
+    }
+    validate_key(seg)
+}
+
+impl BlobStore {
+    pub fn new(root: impl Into<PathBuf>, bucket: impl Into<String>, secret: Vec<u8>) -> Self {
+        BlobStore {
+            root: root.into(),
+            bucket: bucket.into(),
+            secret,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// `s3://<bucket>/<key>`.
+    pub fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, key)
+    }
+
+    /// The key of an `s3://<bucket>/<key>` URI of this store.
+    pub fn key_of<'a>(&self, uri: &'a str) -> Result<&'a str, Error> {
+        let rest = uri
+            .strip_prefix("s3://")
+            .and_then(|r| r.strip_prefix(self.bucket.as_str()))
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| Error::ForeignUri(uri.to_string(), self.bucket.clone()))?;
+        validate_key(rest)?;
+        Ok(rest)
+    }
+
+    /// The filesystem path of a validated key.
+    pub fn path(&self, key: &str) -> Result<PathBuf, Error> {
+        validate_key(key)?;
+        Ok(self.root.join(&self.bucket).join(key))
+    }
+
+    /// Writes an object atomically (temp file + rename): readers never see a partial object.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.path(key)?;
+        let io = |e| Error::Io(key.to_string(), e);
+        let dir = path.parent().expect("keys have a parent");
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    pub fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
+        let path = self.path(key)?;
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(key.to_string()),
+            _ => Error::Io(key.to_string(), e),
+        })
+    }
+
+    pub fn exists(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.path(key)?.is_file())
+    }
+
+    /// HMAC-SHA256 signature authorising `method` on `key` until `expires` (unix seconds),
+    /// bound to the object's Content-MD5 (base64) when one is given.
+    pub fn sign(&self, method: &str, key: &str, expires: u64, content_md5: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(format!("{method}\n{key}\n{expires}\n{content_md5}").as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// Verifies a signature in constant time; `now` is unix seconds.
+    pub fn verify(
+        &self,
+        method: &str,
+        key: &str,
+        expires: u64,
+        content_md5: &str,
+        sig: &str,
+        now: u64,
+    ) -> bool {
+        if now > expires {
+            return false;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("any key length");
+        mac.update(format!("{method}\n{key}\n{expires}\n{content_md5}").as_bytes());
+        match unhex(sig) {
+            Some(bytes) => mac.verify_slice(&bytes).is_ok(),
+            None => false,
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_bucket() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "..",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "a/\u{0}",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_key("p/d/ROOT==/file.txt").is_ok());
+        assert!(validate_segment("a/b").is_err());
+    }
+
+    #[test]
+    fn put_get_round_trip_and_uri_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::new(dir.path(), "contrail", b"k".to_vec());
+        s.put("a/b/c.txt", b"hi").unwrap();
+        assert_eq!(s.get("a/b/c.txt").unwrap(), b"hi");
+        assert_eq!(s.uri("a/b/c.txt"), "s3://contrail/a/b/c.txt");
+        assert_eq!(s.key_of("s3://contrail/a/b/c.txt").unwrap(), "a/b/c.txt");
+        assert!(s.key_of("s3://other/a").is_err());
+        assert!(s.key_of("s3://contrail/../x").is_err());
+        assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn signatures_bind_method_key_expiry_and_md5() {
+        let s = BlobStore::new("/tmp", "b", b"secret".to_vec());
+        let sig = s.sign("PUT", "k", 100, "md5");
+        assert!(s.verify("PUT", "k", 100, "md5", &sig, 99));
+        assert!(!s.verify("PUT", "k", 100, "md5", &sig, 101), "expired");
+        assert!(!s.verify("PUT", "k2", 100, "md5", &sig, 99));
+        assert!(!s.verify("PUT", "k", 100, "other", &sig, 99));
+        assert!(!s.verify("GET", "k", 100, "md5", &sig, 99));
+        assert!(!s.verify("PUT", "k", 101, "md5", &sig, 99));
+        assert!(!s.verify("PUT", "k", 100, "md5", "zz", 99));
+    }
+}

@@ -9,8 +9,8 @@ mod workflow;
 
 pub use typing::{castable, describe};
 pub use workflow::{
-    Compiled, END_NODE, LaunchPlanInterface, References, Requirements, START_NODE, compile_workflow,
-    requirements,
+    Compiled, END_NODE, LaunchPlanInterface, References, Requirements, START_NODE,
+    compile_workflow, requirements,
 };
 
 use contrail_idl::core::Identifier;
@@ -37,7 +37,11 @@ impl Key {
 
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}@{}", self.project, self.domain, self.name, self.version)
+        write!(
+            f,
+            "{}/{}/{}@{}",
+            self.project, self.domain, self.name, self.version
+        )
     }
 }
 
@@ -67,11 +71,27 @@ pub enum Error {
     #[error("node '{node}': required input '{var}' is not bound")]
     UnboundInput { node: String, var: String },
     #[error("node '{node}': input '{var}' refers to node '{source_node}', which does not exist")]
-    UnknownSourceNode { node: String, var: String, source_node: String },
-    #[error("node '{node}': input '{var}' refers to '{source_node}.{source_var}', which is not an output of '{source_node}'")]
-    UnknownSourceVar { node: String, var: String, source_node: String, source_var: String },
+    UnknownSourceNode {
+        node: String,
+        var: String,
+        source_node: String,
+    },
+    #[error(
+        "node '{node}': input '{var}' refers to '{source_node}.{source_var}', which is not an output of '{source_node}'"
+    )]
+    UnknownSourceVar {
+        node: String,
+        var: String,
+        source_node: String,
+        source_var: String,
+    },
     #[error("node '{node}': input '{var}' of type {expected} cannot be bound to {found}")]
-    MismatchingTypes { node: String, var: String, expected: String, found: String },
+    MismatchingTypes {
+        node: String,
+        var: String,
+        expected: String,
+        found: String,
+    },
     #[error("node '{node}': upstream node '{upstream}' does not exist")]
     UnknownUpstream { node: String, upstream: String },
     #[error("branch node '{0}' has no case")]

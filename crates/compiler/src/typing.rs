@@ -15,8 +15,19 @@ pub fn describe(t: &LiteralType) -> String {
         Some(Type::CollectionType(e)) => format!("list<{}>", describe(e)),
         Some(Type::MapValueType(v)) => format!("map<STRING, {}>", describe(v)),
         Some(Type::Blob(b)) => {
-            let dim = if b.dimensionality == 1 { "multipart" } else { "single" };
-            format!("blob({dim}{})", if b.format.is_empty() { String::new() } else { format!(", {}", b.format) })
+            let dim = if b.dimensionality == 1 {
+                "multipart"
+            } else {
+                "single"
+            };
+            format!(
+                "blob({dim}{})",
+                if b.format.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", b.format)
+                }
+            )
         }
         Some(Type::EnumType(e)) => format!("enum{{{}}}", e.values.join(",")),
         Some(Type::StructuredDatasetType(s)) => {
@@ -24,7 +35,11 @@ pub fn describe(t: &LiteralType) -> String {
         }
         Some(Type::UnionType(u)) => format!(
             "union<{}>",
-            u.variants.iter().map(describe).collect::<Vec<_>>().join(" | ")
+            u.variants
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join(" | ")
         ),
     }
 }
@@ -87,7 +102,10 @@ pub fn castable(up: &LiteralType, down: &LiteralType) -> bool {
 /// The type of a constant scalar binding, when it is definite enough to check.
 /// `None` means "not checked" (generic structs, binaries, errors, offloaded data).
 pub fn scalar_type(s: &Scalar) -> Option<LiteralType> {
-    let simple = |t: SimpleType| LiteralType { r#type: Some(Type::Simple(t as i32)), ..Default::default() };
+    let simple = |t: SimpleType| LiteralType {
+        r#type: Some(Type::Simple(t as i32)),
+        ..Default::default()
+    };
     match s.value.as_ref()? {
         scalar::Value::Primitive(p) => Some(simple(match p.value.as_ref()? {
             primitive::Value::Integer(_) => SimpleType::Integer,
@@ -102,7 +120,10 @@ pub fn scalar_type(s: &Scalar) -> Option<LiteralType> {
             .metadata
             .as_ref()
             .and_then(|m| m.r#type.clone())
-            .map(|bt| LiteralType { r#type: Some(Type::Blob(bt)), ..Default::default() }),
+            .map(|bt| LiteralType {
+                r#type: Some(Type::Blob(bt)),
+                ..Default::default()
+            }),
         scalar::Value::Union(u) => u.r#type.clone(),
         _ => None,
     }
@@ -121,11 +142,18 @@ pub fn check_constant(value: &binding_data::Value, down: &LiteralType) -> Result
                         return if e.values.contains(v) {
                             Ok(())
                         } else {
-                            Err(format!("'{v}' is not one of enum{{{}}}", e.values.join(",")))
+                            Err(format!(
+                                "'{v}' is not one of enum{{{}}}",
+                                e.values.join(",")
+                            ))
                         };
                     }
                 }
-                if castable(&t, down) { Ok(()) } else { Err(describe(&t)) }
+                if castable(&t, down) {
+                    Ok(())
+                } else {
+                    Err(describe(&t))
+                }
             }
             None => Ok(()),
         },
@@ -155,7 +183,10 @@ pub fn check_constant(value: &binding_data::Value, down: &LiteralType) -> Result
 /// Whether an input of this type may be left unbound (an optional: a union containing none).
 pub fn is_optional(t: &LiteralType) -> bool {
     match &t.r#type {
-        Some(Type::UnionType(u)) => u.variants.iter().any(|v| simple(v) == Some(SimpleType::None)),
+        Some(Type::UnionType(u)) => u
+            .variants
+            .iter()
+            .any(|v| simple(v) == Some(SimpleType::None)),
         Some(Type::Simple(s)) => *s == SimpleType::None as i32,
         _ => false,
     }
@@ -163,7 +194,10 @@ pub fn is_optional(t: &LiteralType) -> bool {
 
 /// `list<t>`: how an array node sees a sub-node variable.
 pub fn collection_of(t: &LiteralType) -> LiteralType {
-    LiteralType { r#type: Some(Type::CollectionType(Box::new(t.clone()))), ..Default::default() }
+    LiteralType {
+        r#type: Some(Type::CollectionType(Box::new(t.clone()))),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -172,14 +206,23 @@ mod tests {
     use contrail_idl::core::{BlobType, EnumType, UnionType};
 
     fn s(t: SimpleType) -> LiteralType {
-        LiteralType { r#type: Some(Type::Simple(t as i32)), ..Default::default() }
+        LiteralType {
+            r#type: Some(Type::Simple(t as i32)),
+            ..Default::default()
+        }
     }
     fn u(vs: Vec<LiteralType>) -> LiteralType {
-        LiteralType { r#type: Some(Type::UnionType(UnionType { variants: vs })), ..Default::default() }
+        LiteralType {
+            r#type: Some(Type::UnionType(UnionType { variants: vs })),
+            ..Default::default()
+        }
     }
     fn blob(dim: i32, fmt: &str) -> LiteralType {
         LiteralType {
-            r#type: Some(Type::Blob(BlobType { format: fmt.into(), dimensionality: dim })),
+            r#type: Some(Type::Blob(BlobType {
+                format: fmt.into(),
+                dimensionality: dim,
+            })),
             ..Default::default()
         }
     }
@@ -197,18 +240,43 @@ mod tests {
         assert!(castable(&s(SimpleType::Integer), &opt));
         assert!(castable(&s(SimpleType::None), &opt));
         assert!(!castable(&opt, &s(SimpleType::Integer)));
-        assert!(castable(&u(vec![s(SimpleType::Integer)]), &s(SimpleType::Integer)));
-        assert!(castable(&opt, &u(vec![s(SimpleType::None), s(SimpleType::Integer), s(SimpleType::String)])));
+        assert!(castable(
+            &u(vec![s(SimpleType::Integer)]),
+            &s(SimpleType::Integer)
+        ));
+        assert!(castable(
+            &opt,
+            &u(vec![
+                s(SimpleType::None),
+                s(SimpleType::Integer),
+                s(SimpleType::String)
+            ])
+        ));
         assert!(!castable(&s(SimpleType::Float), &opt));
     }
 
     #[test]
     fn collections_and_maps_are_covariant() {
-        assert!(castable(&collection_of(&s(SimpleType::Integer)), &collection_of(&s(SimpleType::Integer))));
-        assert!(!castable(&collection_of(&s(SimpleType::Integer)), &collection_of(&s(SimpleType::String))));
-        let m = |t| LiteralType { r#type: Some(Type::MapValueType(Box::new(t))), ..Default::default() };
-        assert!(castable(&m(s(SimpleType::String)), &m(s(SimpleType::String))));
-        assert!(!castable(&m(s(SimpleType::String)), &collection_of(&s(SimpleType::String))));
+        assert!(castable(
+            &collection_of(&s(SimpleType::Integer)),
+            &collection_of(&s(SimpleType::Integer))
+        ));
+        assert!(!castable(
+            &collection_of(&s(SimpleType::Integer)),
+            &collection_of(&s(SimpleType::String))
+        ));
+        let m = |t| LiteralType {
+            r#type: Some(Type::MapValueType(Box::new(t))),
+            ..Default::default()
+        };
+        assert!(castable(
+            &m(s(SimpleType::String)),
+            &m(s(SimpleType::String))
+        ));
+        assert!(!castable(
+            &m(s(SimpleType::String)),
+            &collection_of(&s(SimpleType::String))
+        ));
     }
 
     #[test]
@@ -222,7 +290,9 @@ mod tests {
     #[test]
     fn enums_and_strings_interconvert() {
         let e = LiteralType {
-            r#type: Some(Type::EnumType(EnumType { values: vec!["a".into(), "b".into()] })),
+            r#type: Some(Type::EnumType(EnumType {
+                values: vec!["a".into(), "b".into()],
+            })),
             ..Default::default()
         };
         assert!(castable(&e, &s(SimpleType::String)));

@@ -117,22 +117,38 @@ fn children_mut(n: &mut Node) -> Vec<&mut Node> {
 
 /// Compiles a workflow spec into the closure FlyteRemote and the engine consume.
 pub fn compile_workflow(spec: &WorkflowSpec, refs: &References) -> Result<Compiled, Vec<Error>> {
-    let primary = spec.template.as_ref().ok_or_else(|| vec![Error::MissingTemplate])?;
+    let primary = spec
+        .template
+        .as_ref()
+        .ok_or_else(|| vec![Error::MissingTemplate])?;
     let subs: BTreeMap<Key, &WorkflowTemplate> = spec
         .sub_workflows
         .iter()
         .filter_map(|t| t.id.as_ref().map(|id| (Key::of(id), t)))
         .collect();
-    let mut cx = Cx { refs, subs: &subs, errors: Vec::new(), tasks: BTreeMap::new() };
+    let mut cx = Cx {
+        refs,
+        subs: &subs,
+        errors: Vec::new(),
+        tasks: BTreeMap::new(),
+    };
     let primary = cx.compile_template(primary);
-    let sub_workflows = spec.sub_workflows.iter().map(|t| cx.compile_template(t)).collect();
+    let sub_workflows = spec
+        .sub_workflows
+        .iter()
+        .map(|t| cx.compile_template(t))
+        .collect();
     if !cx.errors.is_empty() {
         return Err(cx.errors);
     }
     Ok(CompiledWorkflowClosure {
         primary: Some(primary),
         sub_workflows,
-        tasks: cx.tasks.into_values().map(|t| CompiledTask { template: Some(t) }).collect(),
+        tasks: cx
+            .tasks
+            .into_values()
+            .map(|t| CompiledTask { template: Some(t) })
+            .collect(),
         launch_plans: Vec::new(),
     })
 }
@@ -154,7 +170,13 @@ fn vars(m: &Option<VariableMap>) -> BTreeMap<String, LiteralType> {
 }
 
 fn required_inputs(m: &Option<VariableMap>) -> BTreeMap<String, (LiteralType, bool)> {
-    vars(m).into_iter().map(|(k, t)| { let req = !is_optional(&t); (k, (t, req)) }).collect()
+    vars(m)
+        .into_iter()
+        .map(|(k, t)| {
+            let req = !is_optional(&t);
+            (k, (t, req))
+        })
+        .collect()
 }
 
 struct Cx<'a> {
@@ -179,7 +201,11 @@ impl Cx<'_> {
             }
         }
         // 2. Rewrite: branch children renamed `<branch>-<child>`, "" promises → start-node.
-        for n in template.nodes.iter_mut().chain(template.failure_node.iter_mut()) {
+        for n in template
+            .nodes
+            .iter_mut()
+            .chain(template.failure_node.iter_mut())
+        {
             rename_children(n);
             rewrite_node_bindings(n);
         }
@@ -189,10 +215,16 @@ impl Cx<'_> {
             }
         }
         // 3. Interfaces of the top-level nodes (also registers referenced tasks).
-        let ifaces: BTreeMap<String, Iface> =
-            template.nodes.iter().map(|n| (n.id.clone(), self.interface(n))).collect();
+        let ifaces: BTreeMap<String, Iface> = template
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), self.interface(n)))
+            .collect();
         let wf_inputs = vars(&template.interface.as_ref().and_then(|i| i.inputs.clone()));
-        let scope = Scope { wf_inputs: &wf_inputs, nodes: &ifaces };
+        let scope = Scope {
+            wf_inputs: &wf_inputs,
+            nodes: &ifaces,
+        };
 
         // 4. Bindings and dependencies.
         let mut upstream: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -207,7 +239,10 @@ impl Cx<'_> {
                 if ifaces.contains_key(u) {
                     deps.insert(u.clone());
                 } else {
-                    self.errors.push(Error::UnknownUpstream { node: n.id.clone(), upstream: u.clone() });
+                    self.errors.push(Error::UnknownUpstream {
+                        node: n.id.clone(),
+                        upstream: u.clone(),
+                    });
                 }
             }
             upstream.insert(n.id.clone(), deps);
@@ -226,10 +261,18 @@ impl Cx<'_> {
                 continue;
             };
             if !bound.insert(b.var.clone()) {
-                self.errors.push(Error::DuplicateOutput { var: b.var.clone() });
+                self.errors
+                    .push(Error::DuplicateOutput { var: b.var.clone() });
             }
             if let Some(v) = b.binding.as_ref().and_then(|bd| bd.value.as_ref()) {
-                self.check_binding_value(END_NODE, &b.var, v, Some(expected), &scope, &mut end_deps);
+                self.check_binding_value(
+                    END_NODE,
+                    &b.var,
+                    v,
+                    Some(expected),
+                    &scope,
+                    &mut end_deps,
+                );
             }
         }
         for var in declared.keys() {
@@ -250,7 +293,10 @@ impl Cx<'_> {
         for (n, deps) in upstream.iter_mut() {
             if deps.is_empty() {
                 deps.insert(START_NODE.into());
-                downstream.entry(START_NODE.into()).or_default().insert(n.clone());
+                downstream
+                    .entry(START_NODE.into())
+                    .or_default()
+                    .insert(n.clone());
             }
         }
         for n in upstream.keys() {
@@ -262,7 +308,10 @@ impl Cx<'_> {
             end_deps.insert(START_NODE.into());
         }
         for d in &end_deps {
-            downstream.entry(d.clone()).or_default().insert(END_NODE.into());
+            downstream
+                .entry(d.clone())
+                .or_default()
+                .insert(END_NODE.into());
         }
         let mut up_full: BTreeMap<String, BTreeSet<String>> = upstream.clone();
         up_full.insert(END_NODE.into(), end_deps);
@@ -275,15 +324,38 @@ impl Cx<'_> {
             let deps = &upstream[&n.id];
             n.upstream_node_ids = deps.iter().filter(|d| *d != START_NODE).cloned().collect();
         }
-        let end_node = Node { id: END_NODE.into(), inputs: template.outputs.clone(), ..Default::default() };
-        template.nodes.insert(0, Node { id: START_NODE.into(), ..Default::default() });
+        let end_node = Node {
+            id: END_NODE.into(),
+            inputs: template.outputs.clone(),
+            ..Default::default()
+        };
+        template.nodes.insert(
+            0,
+            Node {
+                id: START_NODE.into(),
+                ..Default::default()
+            },
+        );
         template.nodes.push(end_node);
         let to_ids = |m: BTreeMap<String, BTreeSet<String>>| {
-            m.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, IdList { ids: v.into_iter().collect() })).collect()
+            m.into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| {
+                    (
+                        k,
+                        IdList {
+                            ids: v.into_iter().collect(),
+                        },
+                    )
+                })
+                .collect()
         };
         CompiledWorkflow {
             template: Some(template),
-            connections: Some(ConnectionSet { downstream: to_ids(downstream), upstream: to_ids(up_full) }),
+            connections: Some(ConnectionSet {
+                downstream: to_ids(downstream),
+                upstream: to_ids(up_full),
+            }),
         }
     }
 
@@ -302,7 +374,8 @@ impl Cx<'_> {
                 Some(m) => match state.get(m) {
                     Some(1) => {
                         let from = path.iter().position(|p| *p == m).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[from..].iter().map(|s| s.to_string()).collect();
+                        let mut cycle: Vec<String> =
+                            path[from..].iter().map(|s| s.to_string()).collect();
                         cycle.push(m.to_string());
                         self.errors.push(Error::Cycle(cycle));
                         return;
@@ -321,8 +394,10 @@ impl Cx<'_> {
                 }
             }
         }
-        let unreachable: Vec<String> =
-            nodes.filter(|n| !state.contains_key(n.as_str())).cloned().collect();
+        let unreachable: Vec<String> = nodes
+            .filter(|n| !state.contains_key(n.as_str()))
+            .cloned()
+            .collect();
         if !unreachable.is_empty() {
             self.errors.push(Error::Unreachable(unreachable));
         }
@@ -345,25 +420,39 @@ impl Cx<'_> {
                     Some(t) => {
                         self.tasks.insert(key, t.clone());
                         let i = t.interface.clone().unwrap_or_default();
-                        Iface { inputs: Some(required_inputs(&i.inputs)), outputs: Some(vars(&i.outputs)) }
+                        Iface {
+                            inputs: Some(required_inputs(&i.inputs)),
+                            outputs: Some(vars(&i.outputs)),
+                        }
                     }
                     None => {
-                        self.errors.push(Error::TaskNotFound { node: n.id.clone(), task: key });
+                        self.errors.push(Error::TaskNotFound {
+                            node: n.id.clone(),
+                            task: key,
+                        });
                         Iface::default()
                     }
                 }
             }
             Some(Target::WorkflowNode(wn)) => match &wn.reference {
-                Some(workflow_node::Reference::SubWorkflowRef(id)) => match self.subs.get(&Key::of(id)) {
-                    Some(t) => {
-                        let i = t.interface.clone().unwrap_or_default();
-                        Iface { inputs: Some(required_inputs(&i.inputs)), outputs: Some(vars(&i.outputs)) }
+                Some(workflow_node::Reference::SubWorkflowRef(id)) => {
+                    match self.subs.get(&Key::of(id)) {
+                        Some(t) => {
+                            let i = t.interface.clone().unwrap_or_default();
+                            Iface {
+                                inputs: Some(required_inputs(&i.inputs)),
+                                outputs: Some(vars(&i.outputs)),
+                            }
+                        }
+                        None => {
+                            self.errors.push(Error::SubWorkflowNotFound {
+                                node: n.id.clone(),
+                                workflow: Key::of(id),
+                            });
+                            Iface::default()
+                        }
                     }
-                    None => {
-                        self.errors.push(Error::SubWorkflowNotFound { node: n.id.clone(), workflow: Key::of(id) });
-                        Iface::default()
-                    }
-                },
+                }
                 Some(workflow_node::Reference::LaunchplanRef(id)) => {
                     match self.refs.launch_plans.get(&Key::of(id)) {
                         Some(lp) => {
@@ -372,7 +461,11 @@ impl Cx<'_> {
                                 .parameters
                                 .iter()
                                 .map(|(k, p)| {
-                                    let t = p.var.as_ref().and_then(|v| v.r#type.clone()).unwrap_or_default();
+                                    let t = p
+                                        .var
+                                        .as_ref()
+                                        .and_then(|v| v.r#type.clone())
+                                        .unwrap_or_default();
                                     let req = match &p.behavior {
                                         Some(parameter::Behavior::Default(_)) => false,
                                         Some(parameter::Behavior::Required(r)) => *r,
@@ -381,10 +474,16 @@ impl Cx<'_> {
                                     (k.clone(), (t, req))
                                 })
                                 .collect();
-                            Iface { inputs: Some(inputs), outputs: Some(vars(&Some(lp.outputs.clone()))) }
+                            Iface {
+                                inputs: Some(inputs),
+                                outputs: Some(vars(&Some(lp.outputs.clone()))),
+                            }
                         }
                         None => {
-                            self.errors.push(Error::LaunchPlanNotFound { node: n.id.clone(), launch_plan: Key::of(id) });
+                            self.errors.push(Error::LaunchPlanNotFound {
+                                node: n.id.clone(),
+                                launch_plan: Key::of(id),
+                            });
                             Iface::default()
                         }
                     }
@@ -400,7 +499,13 @@ impl Cx<'_> {
                     None => self.errors.push(Error::BranchWithoutCase(n.id.clone())),
                     Some(_) => {
                         let ie = ie.expect("checked");
-                        if ie.case.iter().map(|c| &**c).chain(ie.other.iter()).any(|c| c.then_node.is_none()) {
+                        if ie
+                            .case
+                            .iter()
+                            .map(|c| &**c)
+                            .chain(ie.other.iter())
+                            .any(|c| c.then_node.is_none())
+                        {
                             self.errors.push(Error::BranchCaseWithoutNode(n.id.clone()));
                         }
                         if ie.default.is_none() {
@@ -417,12 +522,21 @@ impl Cx<'_> {
                         Some(o) => {
                             outputs = Some(match outputs {
                                 None => o,
-                                Some(acc) => acc.into_iter().filter(|(k, _)| o.contains_key(k)).collect(),
+                                Some(acc) => {
+                                    acc.into_iter().filter(|(k, _)| o.contains_key(k)).collect()
+                                }
                             })
                         }
                     }
                 }
-                Iface { inputs: None, outputs: if unknown { None } else { Some(outputs.unwrap_or_default()) } }
+                Iface {
+                    inputs: None,
+                    outputs: if unknown {
+                        None
+                    } else {
+                        Some(outputs.unwrap_or_default())
+                    },
+                }
             }
             Some(Target::GateNode(g)) => match &g.condition {
                 Some(gate_node::Condition::Signal(s)) => Iface {
@@ -432,8 +546,14 @@ impl Cx<'_> {
                         s.r#type.clone().unwrap_or_default(),
                     )])),
                 },
-                Some(gate_node::Condition::Approve(_)) => Iface { inputs: None, outputs: None },
-                _ => Iface { inputs: None, outputs: Some(BTreeMap::new()) },
+                Some(gate_node::Condition::Approve(_)) => Iface {
+                    inputs: None,
+                    outputs: None,
+                },
+                _ => Iface {
+                    inputs: None,
+                    outputs: Some(BTreeMap::new()),
+                },
             },
             Some(Target::ArrayNode(a)) => match a.node.as_deref() {
                 None => {
@@ -444,8 +564,14 @@ impl Cx<'_> {
                     let i = self.interface(sub);
                     if a.is_original_sub_node_interface == Some(true) {
                         Iface {
-                            inputs: i.inputs.map(|m| m.into_iter().map(|(k, (t, r))| (k, (collection_of(&t), r))).collect()),
-                            outputs: i.outputs.map(|m| m.into_iter().map(|(k, t)| (k, collection_of(&t))).collect()),
+                            inputs: i.inputs.map(|m| {
+                                m.into_iter()
+                                    .map(|(k, (t, r))| (k, (collection_of(&t), r)))
+                                    .collect()
+                            }),
+                            outputs: i.outputs.map(|m| {
+                                m.into_iter().map(|(k, t)| (k, collection_of(&t))).collect()
+                            }),
                         }
                     } else {
                         i
@@ -456,17 +582,29 @@ impl Cx<'_> {
     }
 
     /// Checks a node's input bindings against its interface and collects the nodes it depends on.
-    fn check_node_bindings(&mut self, n: &Node, iface: &Iface, scope: &Scope<'_>, deps: &mut BTreeSet<String>) {
+    fn check_node_bindings(
+        &mut self,
+        n: &Node,
+        iface: &Iface,
+        scope: &Scope<'_>,
+        deps: &mut BTreeSet<String>,
+    ) {
         let mut bound = BTreeSet::new();
         for b in &n.inputs {
             if !bound.insert(b.var.as_str()) {
-                self.errors.push(Error::DuplicateBinding { node: n.id.clone(), var: b.var.clone() });
+                self.errors.push(Error::DuplicateBinding {
+                    node: n.id.clone(),
+                    var: b.var.clone(),
+                });
             }
             let expected = match &iface.inputs {
                 Some(inputs) => match inputs.get(&b.var) {
                     Some((t, _)) => Some(t),
                     None => {
-                        self.errors.push(Error::UnknownInput { node: n.id.clone(), var: b.var.clone() });
+                        self.errors.push(Error::UnknownInput {
+                            node: n.id.clone(),
+                            var: b.var.clone(),
+                        });
                         continue;
                     }
                 },
@@ -479,7 +617,10 @@ impl Cx<'_> {
         if let Some(inputs) = &iface.inputs {
             for (var, (_, required)) in inputs {
                 if *required && !bound.contains(var.as_str()) {
-                    self.errors.push(Error::UnboundInput { node: n.id.clone(), var: var.clone() });
+                    self.errors.push(Error::UnboundInput {
+                        node: n.id.clone(),
+                        var: var.clone(),
+                    });
                 }
             }
         }
@@ -556,7 +697,9 @@ impl Cx<'_> {
                     }
                 };
                 // attr_path selects inside a value whose field types are not modelled here.
-                if let (Some(Some(up)), Some(down), true) = (found, expected, p.attr_path.is_empty()) {
+                if let (Some(Some(up)), Some(down), true) =
+                    (found, expected, p.attr_path.is_empty())
+                {
                     if !castable(up, down) {
                         self.errors.push(Error::MismatchingTypes {
                             node: node.into(),
@@ -639,7 +782,10 @@ struct Scope<'a> {
 }
 
 fn succ<'a>(downstream: &'a BTreeMap<String, BTreeSet<String>>, n: &str) -> Vec<&'a str> {
-    downstream.get(n).map(|s| s.iter().rev().map(|x| x.as_str()).collect()).unwrap_or_default()
+    downstream
+        .get(n)
+        .map(|s| s.iter().rev().map(|x| x.as_str()).collect())
+        .unwrap_or_default()
 }
 
 fn rename_children(n: &mut Node) {
@@ -666,10 +812,11 @@ fn rewrite_node_bindings(n: &mut Node) {
 
 fn rewrite_binding(bd: &mut BindingData) {
     match &mut bd.value {
-        Some(binding_data::Value::Promise(p)) if p.node_id.is_empty() => p.node_id = START_NODE.into(),
+        Some(binding_data::Value::Promise(p)) if p.node_id.is_empty() => {
+            p.node_id = START_NODE.into()
+        }
         Some(binding_data::Value::Collection(c)) => c.bindings.iter_mut().for_each(rewrite_binding),
         Some(binding_data::Value::Map(m)) => m.bindings.values_mut().for_each(rewrite_binding),
         _ => {}
     }
 }
-

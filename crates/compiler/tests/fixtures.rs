@@ -1,11 +1,13 @@
 //! The compiler against every workflow real flytekit 1.16.31 registered
 //! (`shared/fixtures/flytekit-wire/dumps`), and one broken variant per rejection rule.
 
-use contrail_compiler::{Error, Key, LaunchPlanInterface, References, compile_workflow, requirements};
+use contrail_compiler::{
+    Error, Key, LaunchPlanInterface, References, compile_workflow, requirements,
+};
 use contrail_idl::admin::{LaunchPlanCreateRequest, TaskCreateRequest, WorkflowCreateRequest};
 use contrail_idl::core::{
-    BindingData, Literal, LiteralType, Node, Primitive, Scalar, binding_data, literal_type, node::Target,
-    primitive, scalar,
+    BindingData, Literal, LiteralType, Node, Primitive, Scalar, binding_data, literal_type,
+    node::Target, primitive, scalar,
 };
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use std::collections::BTreeMap;
@@ -14,14 +16,16 @@ use std::path::PathBuf;
 fn dumps() -> PathBuf {
     match std::env::var_os("CONTRAIL_FIXTURES") {
         Some(p) => PathBuf::from(p).join("flytekit-wire/dumps"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/flytekit-wire/dumps"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/flytekit-wire/dumps"),
     }
 }
 
 /// Proto-JSON (as recorded) → typed message, through reflection over the compiled schema.
 fn load<T: prost::Message + Default>(path: &std::path::Path, full_name: &str) -> T {
     static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
-    let pool = POOL.get_or_init(|| DescriptorPool::decode(contrail_idl::FILE_DESCRIPTOR_SET).unwrap());
+    let pool =
+        POOL.get_or_init(|| DescriptorPool::decode(contrail_idl::FILE_DESCRIPTOR_SET).unwrap());
     let desc = pool.get_message_by_name(full_name).unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     let mut de = serde_json::Deserializer::from_str(&text);
@@ -65,16 +69,25 @@ fn corpus() -> Corpus {
         .iter()
         .map(|(_, w)| {
             let t = w.spec.as_ref().unwrap().template.as_ref().unwrap();
-            (Key::of(w.id.as_ref().unwrap()), t.interface.clone().unwrap().outputs.unwrap_or_default())
+            (
+                Key::of(w.id.as_ref().unwrap()),
+                t.interface.clone().unwrap().outputs.unwrap_or_default(),
+            )
         })
         .collect();
     for p in files("launch_plans") {
         let lp: LaunchPlanCreateRequest = load(&p, "flyteidl.admin.LaunchPlanCreateRequest");
         let spec = lp.spec.unwrap();
-        let outputs = wf_outputs.get(&Key::of(spec.workflow_id.as_ref().unwrap())).cloned().unwrap_or_default();
+        let outputs = wf_outputs
+            .get(&Key::of(spec.workflow_id.as_ref().unwrap()))
+            .cloned()
+            .unwrap_or_default();
         refs.launch_plans.insert(
             Key::of(lp.id.as_ref().unwrap()),
-            LaunchPlanInterface { inputs: spec.default_inputs.unwrap_or_default(), outputs },
+            LaunchPlanInterface {
+                inputs: spec.default_inputs.unwrap_or_default(),
+                outputs,
+            },
         );
     }
     Corpus { refs, workflows }
@@ -83,7 +96,11 @@ fn corpus() -> Corpus {
 #[test]
 fn every_recorded_registration_compiles_into_a_closure_flyteremote_can_use() {
     let c = corpus();
-    assert!(c.workflows.len() >= 10, "expected the recorded workflows, found {}", c.workflows.len());
+    assert!(
+        c.workflows.len() >= 10,
+        "expected the recorded workflows, found {}",
+        c.workflows.len()
+    );
     for (path, w) in &c.workflows {
         let spec = w.spec.as_ref().unwrap();
         let closure = compile_workflow(spec, &c.refs)
@@ -103,11 +120,19 @@ fn every_recorded_registration_compiles_into_a_closure_flyteremote_can_use() {
             .map(|t| Key::of(t.template.as_ref().unwrap().id.as_ref().unwrap()))
             .collect();
         for k in requirements(spec).tasks {
-            assert!(have.contains(&k), "{}: closure lacks task {k}", path.display());
+            assert!(
+                have.contains(&k),
+                "{}: closure lacks task {k}",
+                path.display()
+            );
         }
         // No promise keeps an empty node id.
         let text = format!("{:?}", closure);
-        assert!(!text.contains("node_id: \"\""), "{}: empty promise node id left", path.display());
+        assert!(
+            !text.contains("node_id: \"\""),
+            "{}: empty promise node id left",
+            path.display()
+        );
         assert_eq!(closure.sub_workflows.len(), spec.sub_workflows.len());
     }
 }
@@ -152,16 +177,21 @@ fn rejects(edit: impl FnOnce(&mut Vec<Node>, &mut References), expected: &str) {
     edit(&mut t.nodes, &mut c.refs);
     let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).expect_err("must not compile");
     let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert!(msgs.iter().any(|m| m == expected), "expected {expected:?}, got {msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m == expected),
+        "expected {expected:?}, got {msgs:?}"
+    );
 }
 
 fn promise(node: &str, var: &str) -> BindingData {
     BindingData {
-        value: Some(binding_data::Value::Promise(contrail_idl::core::OutputReference {
-            node_id: node.into(),
-            var: var.into(),
-            attr_path: vec![],
-        })),
+        value: Some(binding_data::Value::Promise(
+            contrail_idl::core::OutputReference {
+                node_id: node.into(),
+                var: var.into(),
+                attr_path: vec![],
+            },
+        )),
         union: None,
     }
 }
@@ -171,7 +201,9 @@ fn a_missing_task_reference_is_rejected() {
     rejects(
         |nodes, _| {
             if let Some(Target::TaskNode(tn)) = &mut nodes[0].target {
-                if let Some(contrail_idl::core::task_node::Reference::ReferenceId(id)) = &mut tn.reference {
+                if let Some(contrail_idl::core::task_node::Reference::ReferenceId(id)) =
+                    &mut tn.reference
+                {
                     id.name = "basic.nope".into();
                 }
             }
@@ -184,12 +216,18 @@ fn a_missing_task_reference_is_rejected() {
 fn a_missing_launch_plan_reference_is_rejected() {
     let c = corpus();
     let mut w = get(&c, "advanced.parent_wf");
-    let lp_key = requirements(w.spec.as_ref().unwrap()).launch_plans.into_iter().next().unwrap();
+    let lp_key = requirements(w.spec.as_ref().unwrap())
+        .launch_plans
+        .into_iter()
+        .next()
+        .unwrap();
     let mut refs = c.refs.clone();
     refs.launch_plans.remove(&lp_key);
     let errs = compile_workflow(w.spec.as_mut().unwrap(), &refs).unwrap_err();
     assert!(
-        errs.iter().any(|e| matches!(e, Error::LaunchPlanNotFound { launch_plan, .. } if *launch_plan == lp_key)),
+        errs.iter().any(
+            |e| matches!(e, Error::LaunchPlanNotFound { launch_plan, .. } if *launch_plan == lp_key)
+        ),
         "{errs:?}"
     );
     assert!(errs[0].to_string().contains("is not registered"));
@@ -198,7 +236,14 @@ fn a_missing_launch_plan_reference_is_rejected() {
 #[test]
 fn a_binding_of_the_wrong_type_is_rejected() {
     rejects(
-        |nodes, _| nodes[1].inputs.iter_mut().find(|b| b.var == "n").unwrap().binding = Some(promise("", "name")),
+        |nodes, _| {
+            nodes[1]
+                .inputs
+                .iter_mut()
+                .find(|b| b.var == "n")
+                .unwrap()
+                .binding = Some(promise("", "name"))
+        },
         "node 'n1': input 'n' of type INTEGER cannot be bound to STRING (from start-node.name)",
     );
 }
@@ -207,7 +252,12 @@ fn a_binding_of_the_wrong_type_is_rejected() {
 fn a_constant_of_the_wrong_type_is_rejected() {
     rejects(
         |nodes, _| {
-            nodes[1].inputs.iter_mut().find(|b| b.var == "n").unwrap().binding = Some(BindingData {
+            nodes[1]
+                .inputs
+                .iter_mut()
+                .find(|b| b.var == "n")
+                .unwrap()
+                .binding = Some(BindingData {
                 value: Some(binding_data::Value::Scalar(Scalar {
                     value: Some(scalar::Value::Primitive(Primitive {
                         value: Some(primitive::Value::StringValue("x".into())),
@@ -236,12 +286,34 @@ fn an_optional_input_may_stay_unbound() {
     t.nodes[1].inputs.retain(|b| b.var != "n");
     // Make `greet.n` Optional[int].
     let version = t.id.as_ref().unwrap().version.clone();
-    let greet = c.refs.tasks.iter_mut().find(|(k, _)| k.name == "basic.greet" && k.version == version).unwrap().1;
-    let v = greet.interface.as_mut().unwrap().inputs.as_mut().unwrap().variables.get_mut("n").unwrap();
+    let greet = c
+        .refs
+        .tasks
+        .iter_mut()
+        .find(|(k, _)| k.name == "basic.greet" && k.version == version)
+        .unwrap()
+        .1;
+    let v = greet
+        .interface
+        .as_mut()
+        .unwrap()
+        .inputs
+        .as_mut()
+        .unwrap()
+        .variables
+        .get_mut("n")
+        .unwrap();
     let int = v.r#type.clone().unwrap();
-    let none = LiteralType { r#type: Some(literal_type::Type::Simple(0)), ..Default::default() };
+    let none = LiteralType {
+        r#type: Some(literal_type::Type::Simple(0)),
+        ..Default::default()
+    };
     v.r#type = Some(LiteralType {
-        r#type: Some(literal_type::Type::UnionType(contrail_idl::core::UnionType { variants: vec![int, none] })),
+        r#type: Some(literal_type::Type::UnionType(
+            contrail_idl::core::UnionType {
+                variants: vec![int, none],
+            },
+        )),
         ..Default::default()
     });
     compile_workflow(w.spec.as_ref().unwrap(), &c.refs).expect("optional input may be unbound");
@@ -273,7 +345,14 @@ fn a_binding_to_an_unknown_input_is_rejected() {
 #[test]
 fn a_promise_from_an_unknown_node_is_rejected() {
     rejects(
-        |nodes, _| nodes[1].inputs.iter_mut().find(|b| b.var == "n").unwrap().binding = Some(promise("n9", "o0")),
+        |nodes, _| {
+            nodes[1]
+                .inputs
+                .iter_mut()
+                .find(|b| b.var == "n")
+                .unwrap()
+                .binding = Some(promise("n9", "o0"))
+        },
         "node 'n1': input 'n' refers to node 'n9', which does not exist",
     );
 }
@@ -298,16 +377,23 @@ fn nodes_that_start_node_cannot_reach_are_rejected() {
     // A third node n2 and n3 wait for each other: no path from start-node reaches them.
     let mut n2 = t.nodes[0].clone();
     n2.id = "n2".into();
-    n2.inputs.iter_mut().for_each(|b| b.binding = Some(promise("n3", "o0")));
+    n2.inputs
+        .iter_mut()
+        .for_each(|b| b.binding = Some(promise("n3", "o0")));
     let mut n3 = t.nodes[0].clone();
     n3.id = "n3".into();
-    n3.inputs.iter_mut().for_each(|b| b.binding = Some(promise("n2", "o0")));
+    n3.inputs
+        .iter_mut()
+        .for_each(|b| b.binding = Some(promise("n2", "o0")));
     t.nodes.push(n2);
     t.nodes.push(n3);
     let _ = &mut c.refs;
     let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
     let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert_eq!(msgs, vec!["nodes not reachable from start-node: n2, n3".to_string()]);
+    assert_eq!(
+        msgs,
+        vec!["nodes not reachable from start-node: n2, n3".to_string()]
+    );
 }
 
 #[test]
@@ -315,13 +401,20 @@ fn a_branch_without_else_is_rejected() {
     let c = corpus();
     let mut w = get(&c, "advanced.branch_wf");
     let t = w.spec.as_mut().unwrap().template.as_mut().unwrap();
-    let branch = t.nodes.iter_mut().find(|n| matches!(n.target, Some(Target::BranchNode(_)))).unwrap();
+    let branch = t
+        .nodes
+        .iter_mut()
+        .find(|n| matches!(n.target, Some(Target::BranchNode(_))))
+        .unwrap();
     let id = branch.id.clone();
     if let Some(Target::BranchNode(b)) = &mut branch.target {
         b.if_else.as_mut().unwrap().default = None;
     }
     let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
-    assert_eq!(errs[0].to_string(), format!("branch node '{id}' has neither an else_node nor an else error"));
+    assert_eq!(
+        errs[0].to_string(),
+        format!("branch node '{id}' has neither an else_node nor an else error")
+    );
 }
 
 #[test]
@@ -331,20 +424,35 @@ fn a_dangling_output_binding_is_rejected() {
     let t = w.spec.as_mut().unwrap().template.as_mut().unwrap();
     t.outputs[0].binding = Some(promise("n7", "o0"));
     let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
-    assert_eq!(errs[0].to_string(), "node 'end-node': input 'o0' refers to node 'n7', which does not exist");
+    assert_eq!(
+        errs[0].to_string(),
+        "node 'end-node': input 'o0' refers to node 'n7', which does not exist"
+    );
     let mut w2 = get(&c, "basic.basic_wf");
     let t2 = w2.spec.as_mut().unwrap().template.as_mut().unwrap();
     t2.outputs[0].var = "o9".into();
     let errs = compile_workflow(w2.spec.as_ref().unwrap(), &c.refs).unwrap_err();
     let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert!(msgs.contains(&"workflow output binding 'o9' is not declared in the interface".to_string()));
-    assert!(msgs.contains(&"workflow output 'o0' is declared in the interface but not bound".to_string()));
+    assert!(
+        msgs.contains(&"workflow output binding 'o9' is not declared in the interface".to_string())
+    );
+    assert!(
+        msgs.contains(
+            &"workflow output 'o0' is declared in the interface but not bound".to_string()
+        )
+    );
 }
 
 #[test]
 fn duplicate_and_reserved_node_ids_are_rejected() {
-    rejects(|nodes, _| nodes[1].id = "n0".into(), "node id 'n0' is used more than once");
-    rejects(|nodes, _| nodes[1].id = "end-node".into(), "node id 'end-node' is reserved");
+    rejects(
+        |nodes, _| nodes[1].id = "n0".into(),
+        "node id 'n0' is used more than once",
+    );
+    rejects(
+        |nodes, _| nodes[1].id = "end-node".into(),
+        "node id 'end-node' is reserved",
+    );
 }
 
 #[test]

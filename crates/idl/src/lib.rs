@@ -9,7 +9,8 @@
 pub const FLYTEIDL_VERSION: &str = "1.16.5";
 
 /// The compiled `FileDescriptorSet` of the whole schema (for reflection and proto-JSON).
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flyteidl.fds.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/flyteidl.fds.bin"));
 
 pub mod flyteidl {
     pub mod core {

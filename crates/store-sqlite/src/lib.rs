@@ -67,18 +67,27 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction().map_err(backend)?;
             tx.execute_batch(m).map_err(backend)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(backend)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(backend)?;
             tx.commit().map_err(backend)?;
         }
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -105,7 +114,12 @@ fn entity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, EntityRecord)>
         r.get(0)?,
         EntityRecord {
             kind: EntityKind::Task,
-            key: EntityKey { project: r.get(1)?, domain: r.get(2)?, name: r.get(3)?, version: r.get(4)? },
+            key: EntityKey {
+                project: r.get(1)?,
+                domain: r.get(2)?,
+                name: r.get(3)?,
+                version: r.get(4)?,
+            },
             digest: r.get(5)?,
             spec: r.get(6)?,
             closure: r.get(7)?,
@@ -143,7 +157,9 @@ fn push_filters(filters: &[Filter], sql: &mut String, args: &mut Vec<Value>) {
         let col = column(f.column);
         let val = |v: &str| -> Value {
             if is_numeric(f.column) {
-                v.parse::<i64>().map(Value::Integer).unwrap_or(Value::Text(v.to_string()))
+                v.parse::<i64>()
+                    .map(Value::Integer)
+                    .unwrap_or(Value::Text(v.to_string()))
             } else {
                 Value::Text(v.to_string())
             }
@@ -235,7 +251,8 @@ impl Store for SqliteStore {
     }
 
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
-        let mut sql = format!("SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=?");
+        let mut sql =
+            format!("SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=?");
         let mut args = vec![
             Value::Text(kind.as_str().into()),
             Value::Text(q.project.clone()),
@@ -248,7 +265,10 @@ impl Store for SqliteStore {
         push_filters(&q.filters, &mut sql, &mut args);
         let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, true));
         let dir = if desc { "DESC" } else { "ASC" };
-        sql.push_str(&format!(" ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?", column(col)));
+        sql.push_str(&format!(
+            " ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?",
+            column(col)
+        ));
         args.push(Value::Integer(q.limit as i64));
         args.push(Value::Integer(q.offset as i64));
         let conn = self.conn();
@@ -262,7 +282,8 @@ impl Store for SqliteStore {
     }
 
     fn list_entity_names(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<String>> {
-        let mut sql = "SELECT DISTINCT name FROM entities WHERE kind=? AND project=? AND domain=?".to_string();
+        let mut sql = "SELECT DISTINCT name FROM entities WHERE kind=? AND project=? AND domain=?"
+            .to_string();
         let mut args = vec![
             Value::Text(kind.as_str().into()),
             Value::Text(q.project.clone()),
@@ -270,7 +291,10 @@ impl Store for SqliteStore {
         ];
         push_filters(&q.filters, &mut sql, &mut args);
         let desc = matches!(q.sort, Some((Column::Name, true)));
-        sql.push_str(&format!(" ORDER BY name {} LIMIT ? OFFSET ?", if desc { "DESC" } else { "ASC" }));
+        sql.push_str(&format!(
+            " ORDER BY name {} LIMIT ? OFFSET ?",
+            if desc { "DESC" } else { "ASC" }
+        ));
         args.push(Value::Integer(q.limit as i64));
         args.push(Value::Integer(q.offset as i64));
         let conn = self.conn();
@@ -303,7 +327,12 @@ impl Store for SqliteStore {
         Ok(n == 1)
     }
 
-    fn get_active_launch_plan(&self, project: &str, domain: &str, name: &str) -> Result<Option<EntityRecord>> {
+    fn get_active_launch_plan(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+    ) -> Result<Option<EntityRecord>> {
         let conn = self.conn();
         let row = conn
             .query_row(
@@ -401,7 +430,13 @@ impl Store for SqliteStore {
 }
 
 fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
-    Ok(ProjectRecord { id: r.get(0)?, name: r.get(1)?, description: r.get(2)?, labels: r.get(3)?, state: r.get(4)? })
+    Ok(ProjectRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        labels: r.get(3)?,
+        state: r.get(4)?,
+    })
 }
 
 #[cfg(test)]
@@ -411,7 +446,12 @@ mod tests {
     fn rec(name: &str, version: &str, digest: u8, t: i64) -> EntityRecord {
         EntityRecord {
             kind: EntityKind::LaunchPlan,
-            key: EntityKey { project: "p".into(), domain: "d".into(), name: name.into(), version: version.into() },
+            key: EntityKey {
+                project: "p".into(),
+                domain: "d".into(),
+                name: name.into(),
+                version: version.into(),
+            },
             digest: vec![digest],
             spec: vec![1, 2, 3],
             closure: vec![],
@@ -436,13 +476,26 @@ mod tests {
     #[test]
     fn create_never_overwrites_and_reports_the_existing_record() {
         let s = SqliteStore::in_memory().unwrap();
-        assert_eq!(s.create_entity(&rec("a", "v1", 1, 1)).unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            s.create_entity(&rec("a", "v1", 1, 1)).unwrap(),
+            CreateOutcome::Created
+        );
         match s.create_entity(&rec("a", "v1", 2, 2)).unwrap() {
             CreateOutcome::Exists(e) => assert_eq!(e.digest, vec![1]),
             other => panic!("{other:?}"),
         }
-        assert_eq!(s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap().digest, vec![1]);
-        assert!(s.get_entity(EntityKind::Task, &rec("a", "v1", 0, 0).key).unwrap().is_none());
+        assert_eq!(
+            s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
+                .unwrap()
+                .unwrap()
+                .digest,
+            vec![1]
+        );
+        assert!(
+            s.get_entity(EntityKind::Task, &rec("a", "v1", 0, 0).key)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -453,18 +506,38 @@ mod tests {
         }
         s.create_entity(&rec("b", "v1", 0, 10)).unwrap();
         let all = s.list_entities(EntityKind::LaunchPlan, &q()).unwrap();
-        assert_eq!(all.iter().map(|r| r.key.version.as_str()).collect::<Vec<_>>(), ["v1", "v3", "v2", "v1"]);
+        assert_eq!(
+            all.iter()
+                .map(|r| r.key.version.as_str())
+                .collect::<Vec<_>>(),
+            ["v1", "v3", "v2", "v1"]
+        );
         let mut f = q();
-        f.filters.push(Filter { column: Column::Version, op: Op::Eq, values: vec!["v1".into()] });
-        assert_eq!(s.list_entities(EntityKind::LaunchPlan, &f).unwrap().len(), 2);
+        f.filters.push(Filter {
+            column: Column::Version,
+            op: Op::Eq,
+            values: vec!["v1".into()],
+        });
+        assert_eq!(
+            s.list_entities(EntityKind::LaunchPlan, &f).unwrap().len(),
+            2
+        );
         let mut page = q();
         page.name = Some("a".into());
         page.sort = Some((Column::Version, false));
         page.limit = 2;
         page.offset = 2;
         let p2 = s.list_entities(EntityKind::LaunchPlan, &page).unwrap();
-        assert_eq!(p2.iter().map(|r| r.key.version.as_str()).collect::<Vec<_>>(), ["v3"]);
-        assert_eq!(s.list_entity_names(EntityKind::LaunchPlan, &q()).unwrap(), ["a", "b"]);
+        assert_eq!(
+            p2.iter()
+                .map(|r| r.key.version.as_str())
+                .collect::<Vec<_>>(),
+            ["v3"]
+        );
+        assert_eq!(
+            s.list_entity_names(EntityKind::LaunchPlan, &q()).unwrap(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -472,12 +545,31 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         s.create_entity(&rec("a", "v1", 0, 1)).unwrap();
         s.create_entity(&rec("a", "v2", 0, 2)).unwrap();
-        assert!(s.set_launch_plan_state(&rec("a", "v1", 0, 0).key, true, 5).unwrap());
-        assert!(s.set_launch_plan_state(&rec("a", "v2", 0, 0).key, true, 6).unwrap());
-        assert_eq!(s.get_active_launch_plan("p", "d", "a").unwrap().unwrap().key.version, "v2");
-        let v1 = s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap();
+        assert!(
+            s.set_launch_plan_state(&rec("a", "v1", 0, 0).key, true, 5)
+                .unwrap()
+        );
+        assert!(
+            s.set_launch_plan_state(&rec("a", "v2", 0, 0).key, true, 6)
+                .unwrap()
+        );
+        assert_eq!(
+            s.get_active_launch_plan("p", "d", "a")
+                .unwrap()
+                .unwrap()
+                .key
+                .version,
+            "v2"
+        );
+        let v1 = s
+            .get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
+            .unwrap()
+            .unwrap();
         assert_eq!(v1.state, 0);
-        assert!(!s.set_launch_plan_state(&rec("a", "v9", 0, 0).key, true, 7).unwrap());
+        assert!(
+            !s.set_launch_plan_state(&rec("a", "v9", 0, 0).key, true, 7)
+                .unwrap()
+        );
     }
 
     #[test]
@@ -487,10 +579,21 @@ mod tests {
         {
             let s = SqliteStore::open(&path).unwrap();
             s.create_entity(&rec("a", "v1", 7, 1)).unwrap();
-            s.create_project(&ProjectRecord { id: "x".into(), name: "X".into(), ..Default::default() }).unwrap();
+            s.create_project(&ProjectRecord {
+                id: "x".into(),
+                name: "X".into(),
+                ..Default::default()
+            })
+            .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key).unwrap().unwrap().digest, vec![7]);
+        assert_eq!(
+            s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
+                .unwrap()
+                .unwrap()
+                .digest,
+            vec![7]
+        );
         assert_eq!(s.list_projects().unwrap().len(), 1);
     }
 }

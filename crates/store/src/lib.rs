@@ -148,7 +148,12 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a launch plan's state; activating it deactivates every other version of its name.
     /// Returns false when no such launch plan exists.
     fn set_launch_plan_state(&self, key: &EntityKey, active: bool, now: i64) -> Result<bool>;
-    fn get_active_launch_plan(&self, project: &str, domain: &str, name: &str) -> Result<Option<EntityRecord>>;
+    fn get_active_launch_plan(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+    ) -> Result<Option<EntityRecord>>;
 
     /// Creates a project; false if the id exists.
     fn create_project(&self, p: &ProjectRecord) -> Result<bool>;
@@ -157,8 +162,13 @@ pub trait Store: Send + Sync + 'static {
     fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>>;
     fn list_projects(&self) -> Result<Vec<ProjectRecord>>;
 
-    fn get_named_entity_meta(&self, kind: EntityKind, project: &str, domain: &str, name: &str)
-    -> Result<Option<NamedEntityMeta>>;
+    fn get_named_entity_meta(
+        &self,
+        kind: EntityKind,
+        project: &str,
+        domain: &str,
+        name: &str,
+    ) -> Result<Option<NamedEntityMeta>>;
     fn put_named_entity_meta(
         &self,
         kind: EntityKind,

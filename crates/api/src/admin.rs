@@ -1,0 +1,891 @@
+//! AdminService: the registry (tasks, workflows, launch plans), projects, domains,
+//! named entities and version. Executions arrive with the propeller issue; until then
+//! those RPCs answer UNIMPLEMENTED.
+
+use crate::diff::first_difference;
+use crate::error::{ApiError, ApiResult, invalid};
+use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
+use crate::{Api, validate};
+use contrail_compiler::{Key, LaunchPlanInterface, References, compile_workflow, requirements};
+use contrail_idl::admin::{self as a, LaunchPlanState};
+use contrail_idl::core::{self as c, Identifier, ResourceType};
+use contrail_idl::service::admin_service_server::AdminService;
+use contrail_store::{
+    CreateOutcome, EntityKey, EntityKind, EntityRecord, Filter, ListQuery, Op, ProjectRecord,
+};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+fn key(id: &Identifier) -> EntityKey {
+    EntityKey {
+        project: id.project.clone(),
+        domain: id.domain.clone(),
+        name: id.name.clone(),
+        version: id.version.clone(),
+    }
+}
+
+fn ident(kind: ResourceType, k: &EntityKey) -> Identifier {
+    Identifier {
+        resource_type: kind as i32,
+        project: k.project.clone(),
+        domain: k.domain.clone(),
+        name: k.name.clone(),
+        version: k.version.clone(),
+        org: String::new(),
+    }
+}
+
+fn ts(nanos: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn label(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Task => "task",
+        EntityKind::Workflow => "workflow",
+        EntityKind::LaunchPlan => "launch plan",
+    }
+}
+
+fn resource(kind: EntityKind) -> ResourceType {
+    match kind {
+        EntityKind::Task => ResourceType::Task,
+        EntityKind::Workflow => ResourceType::Workflow,
+        EntityKind::LaunchPlan => ResourceType::LaunchPlan,
+    }
+}
+
+fn entity_kind(resource_type: i32) -> ApiResult<EntityKind> {
+    match ResourceType::try_from(resource_type) {
+        Ok(ResourceType::Task) => Ok(EntityKind::Task),
+        Ok(ResourceType::Workflow) => Ok(EntityKind::Workflow),
+        Ok(ResourceType::LaunchPlan) => Ok(EntityKind::LaunchPlan),
+        _ => Err(invalid(format!(
+            "resource_type {resource_type} is not TASK, WORKFLOW or LAUNCH_PLAN"
+        ))),
+    }
+}
+
+impl Api {
+    /// Rejects ids whose project/domain is not registered (FlyteAdmin does the same).
+    pub(crate) fn check_project_domain(&self, project: &str, domain: &str) -> ApiResult<()> {
+        if self.store.get_project(project)?.is_none()
+            || !self.cfg.domains.iter().any(|d| d == domain)
+        {
+            return Err(invalid(format!(
+                "failed to validate that project [{project}] and domain [{domain}] are registered"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores a new entity, or explains why an entity of that id already exists.
+    fn register(
+        &self,
+        kind: EntityKind,
+        id: &Identifier,
+        spec: Vec<u8>,
+        closure: Vec<u8>,
+        digest_of: &[u8],
+        spec_type: &str,
+    ) -> ApiResult<()> {
+        let now = self.now_nanos();
+        let rec = EntityRecord {
+            kind,
+            key: key(id),
+            digest: Sha256::digest(digest_of).to_vec(),
+            spec,
+            closure,
+            state: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_entity(&rec)? {
+            CreateOutcome::Created => {
+                tracing::info!(kind = kind.as_str(), project = %id.project, domain = %id.domain, name = %id.name, version = %id.version, "registered");
+                Ok(())
+            }
+            CreateOutcome::Exists(old) if old.digest == rec.digest => {
+                Err(ApiError::AlreadyExists(format!(
+                    "{} with identical structure already exists: {}",
+                    label(kind),
+                    Key::of(id)
+                )))
+            }
+            CreateOutcome::Exists(old) => {
+                let what = first_difference(spec_type, &old.spec, &rec.spec)
+                    .map(|d| format!(" (first difference at {d})"))
+                    .unwrap_or_default();
+                Err(invalid(format!(
+                    "{} {} already exists with a different structure{what}; register it under a new version",
+                    label(kind),
+                    Key::of(id)
+                )))
+            }
+        }
+    }
+
+    fn load(&self, kind: EntityKind, id: Option<&Identifier>) -> ApiResult<EntityRecord> {
+        let rt = resource(kind);
+        let id = validate::identifier("id", id, rt)?;
+        self.store.get_entity(kind, &key(&id))?.ok_or_else(|| {
+            ApiError::NotFound(format!("{} {} does not exist", label(kind), Key::of(&id)))
+        })
+    }
+
+    fn task_of(rec: &EntityRecord) -> ApiResult<a::Task> {
+        Ok(a::Task {
+            id: Some(ident(ResourceType::Task, &rec.key)),
+            closure: Some(a::TaskClosure {
+                compiled_task: Some(c::CompiledTask::decode(rec.closure.as_slice())?),
+                created_at: Some(ts(rec.created_at)),
+            }),
+            short_description: a::TaskSpec::decode(rec.spec.as_slice())?
+                .description
+                .map(|d| d.short_description)
+                .unwrap_or_default(),
+        })
+    }
+
+    fn workflow_of(rec: &EntityRecord) -> ApiResult<a::Workflow> {
+        Ok(a::Workflow {
+            id: Some(ident(ResourceType::Workflow, &rec.key)),
+            closure: Some(a::WorkflowClosure {
+                compiled_workflow: Some(c::CompiledWorkflowClosure::decode(
+                    rec.closure.as_slice(),
+                )?),
+                created_at: Some(ts(rec.created_at)),
+            }),
+            short_description: a::WorkflowSpec::decode(rec.spec.as_slice())?
+                .description
+                .map(|d| d.short_description)
+                .unwrap_or_default(),
+        })
+    }
+
+    fn launch_plan_of(rec: &EntityRecord) -> ApiResult<a::LaunchPlan> {
+        let mut closure = a::LaunchPlanClosure::decode(rec.closure.as_slice())?;
+        closure.state = rec.state;
+        closure.created_at = Some(ts(rec.created_at));
+        closure.updated_at = Some(ts(rec.updated_at));
+        Ok(a::LaunchPlan {
+            id: Some(ident(ResourceType::LaunchPlan, &rec.key)),
+            spec: Some(a::LaunchPlanSpec::decode(rec.spec.as_slice())?),
+            closure: Some(closure),
+        })
+    }
+
+    fn list_query(
+        &self,
+        id: Option<&a::NamedEntityIdentifier>,
+        lim: u32,
+        token: &str,
+        filters: &str,
+        sort: Option<&a::Sort>,
+        name_required: bool,
+    ) -> ApiResult<ListQuery> {
+        let id = id.ok_or_else(|| invalid("id is missing"))?;
+        validate::text("id.project", &id.project)?;
+        validate::text("id.domain", &id.domain)?;
+        if name_required {
+            validate::text("id.name", &id.name)?;
+        }
+        Ok(ListQuery {
+            project: id.project.clone(),
+            domain: id.domain.clone(),
+            name: (!id.name.is_empty()).then(|| id.name.clone()),
+            filters: parse_filters(filters)?,
+            sort: parse_sort(sort)?,
+            limit: limit(lim) + 1,
+            offset: parse_token(token)?,
+        })
+    }
+
+    fn list_records(
+        &self,
+        kind: EntityKind,
+        mut q: ListQuery,
+    ) -> ApiResult<(Vec<EntityRecord>, String)> {
+        let lim = q.limit - 1;
+        let rows = self.store.list_entities(kind, &q)?;
+        q.limit = lim;
+        Ok(page(rows, q.offset, lim))
+    }
+
+    fn list_ids(
+        &self,
+        kind: EntityKind,
+        r: a::NamedEntityIdentifierListRequest,
+    ) -> ApiResult<a::NamedEntityIdentifierList> {
+        let id = a::NamedEntityIdentifier {
+            project: r.project.clone(),
+            domain: r.domain.clone(),
+            ..Default::default()
+        };
+        let q = self.list_query(
+            Some(&id),
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            false,
+        )?;
+        let lim = q.limit - 1;
+        let names = self.store.list_entity_names(kind, &q)?;
+        let (names, token) = page(names, q.offset, lim);
+        Ok(a::NamedEntityIdentifierList {
+            entities: names
+                .into_iter()
+                .map(|name| a::NamedEntityIdentifier {
+                    project: r.project.clone(),
+                    domain: r.domain.clone(),
+                    name,
+                    org: String::new(),
+                })
+                .collect(),
+            token,
+        })
+    }
+
+    fn create_task_impl(&self, r: a::TaskCreateRequest) -> ApiResult<()> {
+        let id = validate::identifier("id", r.id.as_ref(), ResourceType::Task)?;
+        self.check_project_domain(&id.project, &id.domain)?;
+        let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
+        let mut template = spec
+            .template
+            .clone()
+            .ok_or_else(|| invalid("spec.template is missing"))?;
+        if template.r#type.is_empty() {
+            return Err(invalid("spec.template.type must not be empty"));
+        }
+        if let Some(tid) = &template.id {
+            if Key::of(tid) != Key::of(&id) {
+                return Err(invalid(format!(
+                    "spec.template.id {} does not match id {}",
+                    Key::of(tid),
+                    Key::of(&id)
+                )));
+            }
+        }
+        template.id = Some(id.clone());
+        let compiled = c::CompiledTask {
+            template: Some(template),
+        }
+        .encode_to_vec();
+        self.register(
+            EntityKind::Task,
+            &id,
+            spec.encode_to_vec(),
+            compiled.clone(),
+            &compiled,
+            "flyteidl.admin.TaskSpec",
+        )
+    }
+
+    fn create_workflow_impl(&self, r: a::WorkflowCreateRequest) -> ApiResult<()> {
+        let id = validate::identifier("id", r.id.as_ref(), ResourceType::Workflow)?;
+        self.check_project_domain(&id.project, &id.domain)?;
+        let mut spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
+        let template = spec
+            .template
+            .as_mut()
+            .ok_or_else(|| invalid("spec.template is missing"))?;
+        if let Some(tid) = &template.id {
+            if Key::of(tid) != Key::of(&id) {
+                return Err(invalid(format!(
+                    "spec.template.id {} does not match id {}",
+                    Key::of(tid),
+                    Key::of(&id)
+                )));
+            }
+        }
+        template.id = Some(id.clone());
+        for (i, sub) in spec.sub_workflows.iter().enumerate() {
+            validate::identifier(
+                &format!("spec.sub_workflows[{i}].id"),
+                sub.id.as_ref(),
+                ResourceType::Workflow,
+            )?;
+        }
+        let req = requirements(&spec);
+        let mut refs = References::default();
+        for k in &req.tasks {
+            let ek = EntityKey {
+                project: k.project.clone(),
+                domain: k.domain.clone(),
+                name: k.name.clone(),
+                version: k.version.clone(),
+            };
+            if let Some(rec) = self.store.get_entity(EntityKind::Task, &ek)? {
+                if let Some(t) = c::CompiledTask::decode(rec.closure.as_slice())?.template {
+                    refs.tasks.insert(k.clone(), t);
+                }
+            }
+        }
+        for k in &req.launch_plans {
+            let ek = EntityKey {
+                project: k.project.clone(),
+                domain: k.domain.clone(),
+                name: k.name.clone(),
+                version: k.version.clone(),
+            };
+            if let Some(rec) = self.store.get_entity(EntityKind::LaunchPlan, &ek)? {
+                let cl = a::LaunchPlanClosure::decode(rec.closure.as_slice())?;
+                refs.launch_plans.insert(
+                    k.clone(),
+                    LaunchPlanInterface {
+                        inputs: cl.expected_inputs.unwrap_or_default(),
+                        outputs: cl.expected_outputs.unwrap_or_default(),
+                    },
+                );
+            }
+        }
+        let closure = compile_workflow(&spec, &refs).map_err(|errs| {
+            let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            invalid(format!(
+                "workflow {} failed to compile: {}",
+                Key::of(&id),
+                msgs.join("; ")
+            ))
+        })?;
+        let closure = closure.encode_to_vec();
+        self.register(
+            EntityKind::Workflow,
+            &id,
+            spec.encode_to_vec(),
+            closure.clone(),
+            &closure,
+            "flyteidl.admin.WorkflowSpec",
+        )
+    }
+
+    fn create_launch_plan_impl(&self, r: a::LaunchPlanCreateRequest) -> ApiResult<()> {
+        let id = validate::identifier("id", r.id.as_ref(), ResourceType::LaunchPlan)?;
+        self.check_project_domain(&id.project, &id.domain)?;
+        let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
+        let wf_id = validate::identifier(
+            "spec.workflow_id",
+            spec.workflow_id.as_ref(),
+            ResourceType::Workflow,
+        )?;
+        let wf = self
+            .store
+            .get_entity(EntityKind::Workflow, &key(&wf_id))?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "spec.workflow_id: workflow {} is not registered",
+                    Key::of(&wf_id)
+                ))
+            })?;
+        let compiled = c::CompiledWorkflowClosure::decode(wf.closure.as_slice())?;
+        let iface = compiled
+            .primary
+            .and_then(|p| p.template)
+            .and_then(|t| t.interface)
+            .unwrap_or_default();
+        let wf_inputs = iface.inputs.unwrap_or_default().variables;
+        let defaults = spec.default_inputs.clone().unwrap_or_default().parameters;
+        let fixed = spec.fixed_inputs.clone().unwrap_or_default().literals;
+        for name in defaults.keys() {
+            if !wf_inputs.contains_key(name) {
+                return Err(invalid(format!(
+                    "spec.default_inputs: '{name}' is not an input of workflow {}",
+                    Key::of(&wf_id)
+                )));
+            }
+        }
+        for name in fixed.keys() {
+            if !wf_inputs.contains_key(name) {
+                return Err(invalid(format!(
+                    "spec.fixed_inputs: '{name}' is not an input of workflow {}",
+                    Key::of(&wf_id)
+                )));
+            }
+        }
+        // Expected inputs: every workflow input that is not fixed, with the LP's default if any.
+        let mut expected = c::ParameterMap::default();
+        for (name, var) in &wf_inputs {
+            if fixed.contains_key(name) {
+                continue;
+            }
+            let p = defaults.get(name).cloned().unwrap_or(c::Parameter {
+                var: Some(var.clone()),
+                behavior: Some(c::parameter::Behavior::Required(true)),
+            });
+            expected.parameters.insert(name.clone(), p);
+        }
+        let closure = a::LaunchPlanClosure {
+            state: 0,
+            expected_inputs: Some(expected),
+            expected_outputs: iface.outputs,
+            created_at: None,
+            updated_at: None,
+        };
+        let spec_bytes = spec.encode_to_vec();
+        self.register(
+            EntityKind::LaunchPlan,
+            &id,
+            spec_bytes.clone(),
+            closure.encode_to_vec(),
+            &spec_bytes,
+            "flyteidl.admin.LaunchPlanSpec",
+        )
+    }
+
+    fn project_of(&self, p: ProjectRecord) -> ApiResult<a::Project> {
+        Ok(a::Project {
+            id: p.id,
+            name: p.name,
+            domains: self.domains(),
+            description: p.description,
+            labels: Some(a::Labels::decode(p.labels.as_slice())?),
+            state: p.state,
+            org: String::new(),
+        })
+    }
+
+    pub(crate) fn domains(&self) -> Vec<a::Domain> {
+        self.cfg
+            .domains
+            .iter()
+            .map(|d| a::Domain {
+                id: d.clone(),
+                name: d.clone(),
+            })
+            .collect()
+    }
+
+    fn project_record(p: &a::Project) -> ApiResult<ProjectRecord> {
+        validate::project_id("project.id", &p.id)?;
+        if p.name.trim().is_empty() {
+            return Err(invalid("project.name must not be empty"));
+        }
+        if p.description.len() > 300 {
+            return Err(invalid("project.description is longer than 300 characters"));
+        }
+        Ok(ProjectRecord {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            labels: p.labels.clone().unwrap_or_default().encode_to_vec(),
+            state: p.state,
+        })
+    }
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+fn ok<T>(r: ApiResult<T>) -> R<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl AdminService for Api {
+    async fn create_task(&self, r: Request<a::TaskCreateRequest>) -> R<a::TaskCreateResponse> {
+        ok(self
+            .create_task_impl(r.into_inner())
+            .map(|_| a::TaskCreateResponse {}))
+    }
+
+    async fn get_task(&self, r: Request<a::ObjectGetRequest>) -> R<a::Task> {
+        ok(self
+            .load(EntityKind::Task, r.get_ref().id.as_ref())
+            .and_then(|rec| Self::task_of(&rec)))
+    }
+
+    async fn list_task_ids(
+        &self,
+        r: Request<a::NamedEntityIdentifierListRequest>,
+    ) -> R<a::NamedEntityIdentifierList> {
+        ok(self.list_ids(EntityKind::Task, r.into_inner()))
+    }
+
+    async fn list_tasks(&self, r: Request<a::ResourceListRequest>) -> R<a::TaskList> {
+        let r = r.into_inner();
+        ok((|| {
+            let q = self.list_query(
+                r.id.as_ref(),
+                r.limit,
+                &r.token,
+                &r.filters,
+                r.sort_by.as_ref(),
+                false,
+            )?;
+            let (rows, token) = self.list_records(EntityKind::Task, q)?;
+            Ok(a::TaskList {
+                tasks: rows.iter().map(Self::task_of).collect::<ApiResult<_>>()?,
+                token,
+            })
+        })())
+    }
+
+    async fn create_workflow(
+        &self,
+        r: Request<a::WorkflowCreateRequest>,
+    ) -> R<a::WorkflowCreateResponse> {
+        ok(self
+            .create_workflow_impl(r.into_inner())
+            .map(|_| a::WorkflowCreateResponse {}))
+    }
+
+    async fn get_workflow(&self, r: Request<a::ObjectGetRequest>) -> R<a::Workflow> {
+        ok(self
+            .load(EntityKind::Workflow, r.get_ref().id.as_ref())
+            .and_then(|rec| Self::workflow_of(&rec)))
+    }
+
+    async fn list_workflow_ids(
+        &self,
+        r: Request<a::NamedEntityIdentifierListRequest>,
+    ) -> R<a::NamedEntityIdentifierList> {
+        ok(self.list_ids(EntityKind::Workflow, r.into_inner()))
+    }
+
+    async fn list_workflows(&self, r: Request<a::ResourceListRequest>) -> R<a::WorkflowList> {
+        let r = r.into_inner();
+        ok((|| {
+            let q = self.list_query(
+                r.id.as_ref(),
+                r.limit,
+                &r.token,
+                &r.filters,
+                r.sort_by.as_ref(),
+                false,
+            )?;
+            let (rows, token) = self.list_records(EntityKind::Workflow, q)?;
+            Ok(a::WorkflowList {
+                workflows: rows
+                    .iter()
+                    .map(Self::workflow_of)
+                    .collect::<ApiResult<_>>()?,
+                token,
+            })
+        })())
+    }
+
+    async fn create_launch_plan(
+        &self,
+        r: Request<a::LaunchPlanCreateRequest>,
+    ) -> R<a::LaunchPlanCreateResponse> {
+        ok(self
+            .create_launch_plan_impl(r.into_inner())
+            .map(|_| a::LaunchPlanCreateResponse {}))
+    }
+
+    async fn get_launch_plan(&self, r: Request<a::ObjectGetRequest>) -> R<a::LaunchPlan> {
+        ok(self
+            .load(EntityKind::LaunchPlan, r.get_ref().id.as_ref())
+            .and_then(|rec| Self::launch_plan_of(&rec)))
+    }
+
+    async fn get_active_launch_plan(
+        &self,
+        r: Request<a::ActiveLaunchPlanRequest>,
+    ) -> R<a::LaunchPlan> {
+        ok((|| {
+            let id = r
+                .get_ref()
+                .id
+                .as_ref()
+                .ok_or_else(|| invalid("id is missing"))?;
+            validate::text("id.project", &id.project)?;
+            validate::text("id.domain", &id.domain)?;
+            validate::text("id.name", &id.name)?;
+            let rec = self
+                .store
+                .get_active_launch_plan(&id.project, &id.domain, &id.name)?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "no active launch plan named {}/{}/{}",
+                        id.project, id.domain, id.name
+                    ))
+                })?;
+            Self::launch_plan_of(&rec)
+        })())
+    }
+
+    async fn list_active_launch_plans(
+        &self,
+        r: Request<a::ActiveLaunchPlanListRequest>,
+    ) -> R<a::LaunchPlanList> {
+        let r = r.into_inner();
+        ok((|| {
+            let id = a::NamedEntityIdentifier {
+                project: r.project.clone(),
+                domain: r.domain.clone(),
+                ..Default::default()
+            };
+            let mut q =
+                self.list_query(Some(&id), r.limit, &r.token, "", r.sort_by.as_ref(), false)?;
+            q.filters.push(Filter {
+                column: contrail_store::Column::State,
+                op: Op::Eq,
+                values: vec!["1".into()],
+            });
+            let (rows, token) = self.list_records(EntityKind::LaunchPlan, q)?;
+            Ok(a::LaunchPlanList {
+                launch_plans: rows
+                    .iter()
+                    .map(Self::launch_plan_of)
+                    .collect::<ApiResult<_>>()?,
+                token,
+            })
+        })())
+    }
+
+    async fn list_launch_plan_ids(
+        &self,
+        r: Request<a::NamedEntityIdentifierListRequest>,
+    ) -> R<a::NamedEntityIdentifierList> {
+        ok(self.list_ids(EntityKind::LaunchPlan, r.into_inner()))
+    }
+
+    async fn list_launch_plans(&self, r: Request<a::ResourceListRequest>) -> R<a::LaunchPlanList> {
+        let r = r.into_inner();
+        ok((|| {
+            let q = self.list_query(
+                r.id.as_ref(),
+                r.limit,
+                &r.token,
+                &r.filters,
+                r.sort_by.as_ref(),
+                false,
+            )?;
+            let (rows, token) = self.list_records(EntityKind::LaunchPlan, q)?;
+            Ok(a::LaunchPlanList {
+                launch_plans: rows
+                    .iter()
+                    .map(Self::launch_plan_of)
+                    .collect::<ApiResult<_>>()?,
+                token,
+            })
+        })())
+    }
+
+    async fn update_launch_plan(
+        &self,
+        r: Request<a::LaunchPlanUpdateRequest>,
+    ) -> R<a::LaunchPlanUpdateResponse> {
+        ok((|| {
+            let r = r.get_ref();
+            let id = validate::identifier("id", r.id.as_ref(), ResourceType::LaunchPlan)?;
+            let active = match LaunchPlanState::try_from(r.state) {
+                Ok(LaunchPlanState::Active) => true,
+                Ok(LaunchPlanState::Inactive) => false,
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "state {} is not ACTIVE or INACTIVE",
+                        r.state
+                    )));
+                }
+            };
+            if !self
+                .store
+                .set_launch_plan_state(&key(&id), active, self.now_nanos())?
+            {
+                return Err(ApiError::NotFound(format!(
+                    "launch plan {} does not exist",
+                    Key::of(&id)
+                )));
+            }
+            Ok(a::LaunchPlanUpdateResponse {})
+        })())
+    }
+
+    async fn register_project(
+        &self,
+        r: Request<a::ProjectRegisterRequest>,
+    ) -> R<a::ProjectRegisterResponse> {
+        ok((|| {
+            let p = r
+                .get_ref()
+                .project
+                .as_ref()
+                .ok_or_else(|| invalid("project is missing"))?;
+            let rec = Self::project_record(p)?;
+            if !self.store.create_project(&rec)? {
+                return Err(ApiError::AlreadyExists(format!(
+                    "project {} already exists",
+                    p.id
+                )));
+            }
+            Ok(a::ProjectRegisterResponse {})
+        })())
+    }
+
+    async fn update_project(&self, r: Request<a::Project>) -> R<a::ProjectUpdateResponse> {
+        ok((|| {
+            let rec = Self::project_record(r.get_ref())?;
+            if !self.store.update_project(&rec)? {
+                return Err(ApiError::NotFound(format!(
+                    "project {} does not exist",
+                    rec.id
+                )));
+            }
+            Ok(a::ProjectUpdateResponse {})
+        })())
+    }
+
+    async fn get_project(&self, r: Request<a::ProjectGetRequest>) -> R<a::Project> {
+        ok((|| {
+            let id = &r.get_ref().id;
+            validate::text("id", id)?;
+            let p = self
+                .store
+                .get_project(id)?
+                .ok_or_else(|| ApiError::NotFound(format!("project {id} does not exist")))?;
+            self.project_of(p)
+        })())
+    }
+
+    async fn list_projects(&self, r: Request<a::ProjectListRequest>) -> R<a::Projects> {
+        let r = r.into_inner();
+        ok((|| {
+            let offset = parse_token(&r.token)?;
+            let lim = limit(r.limit);
+            let all: Vec<_> = self
+                .store
+                .list_projects()?
+                .into_iter()
+                .skip(offset as usize)
+                .take(lim as usize + 1)
+                .collect();
+            let (rows, token) = page(all, offset, lim);
+            Ok(a::Projects {
+                projects: rows
+                    .into_iter()
+                    .map(|p| self.project_of(p))
+                    .collect::<ApiResult<_>>()?,
+                token,
+            })
+        })())
+    }
+
+    async fn get_domains(&self, _r: Request<a::GetDomainRequest>) -> R<a::GetDomainsResponse> {
+        ok(Ok(a::GetDomainsResponse {
+            domains: self.domains(),
+        }))
+    }
+
+    async fn list_named_entities(
+        &self,
+        r: Request<a::NamedEntityListRequest>,
+    ) -> R<a::NamedEntityList> {
+        let r = r.into_inner();
+        ok((|| {
+            let kind = entity_kind(r.resource_type)?;
+            let ids = self.list_ids(
+                kind,
+                a::NamedEntityIdentifierListRequest {
+                    project: r.project.clone(),
+                    domain: r.domain.clone(),
+                    limit: r.limit,
+                    token: r.token.clone(),
+                    sort_by: r.sort_by.clone(),
+                    filters: r.filters.clone(),
+                    org: String::new(),
+                },
+            )?;
+            let entities = ids
+                .entities
+                .into_iter()
+                .map(|id| {
+                    let meta = self
+                        .store
+                        .get_named_entity_meta(kind, &id.project, &id.domain, &id.name)?
+                        .unwrap_or_default();
+                    Ok(a::NamedEntity {
+                        resource_type: r.resource_type,
+                        id: Some(id),
+                        metadata: Some(a::NamedEntityMetadata {
+                            description: meta.description,
+                            state: meta.state,
+                        }),
+                    })
+                })
+                .collect::<ApiResult<_>>()?;
+            Ok(a::NamedEntityList {
+                entities,
+                token: ids.token,
+            })
+        })())
+    }
+
+    async fn get_named_entity(&self, r: Request<a::NamedEntityGetRequest>) -> R<a::NamedEntity> {
+        let r = r.into_inner();
+        ok((|| {
+            let kind = entity_kind(r.resource_type)?;
+            let q = self.list_query(r.id.as_ref(), 1, "", "", None, true)?;
+            let id = r.id.clone().expect("validated");
+            if self.store.list_entities(kind, &q)?.is_empty() {
+                return Err(ApiError::NotFound(format!(
+                    "{} {}/{}/{} does not exist",
+                    label(kind),
+                    id.project,
+                    id.domain,
+                    id.name
+                )));
+            }
+            let meta = self
+                .store
+                .get_named_entity_meta(kind, &id.project, &id.domain, &id.name)?
+                .unwrap_or_default();
+            Ok(a::NamedEntity {
+                resource_type: r.resource_type,
+                id: Some(id),
+                metadata: Some(a::NamedEntityMetadata {
+                    description: meta.description,
+                    state: meta.state,
+                }),
+            })
+        })())
+    }
+
+    async fn update_named_entity(
+        &self,
+        r: Request<a::NamedEntityUpdateRequest>,
+    ) -> R<a::NamedEntityUpdateResponse> {
+        let r = r.into_inner();
+        ok((|| {
+            let kind = entity_kind(r.resource_type)?;
+            let q = self.list_query(r.id.as_ref(), 1, "", "", None, true)?;
+            let id = r.id.clone().expect("validated");
+            if self.store.list_entities(kind, &q)?.is_empty() {
+                return Err(ApiError::NotFound(format!(
+                    "{} {}/{}/{} does not exist",
+                    label(kind),
+                    id.project,
+                    id.domain,
+                    id.name
+                )));
+            }
+            let m = r.metadata.unwrap_or_default();
+            self.store.put_named_entity_meta(
+                kind,
+                &id.project,
+                &id.domain,
+                &id.name,
+                &contrail_store::NamedEntityMeta {
+                    description: m.description,
+                    state: m.state,
+                },
+            )?;
+            Ok(a::NamedEntityUpdateResponse {})
+        })())
+    }
+
+    async fn get_version(&self, _r: Request<a::GetVersionRequest>) -> R<a::GetVersionResponse> {
+        ok(Ok(a::GetVersionResponse {
+            control_plane_version: Some(a::Version {
+                build: format!("contrail (flyteidl {})", contrail_idl::FLYTEIDL_VERSION),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                build_time: String::new(),
+            }),
+        }))
+    }
+}

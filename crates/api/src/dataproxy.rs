@@ -1,0 +1,254 @@
+//! DataProxyService: signed upload and download URLs onto the blob store, and the HTTP
+//! routes those URLs point at (served on the same address as gRPC).
+
+use crate::Api;
+use crate::error::{ApiError, ApiResult, invalid};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use contrail_idl::service::data_proxy_service_server::DataProxyService;
+use contrail_idl::service::{self as s};
+use md5::{Digest, Md5};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::collections::BTreeMap;
+use tonic::{Request, Response, Status};
+
+const DEFAULT_EXPIRY_SECS: u64 = 3600;
+const MAX_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Path characters left unescaped in signed URLs.
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn expiry(d: Option<&prost_types::Duration>) -> ApiResult<u64> {
+    match d {
+        None => Ok(DEFAULT_EXPIRY_SECS),
+        Some(d) if d.seconds <= 0 && d.nanos <= 0 => Ok(DEFAULT_EXPIRY_SECS),
+        Some(d) if d.seconds < 0 || d.seconds as u64 > MAX_EXPIRY_SECS => Err(invalid(format!(
+            "expires_in must be at most {MAX_EXPIRY_SECS}s"
+        ))),
+        Some(d) => Ok(d.seconds.max(1) as u64),
+    }
+}
+
+impl Api {
+    fn signed_url(
+        &self,
+        route: &str,
+        method: &str,
+        key: &str,
+        expires: u64,
+        md5_hex: &str,
+    ) -> String {
+        let sig = self.blob.sign(method, key, expires, md5_hex);
+        let mut url = format!(
+            "{}/{route}/{}?expires={expires}&sig={sig}",
+            self.cfg.public_url,
+            utf8_percent_encode(key, PATH)
+        );
+        if !md5_hex.is_empty() {
+            url.push_str(&format!("&md5={md5_hex}"));
+        }
+        url
+    }
+
+    fn create_upload_location_impl(
+        &self,
+        r: s::CreateUploadLocationRequest,
+    ) -> ApiResult<s::CreateUploadLocationResponse> {
+        crate::validate::text("project", &r.project)?;
+        crate::validate::text("domain", &r.domain)?;
+        self.check_project_domain(&r.project, &r.domain)?;
+        if r.filename.is_empty() {
+            return Err(invalid("filename must not be empty"));
+        }
+        contrail_blob::validate_segment(&r.filename)
+            .map_err(|e| invalid(format!("filename: {e}")))?;
+        if !r.content_md5.is_empty() && r.content_md5.len() != 16 {
+            return Err(invalid(format!(
+                "content_md5 must be 16 bytes, got {}",
+                r.content_md5.len()
+            )));
+        }
+        let root = if r.filename_root.is_empty() {
+            if r.content_md5.is_empty() {
+                return Err(invalid("content_md5 or filename_root is required"));
+            }
+            data_encoding::BASE32.encode(&r.content_md5)
+        } else {
+            r.filename_root.clone()
+        };
+        contrail_blob::validate_segment(&root)
+            .map_err(|e| invalid(format!("filename_root: {e}")))?;
+        let key = format!(
+            "{}/{}/{}/{}/{}",
+            self.cfg.upload_prefix, r.project, r.domain, root, r.filename
+        );
+        contrail_blob::validate_key(&key)?;
+        let expires = self.now_secs() + expiry(r.expires_in.as_ref())?;
+        let md5_hex = hex(&r.content_md5);
+        let mut headers = BTreeMap::new();
+        if !r.content_md5.is_empty() {
+            headers.insert(
+                "Content-MD5".to_string(),
+                base64::engine::general_purpose::STANDARD.encode(&r.content_md5),
+            );
+        }
+        Ok(s::CreateUploadLocationResponse {
+            signed_url: self.signed_url("upload", "PUT", &key, expires, &md5_hex),
+            native_url: self.blob.uri(&key),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: expires as i64,
+                nanos: 0,
+            }),
+            headers,
+        })
+    }
+
+    fn download_location(
+        &self,
+        native_url: &str,
+        expires_in: Option<&prost_types::Duration>,
+    ) -> ApiResult<(String, u64)> {
+        let key = self.blob.key_of(native_url)?.to_string();
+        if !self.blob.exists(&key)? {
+            return Err(ApiError::NotFound(format!("{native_url} does not exist")));
+        }
+        let expires = self.now_secs() + expiry(expires_in)?;
+        Ok((
+            self.signed_url("download", "GET", &key, expires, ""),
+            expires,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl DataProxyService for Api {
+    async fn create_upload_location(
+        &self,
+        r: Request<s::CreateUploadLocationRequest>,
+    ) -> Result<Response<s::CreateUploadLocationResponse>, Status> {
+        Ok(Response::new(
+            self.create_upload_location_impl(r.into_inner())?,
+        ))
+    }
+
+    async fn create_download_location(
+        &self,
+        r: Request<s::CreateDownloadLocationRequest>,
+    ) -> Result<Response<s::CreateDownloadLocationResponse>, Status> {
+        let r = r.into_inner();
+        let (signed_url, expires) = self.download_location(&r.native_url, r.expires_in.as_ref())?;
+        Ok(Response::new(s::CreateDownloadLocationResponse {
+            signed_url,
+            expires_at: Some(prost_types::Timestamp {
+                seconds: expires as i64,
+                nanos: 0,
+            }),
+        }))
+    }
+
+    async fn create_download_link(
+        &self,
+        r: Request<s::CreateDownloadLinkRequest>,
+    ) -> Result<Response<s::CreateDownloadLinkResponse>, Status> {
+        let r = r.into_inner();
+        match r.source {
+            Some(s::create_download_link_request::Source::NodeExecutionId(id)) => Err(ApiError::NotFound(format!(
+                "node execution {}/{} has no artifacts (executions are not recorded by this server yet)",
+                id.execution_id.map(|e| e.name).unwrap_or_default(),
+                id.node_id
+            ))
+            .into()),
+            None => Err(invalid("source is missing").into()),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct Signed {
+    expires: u64,
+    sig: String,
+    #[serde(default)]
+    md5: String,
+}
+
+fn reject(code: StatusCode, msg: impl Into<String>) -> (StatusCode, String) {
+    (code, msg.into())
+}
+
+/// `PUT /upload/<key>?expires&sig&md5`: stores the body when the signature, expiry and MD5 hold.
+pub(crate) async fn put_upload(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(q): Query<Signed>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, (StatusCode, String)> {
+    contrail_blob::validate_key(&key)
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if !api
+        .blob
+        .verify("PUT", &key, q.expires, &q.md5, &q.sig, api.now_secs())
+    {
+        return Err(reject(
+            StatusCode::FORBIDDEN,
+            "signature invalid or expired",
+        ));
+    }
+    let actual = Md5::digest(&body);
+    if !q.md5.is_empty() && hex(&actual) != q.md5 {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "body does not match the signed Content-MD5",
+        ));
+    }
+    if let Some(h) = headers.get("content-md5") {
+        let claimed = base64::engine::general_purpose::STANDARD
+            .decode(h.as_bytes())
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "Content-MD5 is not base64"))?;
+        if claimed != actual.as_slice() {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "body does not match Content-MD5",
+            ));
+        }
+    }
+    let blob = api.blob.clone();
+    tokio::task::spawn_blocking(move || blob.put(&key, &body))
+        .await
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(StatusCode::OK)
+}
+
+/// `GET /download/<key>?expires&sig`.
+pub(crate) async fn get_download(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    Query(q): Query<Signed>,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    contrail_blob::validate_key(&key)
+        .map_err(|e| reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+    if !api
+        .blob
+        .verify("GET", &key, q.expires, &q.md5, &q.sig, api.now_secs())
+    {
+        return Err(reject(
+            StatusCode::FORBIDDEN,
+            "signature invalid or expired",
+        ));
+    }
+    api.blob.get(&key).map_err(|e| match e {
+        contrail_blob::Error::NotFound(_) => reject(StatusCode::NOT_FOUND, e.to_string()),
+        _ => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })
+}

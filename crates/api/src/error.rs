@@ -1,0 +1,44 @@
+//! Domain errors → gRPC status. Never `UNKNOWN`: flytekit answers that with an interactive login.
+
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error(transparent)]
+    Store(#[from] contrail_store::Error),
+    #[error("blob store: {0}")]
+    Blob(#[from] contrail_blob::Error),
+    #[error("stored data is unreadable: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match &e {
+            ApiError::Invalid(m) => Status::invalid_argument(m.clone()),
+            ApiError::NotFound(m) => Status::not_found(m.clone()),
+            ApiError::AlreadyExists(m) => Status::already_exists(m.clone()),
+            ApiError::Blob(
+                contrail_blob::Error::InvalidKey(..) | contrail_blob::Error::ForeignUri(..),
+            ) => Status::invalid_argument(e.to_string()),
+            ApiError::Blob(contrail_blob::Error::NotFound(_)) => Status::not_found(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "internal error");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+pub fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::Invalid(msg.into())
+}
