@@ -252,7 +252,19 @@ impl Api {
         })
     }
 
+    /// Registrations larger than the configured limit are refused before any work.
+    fn check_size(&self, field: &str, len: usize) -> ApiResult<()> {
+        if len > self.cfg.max_spec_bytes {
+            return Err(invalid(format!(
+                "{field} is {len} bytes, over the limit of {} bytes",
+                self.cfg.max_spec_bytes
+            )));
+        }
+        Ok(())
+    }
+
     fn create_task_impl(&self, r: a::TaskCreateRequest) -> ApiResult<()> {
+        self.check_size("spec", r.spec.as_ref().map_or(0, |s| s.encoded_len()))?;
         let id = validate::identifier("id", r.id.as_ref(), ResourceType::Task)?;
         self.check_project_domain(&id.project, &id.domain)?;
         let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
@@ -288,6 +300,7 @@ impl Api {
     }
 
     fn create_workflow_impl(&self, r: a::WorkflowCreateRequest) -> ApiResult<()> {
+        self.check_size("spec", r.spec.as_ref().map_or(0, |s| s.encoded_len()))?;
         let id = validate::identifier("id", r.id.as_ref(), ResourceType::Workflow)?;
         self.check_project_domain(&id.project, &id.domain)?;
         let mut spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
@@ -365,6 +378,7 @@ impl Api {
     }
 
     fn create_launch_plan_impl(&self, r: a::LaunchPlanCreateRequest) -> ApiResult<()> {
+        self.check_size("spec", r.spec.as_ref().map_or(0, |s| s.encoded_len()))?;
         let id = validate::identifier("id", r.id.as_ref(), ResourceType::LaunchPlan)?;
         self.check_project_domain(&id.project, &id.domain)?;
         let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;

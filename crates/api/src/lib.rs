@@ -28,8 +28,10 @@ pub struct ApiConfig {
     pub domains: Vec<String>,
     /// Key prefix of uploaded objects.
     pub upload_prefix: String,
-    /// Largest accepted gRPC message and upload body, in bytes.
+    /// Largest accepted gRPC message and upload body, in bytes (transport limit).
     pub max_message_bytes: usize,
+    /// Largest accepted registration spec, in bytes (answered with INVALID_ARGUMENT).
+    pub max_spec_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -38,7 +40,8 @@ impl Default for ApiConfig {
             public_url: "http://localhost:30080".into(),
             domains: vec!["development".into(), "staging".into(), "production".into()],
             upload_prefix: "uploads".into(),
-            max_message_bytes: 16 * 1024 * 1024,
+            max_message_bytes: 64 * 1024 * 1024,
+            max_spec_bytes: 8 * 1024 * 1024,
         }
     }
 }

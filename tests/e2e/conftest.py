@@ -1,0 +1,111 @@
+"""Fixtures that run the real `contrail` binary on free ports with a temporary data dir."""
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = pathlib.Path(os.environ.get("CONTRAIL_FIXTURES", REPO.parent / "shared" / "fixtures"))
+WORKFLOWS = FIXTURES / "flytekit-wire" / "workflows"
+BIN = pathlib.Path(os.environ.get("CONTRAIL_BIN", REPO / "target" / "debug" / "contrail"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, deadline_s=30.0, what="condition"):
+    """Polls `cond` until it returns a truthy value or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < end:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - keep polling until the deadline
+            last = e
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not reached within {deadline_s}s (last error: {last})")
+
+
+class Server:
+    """One contrail process; `restart()` keeps its data directory."""
+
+    def __init__(self, data_dir: pathlib.Path, log: pathlib.Path):
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.s3_port = free_port()
+        self.proc = None
+
+    @property
+    def endpoint(self):
+        return f"localhost:{self.port}"
+
+    def start(self):
+        assert BIN.exists(), f"build the binary first: {BIN}"
+        self.proc = subprocess.Popen(
+            [str(BIN), "start", "--addr", f"127.0.0.1:{self.port}", "--s3-addr", f"127.0.0.1:{self.s3_port}",
+             "--data-dir", str(self.data_dir)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{self.port}/healthcheck"
+        wait_until(lambda: urllib.request.urlopen(url, timeout=1).status == 200, what="contrail healthcheck")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def write_config(self, path: pathlib.Path) -> pathlib.Path:
+        # The README's config snippet, with this server's ports.
+        path.write_text(
+            "admin:\n"
+            f"  endpoint: localhost:{self.port}\n"
+            "  insecure: true\n"
+            "storage:\n"
+            "  connection:\n"
+            f"    endpoint: http://localhost:{self.s3_port}\n"
+            "    access-key: contrail\n"
+            "    secret-key: contrail-secret\n"
+        )
+        return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("contrail")
+    s = Server(d / "data", d / "server.log")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def config(server, tmp_path_factory):
+    return server.write_config(tmp_path_factory.mktemp("cfg") / "config.yaml")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A private copy of the example workflow modules (tests may edit it)."""
+    d = tmp_path_factory.mktemp("wf") / "workflows"
+    shutil.copytree(WORKFLOWS, d)
+    return d
