@@ -58,11 +58,10 @@ fn tag(t: &LiteralType) -> &str {
 /// Whether a value of type `up` may flow into a slot of type `down` (Flyte's `AreTypesCastable`).
 pub fn castable(up: &LiteralType, down: &LiteralType) -> bool {
     // A union source must have every variant acceptable downstream (one variant unwraps).
-    if let Some(Type::UnionType(u)) = &up.r#type {
-        if !matches!(down.r#type, Some(Type::UnionType(_))) || u.variants.len() == 1 {
+    if let Some(Type::UnionType(u)) = &up.r#type
+        && (!matches!(down.r#type, Some(Type::UnionType(_))) || u.variants.len() == 1) {
             return !u.variants.is_empty() && u.variants.iter().all(|v| castable(v, down));
         }
-    }
     // Tags, when both sides carry one, must match.
     if !tag(up).is_empty() && !tag(down).is_empty() && tag(up) != tag(down) {
         return false;
@@ -137,8 +136,7 @@ pub fn check_constant(value: &binding_data::Value, down: &LiteralType) -> Result
             Some(t) => {
                 if let (Some(Type::EnumType(e)), Some(scalar::Value::Primitive(p))) =
                     (&down.r#type, &s.value)
-                {
-                    if let Some(primitive::Value::StringValue(v)) = &p.value {
+                    && let Some(primitive::Value::StringValue(v)) = &p.value {
                         return if e.values.contains(v) {
                             Ok(())
                         } else {
@@ -148,7 +146,6 @@ pub fn check_constant(value: &binding_data::Value, down: &LiteralType) -> Result
                             ))
                         };
                     }
-                }
                 if castable(&t, down) {
                     Ok(())
                 } else {

@@ -699,8 +699,7 @@ impl Cx<'_> {
                 // attr_path selects inside a value whose field types are not modelled here.
                 if let (Some(Some(up)), Some(down), true) =
                     (found, expected, p.attr_path.is_empty())
-                {
-                    if !castable(up, down) {
+                    && !castable(up, down) {
                         self.errors.push(Error::MismatchingTypes {
                             node: node.into(),
                             var: var.into(),
@@ -708,7 +707,6 @@ impl Cx<'_> {
                             found: format!("{} (from {}.{})", describe(up), p.node_id, p.var),
                         });
                     }
-                }
             }
             binding_data::Value::Collection(c) => {
                 let elem = expected.and_then(|t| match &t.r#type {
@@ -716,11 +714,10 @@ impl Cx<'_> {
                     _ => None,
                 });
                 self.check_nested(node, var, c.bindings.iter(), elem, expected, scope, deps);
-                if let Some(down) = expected {
-                    if let Err(found) = check_constant(v, down) {
+                if let Some(down) = expected
+                    && let Err(found) = check_constant(v, down) {
                         self.mismatch(node, var, down, found);
                     }
-                }
             }
             binding_data::Value::Map(m) => {
                 let vt = expected.and_then(|t| match &t.r#type {
@@ -728,18 +725,16 @@ impl Cx<'_> {
                     _ => None,
                 });
                 self.check_nested(node, var, m.bindings.values(), vt, expected, scope, deps);
-                if let Some(down) = expected {
-                    if let Err(found) = check_constant(v, down) {
+                if let Some(down) = expected
+                    && let Err(found) = check_constant(v, down) {
                         self.mismatch(node, var, down, found);
                     }
-                }
             }
             binding_data::Value::Scalar(_) | binding_data::Value::OffloadedMetadata(_) => {
-                if let Some(down) = expected {
-                    if let Err(found) = check_constant(v, down) {
+                if let Some(down) = expected
+                    && let Err(found) = check_constant(v, down) {
                         self.mismatch(node, var, down, found);
                     }
-                }
             }
         }
     }
@@ -758,11 +753,10 @@ impl Cx<'_> {
         // Inside a union slot the element type is not known; only resolve promises.
         let typed = inner.is_some() || outer.is_none();
         for b in items {
-            if let Some(v) = &b.value {
-                if matches!(v, binding_data::Value::Promise(_)) || typed {
+            if let Some(v) = &b.value
+                && (matches!(v, binding_data::Value::Promise(_)) || typed) {
                     self.check_binding_value(node, var, v, inner, scope, deps);
                 }
-            }
         }
     }
 

@@ -200,13 +200,12 @@ fn promise(node: &str, var: &str) -> BindingData {
 fn a_missing_task_reference_is_rejected() {
     rejects(
         |nodes, _| {
-            if let Some(Target::TaskNode(tn)) = &mut nodes[0].target {
-                if let Some(contrail_idl::core::task_node::Reference::ReferenceId(id)) =
+            if let Some(Target::TaskNode(tn)) = &mut nodes[0].target
+                && let Some(contrail_idl::core::task_node::Reference::ReferenceId(id)) =
                     &mut tn.reference
                 {
                     id.name = "basic.nope".into();
                 }
-            }
         },
         "node 'n0': task flytesnacks/development/basic.nope@tKk8Jc2ynvIVcqf4FZmtkw is not registered",
     );

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fails when the crate layering described in ARCHITECTURE.md is broken.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail=0
+deps() { cargo tree -p "$1" -e normal --prefix none --format '{p}' 2>/dev/null | awk '{print $1}' | sort -u; }
+forbid() { # crate, regex of forbidden dependencies, reason
+  local bad
+  bad=$(deps "$1" | grep -E "^($2)$" || true)
+  if [ -n "$bad" ]; then
+    echo "layering: $1 must not depend on: $(echo "$bad" | tr '\n' ' ')($3)"
+    fail=1
+  fi
+}
+
+io='tokio|tonic|axum|hyper|rusqlite|sqlx|object_store|kube|s3s'
+forbid contrail-compiler "$io" "the compiler is pure: no IO, no async"
+forbid contrail-store "$io|contrail-store-sqlite" "the store port names no adapter"
+forbid contrail-blob "$io" "the blob port is synchronous and runtime-free"
+forbid contrail-api "contrail-controller|contrail-store-sqlite|contrail-store-postgres|s3s|s3s-fs" "the API meets the controller only through the store and names no adapter"
+for c in contrail-idl contrail-compiler contrail-store contrail-blob contrail-api; do
+  forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-executor-.*" "only the contrail binary wires adapters"
+done
+forbid contrail-idl "tonic" "grpc codegen is behind the idl crate's grpc feature"
+
+if [ "$fail" = 0 ]; then echo "layering: ok"; fi
+exit "$fail"
