@@ -276,13 +276,14 @@ impl Api {
             return Err(invalid("spec.template.type must not be empty"));
         }
         if let Some(tid) = &template.id
-            && Key::of(tid) != Key::of(&id) {
-                return Err(invalid(format!(
-                    "spec.template.id {} does not match id {}",
-                    Key::of(tid),
-                    Key::of(&id)
-                )));
-            }
+            && Key::of(tid) != Key::of(&id)
+        {
+            return Err(invalid(format!(
+                "spec.template.id {} does not match id {}",
+                Key::of(tid),
+                Key::of(&id)
+            )));
+        }
         template.id = Some(id.clone());
         let compiled = c::CompiledTask {
             template: Some(template),
@@ -308,13 +309,14 @@ impl Api {
             .as_mut()
             .ok_or_else(|| invalid("spec.template is missing"))?;
         if let Some(tid) = &template.id
-            && Key::of(tid) != Key::of(&id) {
-                return Err(invalid(format!(
-                    "spec.template.id {} does not match id {}",
-                    Key::of(tid),
-                    Key::of(&id)
-                )));
-            }
+            && Key::of(tid) != Key::of(&id)
+        {
+            return Err(invalid(format!(
+                "spec.template.id {} does not match id {}",
+                Key::of(tid),
+                Key::of(&id)
+            )));
+        }
         template.id = Some(id.clone());
         for (i, sub) in spec.sub_workflows.iter().enumerate() {
             validate::identifier(
@@ -333,9 +335,10 @@ impl Api {
                 version: k.version.clone(),
             };
             if let Some(rec) = self.store.get_entity(EntityKind::Task, &ek)?
-                && let Some(t) = c::CompiledTask::decode(rec.closure.as_slice())?.template {
-                    refs.tasks.insert(k.clone(), t);
-                }
+                && let Some(t) = c::CompiledTask::decode(rec.closure.as_slice())?.template
+            {
+                refs.tasks.insert(k.clone(), t);
+            }
         }
         for k in &req.launch_plans {
             let ek = EntityKey {

@@ -59,9 +59,10 @@ fn tag(t: &LiteralType) -> &str {
 pub fn castable(up: &LiteralType, down: &LiteralType) -> bool {
     // A union source must have every variant acceptable downstream (one variant unwraps).
     if let Some(Type::UnionType(u)) = &up.r#type
-        && (!matches!(down.r#type, Some(Type::UnionType(_))) || u.variants.len() == 1) {
-            return !u.variants.is_empty() && u.variants.iter().all(|v| castable(v, down));
-        }
+        && (!matches!(down.r#type, Some(Type::UnionType(_))) || u.variants.len() == 1)
+    {
+        return !u.variants.is_empty() && u.variants.iter().all(|v| castable(v, down));
+    }
     // Tags, when both sides carry one, must match.
     if !tag(up).is_empty() && !tag(down).is_empty() && tag(up) != tag(down) {
         return false;
@@ -136,16 +137,17 @@ pub fn check_constant(value: &binding_data::Value, down: &LiteralType) -> Result
             Some(t) => {
                 if let (Some(Type::EnumType(e)), Some(scalar::Value::Primitive(p))) =
                     (&down.r#type, &s.value)
-                    && let Some(primitive::Value::StringValue(v)) = &p.value {
-                        return if e.values.contains(v) {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "'{v}' is not one of enum{{{}}}",
-                                e.values.join(",")
-                            ))
-                        };
-                    }
+                    && let Some(primitive::Value::StringValue(v)) = &p.value
+                {
+                    return if e.values.contains(v) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "'{v}' is not one of enum{{{}}}",
+                            e.values.join(",")
+                        ))
+                    };
+                }
                 if castable(&t, down) {
                     Ok(())
                 } else {

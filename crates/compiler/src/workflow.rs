@@ -699,14 +699,15 @@ impl Cx<'_> {
                 // attr_path selects inside a value whose field types are not modelled here.
                 if let (Some(Some(up)), Some(down), true) =
                     (found, expected, p.attr_path.is_empty())
-                    && !castable(up, down) {
-                        self.errors.push(Error::MismatchingTypes {
-                            node: node.into(),
-                            var: var.into(),
-                            expected: describe(down),
-                            found: format!("{} (from {}.{})", describe(up), p.node_id, p.var),
-                        });
-                    }
+                    && !castable(up, down)
+                {
+                    self.errors.push(Error::MismatchingTypes {
+                        node: node.into(),
+                        var: var.into(),
+                        expected: describe(down),
+                        found: format!("{} (from {}.{})", describe(up), p.node_id, p.var),
+                    });
+                }
             }
             binding_data::Value::Collection(c) => {
                 let elem = expected.and_then(|t| match &t.r#type {
@@ -715,9 +716,10 @@ impl Cx<'_> {
                 });
                 self.check_nested(node, var, c.bindings.iter(), elem, expected, scope, deps);
                 if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down) {
-                        self.mismatch(node, var, down, found);
-                    }
+                    && let Err(found) = check_constant(v, down)
+                {
+                    self.mismatch(node, var, down, found);
+                }
             }
             binding_data::Value::Map(m) => {
                 let vt = expected.and_then(|t| match &t.r#type {
@@ -726,15 +728,17 @@ impl Cx<'_> {
                 });
                 self.check_nested(node, var, m.bindings.values(), vt, expected, scope, deps);
                 if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down) {
-                        self.mismatch(node, var, down, found);
-                    }
+                    && let Err(found) = check_constant(v, down)
+                {
+                    self.mismatch(node, var, down, found);
+                }
             }
             binding_data::Value::Scalar(_) | binding_data::Value::OffloadedMetadata(_) => {
                 if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down) {
-                        self.mismatch(node, var, down, found);
-                    }
+                    && let Err(found) = check_constant(v, down)
+                {
+                    self.mismatch(node, var, down, found);
+                }
             }
         }
     }
@@ -754,9 +758,10 @@ impl Cx<'_> {
         let typed = inner.is_some() || outer.is_none();
         for b in items {
             if let Some(v) = &b.value
-                && (matches!(v, binding_data::Value::Promise(_)) || typed) {
-                    self.check_binding_value(node, var, v, inner, scope, deps);
-                }
+                && (matches!(v, binding_data::Value::Promise(_)) || typed)
+            {
+                self.check_binding_value(node, var, v, inner, scope, deps);
+            }
         }
     }
 

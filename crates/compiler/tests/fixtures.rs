@@ -203,9 +203,9 @@ fn a_missing_task_reference_is_rejected() {
             if let Some(Target::TaskNode(tn)) = &mut nodes[0].target
                 && let Some(contrail_idl::core::task_node::Reference::ReferenceId(id)) =
                     &mut tn.reference
-                {
-                    id.name = "basic.nope".into();
-                }
+            {
+                id.name = "basic.nope".into();
+            }
         },
         "node 'n0': task flytesnacks/development/basic.nope@tKk8Jc2ynvIVcqf4FZmtkw is not registered",
     );

@@ -573,6 +573,35 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_creates_of_one_entity_create_it_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("c.db")).unwrap());
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || s.create_entity(&rec("a", "v1", i, i as i64)).unwrap())
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == CreateOutcome::Created)
+                .count(),
+            1
+        );
+        let winner = s
+            .get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
+            .unwrap()
+            .unwrap();
+        for o in outcomes {
+            if let CreateOutcome::Exists(e) = o {
+                assert_eq!(e.digest, winner.digest, "losers see the winner's record");
+            }
+        }
+    }
+
+    #[test]
     fn data_survives_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
