@@ -206,6 +206,25 @@ impl Api {
         })
     }
 
+    /// One page of `kind` for a ResourceListRequest, each record converted for the wire.
+    fn list_converted<T>(
+        &self,
+        kind: EntityKind,
+        r: &a::ResourceListRequest,
+        convert: fn(&EntityRecord) -> ApiResult<T>,
+    ) -> ApiResult<(Vec<T>, String)> {
+        let q = self.list_query(
+            r.id.as_ref(),
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            false,
+        )?;
+        let (rows, token) = self.list_records(kind, q)?;
+        Ok((rows.iter().map(convert).collect::<ApiResult<_>>()?, token))
+    }
+
     fn list_records(
         &self,
         kind: EntityKind,
@@ -520,22 +539,9 @@ impl AdminService for Api {
     }
 
     async fn list_tasks(&self, r: Request<a::ResourceListRequest>) -> R<a::TaskList> {
-        let r = r.into_inner();
-        ok((|| {
-            let q = self.list_query(
-                r.id.as_ref(),
-                r.limit,
-                &r.token,
-                &r.filters,
-                r.sort_by.as_ref(),
-                false,
-            )?;
-            let (rows, token) = self.list_records(EntityKind::Task, q)?;
-            Ok(a::TaskList {
-                tasks: rows.iter().map(Self::task_of).collect::<ApiResult<_>>()?,
-                token,
-            })
-        })())
+        ok(self
+            .list_converted(EntityKind::Task, &r.into_inner(), Self::task_of)
+            .map(|(tasks, token)| a::TaskList { tasks, token }))
     }
 
     async fn create_workflow(
@@ -561,25 +567,9 @@ impl AdminService for Api {
     }
 
     async fn list_workflows(&self, r: Request<a::ResourceListRequest>) -> R<a::WorkflowList> {
-        let r = r.into_inner();
-        ok((|| {
-            let q = self.list_query(
-                r.id.as_ref(),
-                r.limit,
-                &r.token,
-                &r.filters,
-                r.sort_by.as_ref(),
-                false,
-            )?;
-            let (rows, token) = self.list_records(EntityKind::Workflow, q)?;
-            Ok(a::WorkflowList {
-                workflows: rows
-                    .iter()
-                    .map(Self::workflow_of)
-                    .collect::<ApiResult<_>>()?,
-                token,
-            })
-        })())
+        ok(self
+            .list_converted(EntityKind::Workflow, &r.into_inner(), Self::workflow_of)
+            .map(|(workflows, token)| a::WorkflowList { workflows, token }))
     }
 
     async fn create_launch_plan(
@@ -660,25 +650,16 @@ impl AdminService for Api {
     }
 
     async fn list_launch_plans(&self, r: Request<a::ResourceListRequest>) -> R<a::LaunchPlanList> {
-        let r = r.into_inner();
-        ok((|| {
-            let q = self.list_query(
-                r.id.as_ref(),
-                r.limit,
-                &r.token,
-                &r.filters,
-                r.sort_by.as_ref(),
-                false,
-            )?;
-            let (rows, token) = self.list_records(EntityKind::LaunchPlan, q)?;
-            Ok(a::LaunchPlanList {
-                launch_plans: rows
-                    .iter()
-                    .map(Self::launch_plan_of)
-                    .collect::<ApiResult<_>>()?,
+        ok(self
+            .list_converted(
+                EntityKind::LaunchPlan,
+                &r.into_inner(),
+                Self::launch_plan_of,
+            )
+            .map(|(launch_plans, token)| a::LaunchPlanList {
+                launch_plans,
                 token,
-            })
-        })())
+            }))
     }
 
     async fn update_launch_plan(
