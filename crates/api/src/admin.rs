@@ -18,11 +18,27 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 fn key(id: &Identifier) -> EntityKey {
+    entity_key(Key::of(id))
+}
+
+fn entity_key(k: Key) -> EntityKey {
     EntityKey {
-        project: id.project.clone(),
-        domain: id.domain.clone(),
-        name: id.name.clone(),
-        version: id.version.clone(),
+        project: k.project,
+        domain: k.domain,
+        name: k.name,
+        version: k.version,
+    }
+}
+
+/// A template may repeat the request's id, but must not name another entity.
+fn check_template_id(template_id: Option<&Identifier>, id: &Identifier) -> ApiResult<()> {
+    match template_id {
+        Some(tid) if Key::of(tid) != Key::of(id) => Err(invalid(format!(
+            "spec.template.id {} does not match id {}",
+            Key::of(tid),
+            Key::of(id)
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -201,7 +217,7 @@ impl Api {
             name: (!id.name.is_empty()).then(|| id.name.clone()),
             filters: parse_filters(filters)?,
             sort: parse_sort(sort)?,
-            limit: limit(lim) + 1,
+            limit: limit(lim),
             offset: parse_token(token)?,
         })
     }
@@ -225,15 +241,20 @@ impl Api {
         Ok((rows.iter().map(convert).collect::<ApiResult<_>>()?, token))
     }
 
+    /// One page of records; fetching one row more than the page tells whether another follows.
     fn list_records(
         &self,
         kind: EntityKind,
-        mut q: ListQuery,
+        q: ListQuery,
     ) -> ApiResult<(Vec<EntityRecord>, String)> {
-        let lim = q.limit - 1;
-        let rows = self.store.list_entities(kind, &q)?;
-        q.limit = lim;
-        Ok(page(rows, q.offset, lim))
+        let rows = self.store.list_entities(
+            kind,
+            &ListQuery {
+                limit: q.limit + 1,
+                ..q.clone()
+            },
+        )?;
+        Ok(page(rows, q.offset, q.limit))
     }
 
     fn list_ids(
@@ -254,9 +275,14 @@ impl Api {
             r.sort_by.as_ref(),
             false,
         )?;
-        let lim = q.limit - 1;
-        let names = self.store.list_entity_names(kind, &q)?;
-        let (names, token) = page(names, q.offset, lim);
+        let names = self.store.list_entity_names(
+            kind,
+            &ListQuery {
+                limit: q.limit + 1,
+                ..q.clone()
+            },
+        )?;
+        let (names, token) = page(names, q.offset, q.limit);
         Ok(a::NamedEntityIdentifierList {
             entities: names
                 .into_iter()
@@ -268,6 +294,51 @@ impl Api {
                 })
                 .collect(),
             token,
+        })
+    }
+
+    /// The named entity `id`, or NOT_FOUND when no version of that name is registered.
+    fn existing_name(
+        &self,
+        kind: EntityKind,
+        id: Option<&a::NamedEntityIdentifier>,
+    ) -> ApiResult<a::NamedEntityIdentifier> {
+        let mut q = self.list_query(id, 1, "", "", None, true)?;
+        let id = id.cloned().expect("validated by list_query");
+        q.filters.push(Filter {
+            column: contrail_store::Column::Name,
+            op: Op::Eq,
+            values: vec![id.name.clone()],
+        });
+        if self.store.list_entity_names(kind, &q)?.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "{} {}/{}/{} does not exist",
+                label(kind),
+                id.project,
+                id.domain,
+                id.name
+            )));
+        }
+        Ok(id)
+    }
+
+    /// A named entity with its user-editable metadata.
+    fn named_entity(
+        &self,
+        kind: EntityKind,
+        id: a::NamedEntityIdentifier,
+    ) -> ApiResult<a::NamedEntity> {
+        let meta = self
+            .store
+            .get_named_entity_meta(kind, &id.project, &id.domain, &id.name)?
+            .unwrap_or_default();
+        Ok(a::NamedEntity {
+            resource_type: resource(kind) as i32,
+            id: Some(id),
+            metadata: Some(a::NamedEntityMetadata {
+                description: meta.description,
+                state: meta.state,
+            }),
         })
     }
 
@@ -294,15 +365,7 @@ impl Api {
         if template.r#type.is_empty() {
             return Err(invalid("spec.template.type must not be empty"));
         }
-        if let Some(tid) = &template.id
-            && Key::of(tid) != Key::of(&id)
-        {
-            return Err(invalid(format!(
-                "spec.template.id {} does not match id {}",
-                Key::of(tid),
-                Key::of(&id)
-            )));
-        }
+        check_template_id(template.id.as_ref(), &id)?;
         template.id = Some(id.clone());
         let compiled = c::CompiledTask {
             template: Some(template),
@@ -327,15 +390,7 @@ impl Api {
             .template
             .as_mut()
             .ok_or_else(|| invalid("spec.template is missing"))?;
-        if let Some(tid) = &template.id
-            && Key::of(tid) != Key::of(&id)
-        {
-            return Err(invalid(format!(
-                "spec.template.id {} does not match id {}",
-                Key::of(tid),
-                Key::of(&id)
-            )));
-        }
+        check_template_id(template.id.as_ref(), &id)?;
         template.id = Some(id.clone());
         for (i, sub) in spec.sub_workflows.iter().enumerate() {
             validate::identifier(
@@ -347,26 +402,19 @@ impl Api {
         let req = requirements(&spec);
         let mut refs = References::default();
         for k in &req.tasks {
-            let ek = EntityKey {
-                project: k.project.clone(),
-                domain: k.domain.clone(),
-                name: k.name.clone(),
-                version: k.version.clone(),
-            };
-            if let Some(rec) = self.store.get_entity(EntityKind::Task, &ek)?
+            if let Some(rec) = self
+                .store
+                .get_entity(EntityKind::Task, &entity_key(k.clone()))?
                 && let Some(t) = c::CompiledTask::decode(rec.closure.as_slice())?.template
             {
                 refs.tasks.insert(k.clone(), t);
             }
         }
         for k in &req.launch_plans {
-            let ek = EntityKey {
-                project: k.project.clone(),
-                domain: k.domain.clone(),
-                name: k.name.clone(),
-                version: k.version.clone(),
-            };
-            if let Some(rec) = self.store.get_entity(EntityKind::LaunchPlan, &ek)? {
+            if let Some(rec) = self
+                .store
+                .get_entity(EntityKind::LaunchPlan, &entity_key(k.clone()))?
+            {
                 let cl = a::LaunchPlanClosure::decode(rec.closure.as_slice())?;
                 refs.launch_plans.insert(
                     k.clone(),
@@ -789,20 +837,7 @@ impl AdminService for Api {
             let entities = ids
                 .entities
                 .into_iter()
-                .map(|id| {
-                    let meta = self
-                        .store
-                        .get_named_entity_meta(kind, &id.project, &id.domain, &id.name)?
-                        .unwrap_or_default();
-                    Ok(a::NamedEntity {
-                        resource_type: r.resource_type,
-                        id: Some(id),
-                        metadata: Some(a::NamedEntityMetadata {
-                            description: meta.description,
-                            state: meta.state,
-                        }),
-                    })
-                })
+                .map(|id| self.named_entity(kind, id))
                 .collect::<ApiResult<_>>()?;
             Ok(a::NamedEntityList {
                 entities,
@@ -815,29 +850,8 @@ impl AdminService for Api {
         let r = r.into_inner();
         ok((|| {
             let kind = entity_kind(r.resource_type)?;
-            let q = self.list_query(r.id.as_ref(), 1, "", "", None, true)?;
-            let id = r.id.clone().expect("validated");
-            if self.store.list_entities(kind, &q)?.is_empty() {
-                return Err(ApiError::NotFound(format!(
-                    "{} {}/{}/{} does not exist",
-                    label(kind),
-                    id.project,
-                    id.domain,
-                    id.name
-                )));
-            }
-            let meta = self
-                .store
-                .get_named_entity_meta(kind, &id.project, &id.domain, &id.name)?
-                .unwrap_or_default();
-            Ok(a::NamedEntity {
-                resource_type: r.resource_type,
-                id: Some(id),
-                metadata: Some(a::NamedEntityMetadata {
-                    description: meta.description,
-                    state: meta.state,
-                }),
-            })
+            let id = self.existing_name(kind, r.id.as_ref())?;
+            self.named_entity(kind, id)
         })())
     }
 
@@ -848,17 +862,7 @@ impl AdminService for Api {
         let r = r.into_inner();
         ok((|| {
             let kind = entity_kind(r.resource_type)?;
-            let q = self.list_query(r.id.as_ref(), 1, "", "", None, true)?;
-            let id = r.id.clone().expect("validated");
-            if self.store.list_entities(kind, &q)?.is_empty() {
-                return Err(ApiError::NotFound(format!(
-                    "{} {}/{}/{} does not exist",
-                    label(kind),
-                    id.project,
-                    id.domain,
-                    id.name
-                )));
-            }
+            let id = self.existing_name(kind, r.id.as_ref())?;
             let m = r.metadata.unwrap_or_default();
             self.store.put_named_entity_meta(
                 kind,

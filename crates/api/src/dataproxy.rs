@@ -193,17 +193,7 @@ pub(crate) async fn put_upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    contrail_blob::validate_key(&key)
-        .map_err(|e| reject(StatusCode::BAD_REQUEST, e.to_string()))?;
-    if !api
-        .blob
-        .verify("PUT", &key, q.expires, &q.md5, &q.sig, api.now_secs())
-    {
-        return Err(reject(
-            StatusCode::FORBIDDEN,
-            "signature invalid or expired",
-        ));
-    }
+    authorize(&api, "PUT", &key, &q)?;
     let actual = Md5::digest(&body);
     if !q.md5.is_empty() && hex(&actual) != q.md5 {
         return Err(reject(
@@ -223,10 +213,7 @@ pub(crate) async fn put_upload(
         }
     }
     let blob = api.blob.clone();
-    tokio::task::spawn_blocking(move || blob.put(&key, &body))
-        .await
-        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    on_blocking_pool(move || blob.put(&key, &body)).await?;
     Ok(StatusCode::OK)
 }
 
@@ -236,19 +223,35 @@ pub(crate) async fn get_download(
     Path(key): Path<String>,
     Query(q): Query<Signed>,
 ) -> Result<Vec<u8>, (StatusCode, String)> {
-    contrail_blob::validate_key(&key)
-        .map_err(|e| reject(StatusCode::BAD_REQUEST, e.to_string()))?;
+    authorize(&api, "GET", &key, &q)?;
+    let blob = api.blob.clone();
+    on_blocking_pool(move || blob.get(&key)).await
+}
+
+/// Checks the key and the URL's signature and expiry for `method`.
+fn authorize(api: &Api, method: &str, key: &str, q: &Signed) -> Result<(), (StatusCode, String)> {
+    contrail_blob::validate_key(key).map_err(|e| reject(StatusCode::BAD_REQUEST, e.to_string()))?;
     if !api
         .blob
-        .verify("GET", &key, q.expires, &q.md5, &q.sig, api.now_secs())
+        .verify(method, key, q.expires, &q.md5, &q.sig, api.now_secs())
     {
         return Err(reject(
             StatusCode::FORBIDDEN,
             "signature invalid or expired",
         ));
     }
-    api.blob.get(&key).map_err(|e| match e {
-        contrail_blob::Error::NotFound(_) => reject(StatusCode::NOT_FOUND, e.to_string()),
-        _ => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    })
+    Ok(())
+}
+
+/// Runs blob filesystem IO off the async workers, mapping its errors to HTTP statuses.
+async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, contrail_blob::Error> + Send + 'static,
+) -> Result<T, (StatusCode, String)> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| match e {
+            contrail_blob::Error::NotFound(_) => reject(StatusCode::NOT_FOUND, e.to_string()),
+            _ => reject(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })
 }

@@ -6,8 +6,8 @@ use contrail_idl::admin::WorkflowSpec;
 use contrail_idl::core::{
     BindingData, CompiledTask, CompiledWorkflow, CompiledWorkflowClosure, ConnectionSet,
     LiteralType, Node, ParameterMap, TaskTemplate, VariableMap, WorkflowTemplate, binding_data,
-    connection_set::IdList, gate_node, if_else_block, node::Target, parameter, task_node,
-    workflow_node,
+    connection_set::IdList, gate_node, if_else_block, literal_type::Type, node::Target, parameter,
+    task_node, workflow_node,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -709,33 +709,43 @@ impl Cx<'_> {
                     });
                 }
             }
-            binding_data::Value::Collection(c) => {
-                let elem = expected.and_then(|t| match &t.r#type {
-                    Some(contrail_idl::core::literal_type::Type::CollectionType(e)) => Some(&**e),
-                    _ => None,
-                });
-                self.check_nested(node, var, c.bindings.iter(), elem, expected, scope, deps);
-                if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down)
-                {
-                    self.mismatch(node, var, down, found);
+            constant => {
+                // Promises nested in lists and maps resolve (and are typed) element by element.
+                match constant {
+                    binding_data::Value::Collection(c) => {
+                        let elem = expected.and_then(|t| match &t.r#type {
+                            Some(Type::CollectionType(e)) => Some(&**e),
+                            _ => None,
+                        });
+                        self.check_nested(
+                            node,
+                            var,
+                            c.bindings.iter(),
+                            elem,
+                            expected,
+                            scope,
+                            deps,
+                        );
+                    }
+                    binding_data::Value::Map(m) => {
+                        let vt = expected.and_then(|t| match &t.r#type {
+                            Some(Type::MapValueType(e)) => Some(&**e),
+                            _ => None,
+                        });
+                        self.check_nested(
+                            node,
+                            var,
+                            m.bindings.values(),
+                            vt,
+                            expected,
+                            scope,
+                            deps,
+                        );
+                    }
+                    _ => {}
                 }
-            }
-            binding_data::Value::Map(m) => {
-                let vt = expected.and_then(|t| match &t.r#type {
-                    Some(contrail_idl::core::literal_type::Type::MapValueType(e)) => Some(&**e),
-                    _ => None,
-                });
-                self.check_nested(node, var, m.bindings.values(), vt, expected, scope, deps);
                 if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down)
-                {
-                    self.mismatch(node, var, down, found);
-                }
-            }
-            binding_data::Value::Scalar(_) | binding_data::Value::OffloadedMetadata(_) => {
-                if let Some(down) = expected
-                    && let Err(found) = check_constant(v, down)
+                    && let Err(found) = check_constant(constant, down)
                 {
                     self.mismatch(node, var, down, found);
                 }

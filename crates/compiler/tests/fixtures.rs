@@ -6,8 +6,8 @@ use contrail_compiler::{
 };
 use contrail_idl::admin::{LaunchPlanCreateRequest, TaskCreateRequest, WorkflowCreateRequest};
 use contrail_idl::core::{
-    BindingData, Literal, LiteralType, Node, Primitive, Scalar, binding_data, literal_type,
-    node::Target, primitive, scalar,
+    BindingData, LiteralType, Node, Primitive, Scalar, binding_data, literal_type, node::Target,
+    primitive, scalar,
 };
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use std::collections::BTreeMap;
@@ -370,7 +370,7 @@ fn a_cycle_is_rejected_with_its_path() {
 
 #[test]
 fn nodes_that_start_node_cannot_reach_are_rejected() {
-    let mut c = corpus();
+    let c = corpus();
     let mut w = get(&c, "basic.basic_wf");
     let t = w.spec.as_mut().unwrap().template.as_mut().unwrap();
     // A third node n2 and n3 wait for each other: no path from start-node reaches them.
@@ -386,7 +386,6 @@ fn nodes_that_start_node_cannot_reach_are_rejected() {
         .for_each(|b| b.binding = Some(promise("n2", "o0")));
     t.nodes.push(n2);
     t.nodes.push(n3);
-    let _ = &mut c.refs;
     let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
     let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(
@@ -460,5 +459,4 @@ fn a_none_literal_fits_an_optional_failure_node_input() {
     let c = corpus();
     let w = get(&c, "advanced.failing_wf");
     compile_workflow(w.spec.as_ref().unwrap(), &c.refs).expect("failing_wf compiles");
-    let _ = Literal::default();
 }

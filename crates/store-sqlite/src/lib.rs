@@ -97,6 +97,8 @@ impl SqliteStore {
     }
 }
 
+const PROJECT_COLS: &str = "id, name, description, labels, state";
+
 const ENTITY_COLS: &str =
     "kind, project, domain, name, version, digest, spec, closure, state, created_at, updated_at";
 
@@ -128,6 +130,25 @@ fn entity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, EntityRecord)>
             updated_at: r.get(10)?,
         },
     ))
+}
+
+/// One entity by kind and key (also used inside transactions: `Transaction` derefs to `Connection`).
+fn select_entity(
+    conn: &Connection,
+    kind: EntityKind,
+    k: &EntityKey,
+) -> Result<Option<EntityRecord>> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=? AND name=? AND version=?"
+            ),
+            params![kind.as_str(), k.project, k.domain, k.name, k.version],
+            entity_row,
+        )
+        .optional()
+        .map_err(backend)?;
+    row.map(finish).transpose()
 }
 
 fn finish((kind, mut rec): (String, EntityRecord)) -> Result<EntityRecord> {
@@ -220,34 +241,17 @@ impl Store for SqliteStore {
         let outcome = if inserted == 1 {
             CreateOutcome::Created
         } else {
-            let existing = tx
-                .query_row(
-                    &format!(
-                        "SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=? AND name=? AND version=?"
-                    ),
-                    params![rec.kind.as_str(), k.project, k.domain, k.name, k.version],
-                    entity_row,
-                )
-                .map_err(backend)?;
-            CreateOutcome::Exists(Box::new(finish(existing)?))
+            let existing = select_entity(&tx, rec.kind, k)?.ok_or_else(|| {
+                Error::Backend("conflicting row vanished inside a transaction".into())
+            })?;
+            CreateOutcome::Exists(Box::new(existing))
         };
         tx.commit().map_err(backend)?;
         Ok(outcome)
     }
 
     fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                &format!(
-                    "SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=? AND name=? AND version=?"
-                ),
-                params![kind.as_str(), k.project, k.domain, k.name, k.version],
-                entity_row,
-            )
-            .optional()
-            .map_err(backend)?;
-        row.map(finish).transpose()
+        select_entity(&self.conn(), kind, k)
     }
 
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
@@ -372,7 +376,7 @@ impl Store for SqliteStore {
     fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
         self.conn()
             .query_row(
-                "SELECT id, name, description, labels, state FROM projects WHERE id=?",
+                &format!("SELECT {PROJECT_COLS} FROM projects WHERE id=?"),
                 params![id],
                 project_row,
             )
@@ -383,7 +387,7 @@ impl Store for SqliteStore {
     fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, name, description, labels, state FROM projects ORDER BY id")
+            .prepare(&format!("SELECT {PROJECT_COLS} FROM projects ORDER BY id"))
             .map_err(backend)?;
         let rows = stmt
             .query_map([], project_row)
