@@ -10,8 +10,11 @@ use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::Path;
 use std::sync::Mutex;
 
+mod exec;
+
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE entities (
     kind TEXT NOT NULL,
     project TEXT NOT NULL,
@@ -44,7 +47,65 @@ CREATE TABLE named_entities (
     state INTEGER NOT NULL,
     PRIMARY KEY (kind, project, domain, name)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE executions (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    launch_plan TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    record BLOB NOT NULL,
+    workflow_closure BLOB NOT NULL,
+    state BLOB NOT NULL,
+    abort_cause TEXT,
+    revision INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (project, domain, name)
+);
+CREATE INDEX executions_by_created ON executions (project, domain, created_at);
+CREATE INDEX executions_active ON executions (phase) WHERE phase NOT IN (4, 6, 7, 8);
+CREATE TABLE node_executions (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    parent_id TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (project, domain, exec_name, node_id)
+);
+CREATE INDEX node_executions_by_parent ON node_executions (project, domain, exec_name, parent_id, created_at);
+CREATE TABLE task_executions (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    phase INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (project, domain, exec_name, node_id, attempt)
+);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX events_by_exec ON events (project, domain, exec_name, seq);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -165,15 +226,29 @@ fn column(c: Column) -> &'static str {
         Column::State => "state",
         Column::CreatedAt => "created_at",
         Column::UpdatedAt => "updated_at",
+        Column::Phase => "phase",
     }
 }
 
 fn is_numeric(c: Column) -> bool {
-    matches!(c, Column::State | Column::CreatedAt | Column::UpdatedAt)
+    matches!(
+        c,
+        Column::State | Column::CreatedAt | Column::UpdatedAt | Column::Phase
+    )
 }
 
 /// Appends `AND …` for each filter to `sql`, pushing bound parameters.
 fn push_filters(filters: &[Filter], sql: &mut String, args: &mut Vec<Value>) {
+    push_filters_on(filters, column, sql, args)
+}
+
+/// `push_filters` with a table-specific column mapping.
+fn push_filters_on(
+    filters: &[Filter],
+    column: fn(Column) -> &'static str,
+    sql: &mut String,
+    args: &mut Vec<Value>,
+) {
     for f in filters {
         let col = column(f.column);
         let val = |v: &str| -> Value {

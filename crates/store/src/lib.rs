@@ -16,6 +16,9 @@ pub enum Error {
     Corrupt(String),
 }
 
+mod exec;
+pub use exec::*;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The three registered, versioned, immutable entity kinds.
@@ -81,6 +84,8 @@ pub enum Column {
     State,
     CreatedAt,
     UpdatedAt,
+    /// Execution/node/task phase.
+    Phase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +142,7 @@ pub struct NamedEntityMeta {
 }
 
 /// The storage port. Implementations must be safe under concurrent callers.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ExecutionStore + Send + Sync + 'static {
     /// Inserts the entity unless its key exists; never overwrites.
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome>;
     fn get_entity(&self, kind: EntityKind, key: &EntityKey) -> Result<Option<EntityRecord>>;

@@ -1,0 +1,26 @@
+//! The engine decides what happens next, and nothing else.
+//!
+//! [`step`] maps (compiled workflow [`Plan`], last committed [`ExecState`], this round's
+//! [`Observation`]s, `now`) to a new state and a list of [`Effect`]s for the controller to
+//! perform. It reads no clock, touches no file and spawns nothing, so the same inputs always
+//! give the same outputs; that is what makes the controller level-triggered and testable.
+//!
+//! Architecture Invariant: effects are requests that are safe to repeat (deterministic
+//! attempt ids, idempotent writes). A crash between performing an effect and committing the
+//! state it came with only means the next round asks for it again.
+
+mod phase;
+mod plan;
+pub mod resolve;
+mod state;
+mod step;
+
+pub use phase::{node_phase, task_phase, workflow_phase};
+pub use plan::{NodeKind, Plan, PlanError, PlanNode};
+pub use state::{
+    AttemptState, ErrorKind, ExecState, Failure, NodePhase, NodeState, TaskPhase, WorkflowPhase,
+};
+pub use step::{Config, Effect, Observation, Step, TaskStatus, step};
+
+/// Nanoseconds since the Unix epoch, as handed in by the caller.
+pub type Nanos = i64;

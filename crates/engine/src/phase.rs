@@ -1,0 +1,94 @@
+//! The one place internal phases become flyteidl phases.
+
+use crate::{NodePhase, TaskPhase, WorkflowPhase};
+use contrail_idl::core::{node_execution, task_execution, workflow_execution};
+
+pub fn workflow_phase(p: WorkflowPhase, aborting: bool) -> workflow_execution::Phase {
+    use workflow_execution::Phase as P;
+    match p {
+        _ if aborting && !p.is_terminal() => P::Aborting,
+        WorkflowPhase::Queued => P::Queued,
+        WorkflowPhase::Running => P::Running,
+        WorkflowPhase::Succeeding => P::Succeeding,
+        WorkflowPhase::Succeeded => P::Succeeded,
+        WorkflowPhase::Failed => P::Failed,
+        WorkflowPhase::Aborted => P::Aborted,
+        WorkflowPhase::TimedOut => P::TimedOut,
+    }
+}
+
+pub fn node_phase(p: NodePhase) -> node_execution::Phase {
+    use node_execution::Phase as P;
+    match p {
+        NodePhase::NotYetStarted => P::Undefined,
+        NodePhase::Queued => P::Queued,
+        // A node between attempts is still running from the user's point of view.
+        NodePhase::Running | NodePhase::RetryWait => P::Running,
+        NodePhase::Succeeded => P::Succeeded,
+        NodePhase::Failed => P::Failed,
+        NodePhase::Skipped => P::Skipped,
+        NodePhase::TimedOut => P::TimedOut,
+        NodePhase::Aborted => P::Aborted,
+    }
+}
+
+pub fn task_phase(p: TaskPhase) -> task_execution::Phase {
+    use task_execution::Phase as P;
+    match p {
+        TaskPhase::Queued => P::Queued,
+        TaskPhase::WaitingForResources => P::WaitingForResources,
+        TaskPhase::Running => P::Running,
+        TaskPhase::Succeeded => P::Succeeded,
+        // A failed attempt is FAILED even when a retry follows: FlyteRemote treats
+        // RETRYABLE_FAILED as not done.
+        TaskPhase::Failed => P::Failed,
+        TaskPhase::Aborted => P::Aborted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_map_to_flyteidl_numbers() {
+        let wf = [
+            (WorkflowPhase::Queued, 1),
+            (WorkflowPhase::Running, 2),
+            (WorkflowPhase::Succeeding, 3),
+            (WorkflowPhase::Succeeded, 4),
+            (WorkflowPhase::Failed, 6),
+            (WorkflowPhase::Aborted, 7),
+            (WorkflowPhase::TimedOut, 8),
+        ];
+        for (p, n) in wf {
+            assert_eq!(workflow_phase(p, false) as i32, n, "{p:?}");
+        }
+        assert_eq!(workflow_phase(WorkflowPhase::Running, true) as i32, 9);
+        assert_eq!(workflow_phase(WorkflowPhase::Succeeded, true) as i32, 4);
+        let nodes = [
+            (NodePhase::Queued, 1),
+            (NodePhase::Running, 2),
+            (NodePhase::RetryWait, 2),
+            (NodePhase::Succeeded, 3),
+            (NodePhase::Failed, 5),
+            (NodePhase::Aborted, 6),
+            (NodePhase::Skipped, 7),
+            (NodePhase::TimedOut, 8),
+        ];
+        for (p, n) in nodes {
+            assert_eq!(node_phase(p) as i32, n, "{p:?}");
+        }
+        let tasks = [
+            (TaskPhase::Queued, 1),
+            (TaskPhase::Running, 2),
+            (TaskPhase::Succeeded, 3),
+            (TaskPhase::Aborted, 4),
+            (TaskPhase::Failed, 5),
+            (TaskPhase::WaitingForResources, 7),
+        ];
+        for (p, n) in tasks {
+            assert_eq!(task_phase(p) as i32, n, "{p:?}");
+        }
+    }
+}

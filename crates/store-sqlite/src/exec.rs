@@ -1,0 +1,405 @@
+//! The execution half of the SQLite adapter.
+
+use crate::{SqliteStore, backend, column, push_filters_on};
+use contrail_store::{
+    AbortOutcome, Column, CommitOutcome, EventRecord, ExecKey, ExecutionRecord, ExecutionStore,
+    ListQuery, NodeRecord, Result, RoundCommit, TaskRecord,
+};
+use rusqlite::{OptionalExtension, params, types::Value};
+
+const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
+     workflow_closure, state, abort_cause, revision, created_at, updated_at";
+/// The same columns with the two large immutable/derived blobs blanked (lists).
+const EXEC_LIST_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
+     x'', x'', abort_cause, revision, created_at, updated_at";
+
+fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        key: ExecKey {
+            project: r.get(0)?,
+            domain: r.get(1)?,
+            name: r.get(2)?,
+        },
+        phase: r.get(3)?,
+        launch_plan: r.get(4)?,
+        workflow: r.get(5)?,
+        record: r.get(6)?,
+        workflow_closure: r.get(7)?,
+        state: r.get(8)?,
+        abort_cause: r.get(9)?,
+        revision: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}
+
+fn exec_column(c: Column) -> &'static str {
+    match c {
+        Column::Version => "name",
+        Column::State => "phase",
+        other => column(other),
+    }
+}
+
+fn node_column(c: Column) -> &'static str {
+    match c {
+        Column::Name | Column::Version => "node_id",
+        Column::State => "phase",
+        other => column(other),
+    }
+}
+
+const NODE_COLS: &str =
+    "project, domain, exec_name, node_id, parent_id, phase, record, created_at, updated_at";
+const TASK_COLS: &str =
+    "project, domain, exec_name, node_id, attempt, phase, record, created_at, updated_at";
+
+fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
+    Ok(NodeRecord {
+        exec: ExecKey {
+            project: r.get(0)?,
+            domain: r.get(1)?,
+            name: r.get(2)?,
+        },
+        node_id: r.get(3)?,
+        parent_id: r.get(4)?,
+        phase: r.get(5)?,
+        record: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        exec: ExecKey {
+            project: r.get(0)?,
+            domain: r.get(1)?,
+            name: r.get(2)?,
+        },
+        node_id: r.get(3)?,
+        attempt: r.get(4)?,
+        phase: r.get(5)?,
+        record: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+impl SqliteStore {
+    /// Runs a filtered, sorted, paged select; `base` ends in a WHERE clause.
+    fn select_page<T>(
+        &self,
+        base: String,
+        mut args: Vec<Value>,
+        q: &ListQuery,
+        map: fn(Column) -> &'static str,
+        default_desc: bool,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut sql = base;
+        push_filters_on(&q.filters, map, &mut sql, &mut args);
+        let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, default_desc));
+        let dir = if desc { "DESC" } else { "ASC" };
+        sql.push_str(&format!(
+            " ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?",
+            map(col)
+        ));
+        args.push(Value::Integer(q.limit as i64));
+        args.push(Value::Integer(q.offset as i64));
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        stmt.query_map(rusqlite::params_from_iter(args), row)
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)
+    }
+}
+
+fn key_args(k: &ExecKey) -> Vec<Value> {
+    vec![
+        Value::Text(k.project.clone()),
+        Value::Text(k.domain.clone()),
+        Value::Text(k.name.clone()),
+    ]
+}
+
+impl ExecutionStore for SqliteStore {
+    fn create_execution(&self, r: &ExecutionRecord) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                &format!(
+                    "INSERT INTO executions ({EXEC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) \
+                     ON CONFLICT DO NOTHING"
+                ),
+                params![
+                    r.key.project,
+                    r.key.domain,
+                    r.key.name,
+                    r.phase,
+                    r.launch_plan,
+                    r.workflow,
+                    r.record,
+                    r.workflow_closure,
+                    r.state,
+                    r.abort_cause,
+                    r.revision,
+                    r.created_at,
+                    r.updated_at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn get_execution(&self, k: &ExecKey) -> Result<Option<ExecutionRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {EXEC_COLS} FROM executions WHERE project=? AND domain=? AND name=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name], exec_row)
+                    .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
+        self.select_page(
+            format!("SELECT {EXEC_LIST_COLS} FROM executions WHERE project=? AND domain=?"),
+            vec![
+                Value::Text(q.project.clone()),
+                Value::Text(q.domain.clone()),
+            ],
+            q,
+            exec_column,
+            true,
+            exec_row,
+        )
+    }
+
+    fn list_active_executions(&self) -> Result<Vec<ExecKey>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT project, domain, name FROM executions WHERE phase NOT IN (4, 6, 7, 8) \
+                 ORDER BY seq",
+            )
+            .map_err(backend)?;
+        stmt.query_map([], |r| {
+            Ok(ExecKey {
+                project: r.get(0)?,
+                domain: r.get(1)?,
+                name: r.get(2)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+    }
+
+    fn request_abort(&self, k: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let found: Option<(i32, Option<String>)> = tx
+            .query_row(
+                "SELECT phase, abort_cause FROM executions WHERE project=? AND domain=? AND name=?",
+                params![k.project, k.domain, k.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let outcome = match found {
+            None => None,
+            Some((phase, _)) if matches!(phase, 4 | 6..=8) => Some(AbortOutcome::AlreadyTerminal),
+            Some((_, Some(_))) => Some(AbortOutcome::AlreadyRequested),
+            Some((_, None)) => {
+                tx.execute(
+                    "UPDATE executions SET abort_cause=?, updated_at=? \
+                     WHERE project=? AND domain=? AND name=?",
+                    params![cause, now, k.project, k.domain, k.name],
+                )
+                .map_err(backend)?;
+                Some(AbortOutcome::Requested)
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(outcome)
+    }
+
+    fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome> {
+        let k = &c.key;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .prepare_cached(
+                "UPDATE executions SET phase=?, record=?, state=?, revision=revision+1, updated_at=? \
+                 WHERE project=? AND domain=? AND name=? AND revision=?",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    c.phase, c.record, c.state, c.now, k.project, k.domain, k.name, c.revision
+                ])
+            })
+            .map_err(backend)?;
+        if n != 1 {
+            return Ok(CommitOutcome::Conflict);
+        }
+        {
+            let mut node = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO node_executions ({NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?) \
+                     ON CONFLICT (project, domain, exec_name, node_id) DO UPDATE SET \
+                     phase=excluded.phase, record=excluded.record, updated_at=excluded.updated_at"
+                ))
+                .map_err(backend)?;
+            for r in &c.nodes {
+                node.execute(params![
+                    k.project,
+                    k.domain,
+                    k.name,
+                    r.node_id,
+                    r.parent_id,
+                    r.phase,
+                    r.record,
+                    r.created_at,
+                    r.updated_at
+                ])
+                .map_err(backend)?;
+            }
+            let mut task = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO task_executions ({TASK_COLS}) VALUES (?,?,?,?,?,?,?,?,?) \
+                     ON CONFLICT (project, domain, exec_name, node_id, attempt) DO UPDATE SET \
+                     phase=excluded.phase, record=excluded.record, updated_at=excluded.updated_at"
+                ))
+                .map_err(backend)?;
+            for r in &c.tasks {
+                task.execute(params![
+                    k.project,
+                    k.domain,
+                    k.name,
+                    r.node_id,
+                    r.attempt,
+                    r.phase,
+                    r.record,
+                    r.created_at,
+                    r.updated_at
+                ])
+                .map_err(backend)?;
+            }
+            let mut ev = tx
+                .prepare_cached(
+                    "INSERT INTO events (project, domain, exec_name, kind, payload) VALUES (?,?,?,?,?)",
+                )
+                .map_err(backend)?;
+            for e in &c.events {
+                ev.execute(params![k.project, k.domain, k.name, e.kind, e.payload])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(CommitOutcome::Committed)
+    }
+
+    fn list_node_executions(
+        &self,
+        k: &ExecKey,
+        parent_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<NodeRecord>> {
+        let mut args = key_args(k);
+        args.push(Value::Text(parent_id.to_string()));
+        self.select_page(
+            format!(
+                "SELECT {NODE_COLS} FROM node_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND parent_id=?"
+            ),
+            args,
+            q,
+            node_column,
+            false,
+            node_row,
+        )
+    }
+
+    fn get_node_execution(&self, k: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {NODE_COLS} FROM node_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND node_id=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, node_id], node_row)
+                    .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn list_task_executions(
+        &self,
+        k: &ExecKey,
+        node_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<TaskRecord>> {
+        let mut args = key_args(k);
+        args.push(Value::Text(node_id.to_string()));
+        self.select_page(
+            format!(
+                "SELECT {TASK_COLS} FROM task_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND node_id=?"
+            ),
+            args,
+            q,
+            node_column,
+            false,
+            task_row,
+        )
+    }
+
+    fn get_task_execution(
+        &self,
+        k: &ExecKey,
+        node_id: &str,
+        attempt: u32,
+    ) -> Result<Option<TaskRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {TASK_COLS} FROM task_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND node_id=? AND attempt=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(
+                    params![k.project, k.domain, k.name, node_id, attempt],
+                    task_row,
+                )
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT kind, payload FROM events WHERE project=? AND domain=? AND exec_name=? \
+                 ORDER BY seq",
+            )
+            .map_err(backend)?;
+        stmt.query_map(params![k.project, k.domain, k.name], |r| {
+            let kind: String = r.get(0)?;
+            Ok(EventRecord {
+                kind: match kind.as_str() {
+                    "workflow" => "workflow",
+                    "node" => "node",
+                    _ => "task",
+                },
+                payload: r.get(1)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+    }
+}

@@ -1,0 +1,161 @@
+//! Execution records: what the API declares (an execution and its termination request) and
+//! what the controller observes and commits (status, node and task records, events).
+//!
+//! Payloads are opaque bytes here as well: `record` fields hold canonically encoded
+//! `admin.Execution` / `admin.NodeExecution` / `admin.TaskExecution` messages, `state` the
+//! engine's own snapshot. The store only keys, orders and filters them.
+
+use crate::{ListQuery, Result};
+
+/// project / domain / name of one workflow execution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct ExecKey {
+    pub project: String,
+    pub domain: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ExecKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.project, self.domain, self.name)
+    }
+}
+
+/// One execution row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutionRecord {
+    pub key: ExecKey,
+    /// `core.WorkflowExecution.Phase` as last committed (for filters and the resync scan).
+    pub phase: i32,
+    /// Launch plan (or task, for single-task executions) name, for filters.
+    pub launch_plan: String,
+    /// Workflow name, for filters.
+    pub workflow: String,
+    /// Canonical `admin.Execution` (id, spec, closure), rewritten by every controller commit.
+    pub record: Vec<u8>,
+    /// Canonical `core.CompiledWorkflowClosure` this execution runs. Immutable.
+    pub workflow_closure: Vec<u8>,
+    /// The engine's snapshot; empty until the controller's first round.
+    pub state: Vec<u8>,
+    /// Set once by `TerminateExecution`; the controller reads it (desired state).
+    pub abort_cause: Option<String>,
+    /// Bumped by every commit; commits are conditional on it (optimistic concurrency).
+    pub revision: i64,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ExecutionRecord {
+    pub fn is_terminal(&self) -> bool {
+        // SUCCEEDED 4, FAILED 6, ABORTED 7, TIMED_OUT 8.
+        matches!(self.phase, 4 | 6..=8)
+    }
+}
+
+/// One node execution row (a node of the top-level workflow or nested under a parent).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeRecord {
+    pub exec: ExecKey,
+    pub node_id: String,
+    /// The unique id of the parent node; empty for top-level nodes.
+    pub parent_id: String,
+    pub phase: i32,
+    /// Canonical `admin.NodeExecution`.
+    pub record: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One task attempt row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskRecord {
+    pub exec: ExecKey,
+    pub node_id: String,
+    pub attempt: u32,
+    pub phase: i32,
+    /// Canonical `admin.TaskExecution`.
+    pub record: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One entry of an execution's append-only event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// "workflow", "node" or "task".
+    pub kind: &'static str,
+    /// Canonical `event.{Workflow,Node,Task}ExecutionEvent`.
+    pub payload: Vec<u8>,
+}
+
+/// Everything one controller round changes, committed atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoundCommit {
+    pub key: ExecKey,
+    /// The revision the round started from; the commit fails with `Conflict` otherwise.
+    pub revision: i64,
+    pub phase: i32,
+    pub record: Vec<u8>,
+    pub state: Vec<u8>,
+    pub nodes: Vec<NodeRecord>,
+    pub tasks: Vec<TaskRecord>,
+    pub events: Vec<EventRecord>,
+    pub now: i64,
+}
+
+/// What a conditional commit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Someone else committed first (or the row is gone): reload and run the round again.
+    Conflict,
+}
+
+/// The execution half of the storage port.
+pub trait ExecutionStore: Send + Sync + 'static {
+    /// Inserts a new execution; false when the name is taken.
+    fn create_execution(&self, rec: &ExecutionRecord) -> Result<bool>;
+    fn get_execution(&self, key: &ExecKey) -> Result<Option<ExecutionRecord>>;
+    /// Executions of a project/domain (`q.name` is ignored); `workflow_closure` and `state`
+    /// are left empty.
+    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>>;
+    /// Keys of every execution whose committed phase is not terminal (the resync scan).
+    fn list_active_executions(&self) -> Result<Vec<ExecKey>>;
+    /// Records a termination request unless one exists or the execution is terminal.
+    /// None when the execution does not exist.
+    fn request_abort(&self, key: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>>;
+    fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome>;
+
+    /// Node executions of one execution under one parent (`""` = top level), in the
+    /// query's order (default created_at ascending).
+    fn list_node_executions(
+        &self,
+        key: &ExecKey,
+        parent_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<NodeRecord>>;
+    fn get_node_execution(&self, key: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>>;
+    fn list_task_executions(
+        &self,
+        key: &ExecKey,
+        node_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<TaskRecord>>;
+    fn get_task_execution(
+        &self,
+        key: &ExecKey,
+        node_id: &str,
+        attempt: u32,
+    ) -> Result<Option<TaskRecord>>;
+    /// The event log of one execution, oldest first.
+    fn list_events(&self, key: &ExecKey) -> Result<Vec<EventRecord>>;
+}
+
+/// What `request_abort` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbortOutcome {
+    Requested,
+    AlreadyRequested,
+    AlreadyTerminal,
+}
