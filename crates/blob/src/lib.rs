@@ -5,6 +5,8 @@
 //! Architecture Invariant: a key is validated before it touches the filesystem; no key can
 //! name a path outside `<root>/<bucket>`.
 
+pub mod layout;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};

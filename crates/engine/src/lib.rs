@@ -24,3 +24,5 @@ pub use step::{Config, Effect, Observation, Step, TaskStatus, step};
 
 /// Nanoseconds since the Unix epoch, as handed in by the caller.
 pub type Nanos = i64;
+
+pub mod ids;

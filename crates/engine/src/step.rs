@@ -37,6 +37,8 @@ impl Default for Config {
 pub enum TaskStatus {
     /// The executor knows nothing of this attempt (never launched, or lost).
     Unknown,
+    /// Launched; not running yet.
+    Queued,
     /// Launched, waiting for CPU/memory.
     Waiting,
     Running {
@@ -294,6 +296,7 @@ impl Round<'_> {
                         self.fx.push(Effect::Launch { node, attempt });
                     }
                 }
+                TaskStatus::Queued => {}
                 TaskStatus::Waiting => {
                     if let Some(t) = n.task.as_mut() {
                         t.phase = TaskPhase::WaitingForResources;

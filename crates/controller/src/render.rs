@@ -1,0 +1,231 @@
+//! Turns engine state into the records the API serves and the events of the log.
+//! Pure functions of (state, identities, now).
+
+// Flyte's admin still fills the deprecated `output_uri`/`outputs` result fields, and
+// FlyteRemote reads them; so do we.
+#![allow(deprecated)]
+
+use contrail_engine::{
+    AttemptState, ErrorKind, ExecState, Failure, NodePhase, NodeState, Plan, node_phase,
+    task_phase, workflow_phase,
+};
+use contrail_idl::{admin, core, event};
+use prost_types::{Duration, Timestamp};
+
+pub fn ts(n: i64) -> Timestamp {
+    Timestamp {
+        seconds: n.div_euclid(1_000_000_000),
+        nanos: n.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+pub fn dur(from: Option<i64>, to: i64) -> Option<Duration> {
+    let d = to - from?;
+    Some(Duration {
+        seconds: d.div_euclid(1_000_000_000),
+        nanos: d.rem_euclid(1_000_000_000) as i32,
+    })
+}
+
+pub fn error(f: &Failure) -> core::ExecutionError {
+    core::ExecutionError {
+        code: f.code.clone(),
+        message: f.message.clone(),
+        kind: match f.kind {
+            ErrorKind::User => core::execution_error::ErrorKind::User as i32,
+            ErrorKind::System => core::execution_error::ErrorKind::System as i32,
+        },
+        ..Default::default()
+    }
+}
+
+/// Identities and locations shared by every record of one execution.
+pub struct Ids<'a> {
+    pub exec: core::WorkflowExecutionIdentifier,
+    pub plan: &'a Plan,
+    /// URI of a node's inputs.pb.
+    pub node_inputs: &'a dyn Fn(usize) -> String,
+    /// URI of an attempt's outputs.pb.
+    pub attempt_outputs: &'a dyn Fn(usize, u32) -> String,
+    pub logs: &'a dyn Fn(usize, u32) -> Vec<core::TaskLog>,
+}
+
+impl Ids<'_> {
+    fn node_id(&self, i: usize) -> core::NodeExecutionIdentifier {
+        core::NodeExecutionIdentifier {
+            node_id: self.plan.nodes[i].id.clone(),
+            execution_id: Some(self.exec.clone()),
+        }
+    }
+
+    fn task_id(&self, i: usize, attempt: u32) -> core::TaskExecutionIdentifier {
+        core::TaskExecutionIdentifier {
+            task_id: self.plan.task(i).and_then(|t| t.id.clone()),
+            node_execution_id: Some(self.node_id(i)),
+            retry_attempt: attempt,
+        }
+    }
+}
+
+/// The execution record with its closure brought up to date.
+pub fn execution(
+    mut e: admin::Execution,
+    s: &ExecState,
+    aborting: bool,
+    outputs_uri: &str,
+    now: i64,
+) -> admin::Execution {
+    let c = e.closure.get_or_insert_with(Default::default);
+    c.phase = workflow_phase(s.phase, aborting) as i32;
+    c.started_at = s.started_at.map(ts);
+    c.duration = dur(s.started_at, s.finished_at.unwrap_or(now));
+    c.updated_at = Some(ts(now));
+    use admin::execution_closure::OutputResult;
+    c.output_result = match s.phase {
+        contrail_engine::WorkflowPhase::Succeeded => {
+            Some(OutputResult::Outputs(admin::LiteralMapBlob {
+                data: Some(admin::literal_map_blob::Data::Uri(outputs_uri.to_string())),
+            }))
+        }
+        contrail_engine::WorkflowPhase::Aborted => {
+            Some(OutputResult::AbortMetadata(admin::AbortMetadata {
+                cause: s.abort_cause.clone().unwrap_or_default(),
+                principal: String::new(),
+            }))
+        }
+        _ => s.error.as_ref().map(|f| OutputResult::Error(error(f))),
+    };
+    e
+}
+
+pub fn node(
+    ids: &Ids<'_>,
+    i: usize,
+    n: &NodeState,
+    created_at: i64,
+    now: i64,
+) -> admin::NodeExecution {
+    use admin::node_execution_closure::{OutputResult, TargetMetadata};
+    let p = &ids.plan.nodes[i];
+    let output_result = match n.phase {
+        NodePhase::Succeeded => Some(OutputResult::OutputUri((ids.attempt_outputs)(i, n.attempt))),
+        NodePhase::Failed | NodePhase::TimedOut => {
+            n.error.as_ref().map(|f| OutputResult::Error(error(f)))
+        }
+        _ => None,
+    };
+    let is_task = ids.plan.task(i).is_some();
+    admin::NodeExecution {
+        id: Some(ids.node_id(i)),
+        input_uri: if i == 0 {
+            String::new()
+        } else {
+            (ids.node_inputs)(i)
+        },
+        closure: Some(admin::NodeExecutionClosure {
+            phase: node_phase(n.phase) as i32,
+            started_at: n.started_at.map(ts),
+            duration: dur(n.started_at, n.finished_at.unwrap_or(now)),
+            created_at: Some(ts(created_at)),
+            updated_at: Some(ts(now)),
+            output_result,
+            target_metadata: is_task.then(|| {
+                TargetMetadata::TaskNodeMetadata(admin::TaskNodeMetadata {
+                    cache_status: core::CatalogCacheStatus::CacheDisabled as i32,
+                    ..Default::default()
+                })
+            }),
+            ..Default::default()
+        }),
+        metadata: Some(admin::NodeExecutionMetaData {
+            spec_node_id: p.id.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
+pub fn task(ids: &Ids<'_>, i: usize, t: &AttemptState, now: i64) -> admin::TaskExecution {
+    use admin::task_execution_closure::OutputResult;
+    let output_result = match t.phase {
+        contrail_engine::TaskPhase::Succeeded => {
+            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, t.attempt)))
+        }
+        _ => t.error.as_ref().map(|f| OutputResult::Error(error(f))),
+    };
+    let template = ids.plan.task(i);
+    admin::TaskExecution {
+        id: Some(ids.task_id(i, t.attempt)),
+        input_uri: (ids.node_inputs)(i),
+        closure: Some(admin::TaskExecutionClosure {
+            phase: task_phase(t.phase) as i32,
+            logs: (ids.logs)(i, t.attempt),
+            started_at: t.started_at.map(ts),
+            duration: dur(t.started_at, t.finished_at.unwrap_or(now)),
+            created_at: Some(ts(t.created_at)),
+            updated_at: Some(ts(now)),
+            task_type: template.map(|t| t.r#type.clone()).unwrap_or_default(),
+            output_result,
+            ..Default::default()
+        }),
+        is_parent: false,
+    }
+}
+
+pub fn workflow_event(
+    ids: &Ids<'_>,
+    s: &ExecState,
+    outputs_uri: &str,
+    now: i64,
+) -> event::WorkflowExecutionEvent {
+    use event::workflow_execution_event::OutputResult;
+    event::WorkflowExecutionEvent {
+        execution_id: Some(ids.exec.clone()),
+        producer_id: "contrail".into(),
+        phase: workflow_phase(s.phase, false) as i32,
+        occurred_at: Some(ts(now)),
+        output_result: match s.phase {
+            contrail_engine::WorkflowPhase::Succeeded => {
+                Some(OutputResult::OutputUri(outputs_uri.to_string()))
+            }
+            _ => s.error.as_ref().map(|f| OutputResult::Error(error(f))),
+        },
+    }
+}
+
+pub fn node_event(ids: &Ids<'_>, i: usize, n: &NodeState, now: i64) -> event::NodeExecutionEvent {
+    use event::node_execution_event::OutputResult;
+    event::NodeExecutionEvent {
+        id: Some(ids.node_id(i)),
+        producer_id: "contrail".into(),
+        phase: node_phase(n.phase) as i32,
+        occurred_at: Some(ts(now)),
+        spec_node_id: ids.plan.nodes[i].id.clone(),
+        node_name: ids.plan.nodes[i].id.clone(),
+        output_result: match n.phase {
+            NodePhase::Succeeded => {
+                Some(OutputResult::OutputUri((ids.attempt_outputs)(i, n.attempt)))
+            }
+            _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),
+        },
+        ..Default::default()
+    }
+}
+
+pub fn task_event(
+    ids: &Ids<'_>,
+    i: usize,
+    t: &AttemptState,
+    now: i64,
+) -> event::TaskExecutionEvent {
+    use event::task_execution_event::OutputResult;
+    event::TaskExecutionEvent {
+        task_id: ids.plan.task(i).and_then(|t| t.id.clone()),
+        parent_node_execution_id: Some(ids.node_id(i)),
+        retry_attempt: t.attempt,
+        phase: task_phase(t.phase) as i32,
+        producer_id: "contrail".into(),
+        occurred_at: Some(ts(now)),
+        output_result: t.error.as_ref().map(|f| OutputResult::Error(error(f))),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,555 @@
+//! Runs task attempts as local processes. Each attempt gets a directory under
+//! `<attempts>/<project>/<domain>/<attempt id>/` with a fresh sandbox, its launch
+//! description, logs and the supervisor's records (see [`supervisor`]). The attempt's
+//! metadata files (`inputs.pb`, `outputs.pb`, `error.pb`) are handed to the task as local
+//! paths into the blob directory; raw outputs go through the S3 endpoint.
+
+mod rawcontainer;
+pub mod supervisor;
+
+use contrail_blob::BlobStore;
+use contrail_engine::{Failure, TaskStatus};
+use contrail_executor::outcome::{Exit, Leftovers, decide};
+use contrail_executor::template::{self, Vars};
+use contrail_executor::{AttemptSpec, Error, Executor, Result};
+use contrail_idl::core::{ErrorDocument, TaskLog, resources::ResourceName};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use supervisor::{DirState, ExitRecord, Launch};
+
+/// Settings of the local executor.
+#[derive(Debug, Clone, Default)]
+pub struct LocalConfig {
+    /// Where attempt directories live.
+    pub attempts_dir: PathBuf,
+    /// The command that runs a supervisor; the attempt directory is appended.
+    pub supervisor: Vec<String>,
+    /// Environment every task starts from (PATH, HOME, storage settings).
+    pub base_env: Vec<(String, String)>,
+    /// `<dir>/<group>/<key>` files become `_FSEC_<GROUP>_<KEY>` variables.
+    pub secrets_dir: PathBuf,
+    /// Container image (exact, or prefix ending in `*`) → Python environment directory whose
+    /// `bin/` goes first on PATH.
+    pub images: Vec<(String, PathBuf)>,
+    /// Prepended to PYTHONPATH (user source for non-fast registrations).
+    pub python_path: Vec<PathBuf>,
+    /// Capacity tasks are admitted against.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Default)]
+struct Book {
+    /// Attempts admitted and not yet seen finished: dir → (cpu, memory).
+    running: HashMap<PathBuf, (u64, u64)>,
+    /// Attempts waiting for capacity.
+    pending: HashSet<PathBuf>,
+    /// Supervisors spawned by this process that have not exited yet.
+    spawned: HashSet<PathBuf>,
+}
+
+pub struct LocalExecutor {
+    cfg: LocalConfig,
+    blob: BlobStore,
+    book: Arc<Mutex<Book>>,
+}
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::Io(e.to_string())
+}
+
+/// Parses a Kubernetes quantity into an integer of base units (`scale` = units per 1).
+fn quantity(s: &str, scale: f64) -> Option<u64> {
+    let s = s.trim();
+    let suffixes: [(&str, f64); 12] = [
+        ("Ki", 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Gi", 1024.0 * 1024.0 * 1024.0),
+        ("Ti", 1024f64.powi(4)),
+        ("k", 1e3),
+        ("K", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+        ("u", 1e-6),
+        ("n", 1e-9),
+    ];
+    let (num, mult) = suffixes
+        .iter()
+        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
+        .unwrap_or((s, 1.0));
+    let v: f64 = num.parse().ok()?;
+    Some((v * mult * scale).ceil().max(0.0) as u64)
+}
+
+/// (cpu millicores, memory bytes) requested by the task (limits when no requests).
+pub fn requests(spec: &AttemptSpec) -> (u64, u64) {
+    let Some(r) = contrail_executor::container(&spec.task).and_then(|c| c.resources.as_ref())
+    else {
+        return (0, 0);
+    };
+    let pick = |name: ResourceName, scale: f64| {
+        r.requests
+            .iter()
+            .chain(&r.limits)
+            .find(|e| e.name == name as i32)
+            .and_then(|e| quantity(&e.value, scale))
+            .unwrap_or(0)
+    };
+    (
+        pick(ResourceName::Cpu, 1000.0),
+        pick(ResourceName::Memory, 1.0),
+    )
+}
+
+fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LocalExecutor {
+    pub fn new(cfg: LocalConfig, blob: BlobStore) -> Self {
+        LocalExecutor {
+            cfg,
+            blob,
+            book: Arc::default(),
+        }
+    }
+
+    pub fn attempt_dir(&self, spec: &AttemptSpec) -> PathBuf {
+        self.cfg
+            .attempts_dir
+            .join(&spec.project)
+            .join(&spec.domain)
+            .join(&spec.id)
+    }
+
+    /// Local path of a blob URI in our bucket.
+    fn local(&self, uri: &str) -> Result<PathBuf> {
+        let key = self.blob.key_of(uri).map_err(io)?;
+        self.blob.path(key).map_err(io)
+    }
+
+    fn admit(&self, book: &mut Book, dir: &Path, want: (u64, u64)) -> bool {
+        let (cpu, mem) = book
+            .running
+            .values()
+            .fold((0, 0), |(c, m), (a, b)| (c + a, m + b));
+        let fits = (want.0 == 0 || cpu + want.0 <= self.cfg.cpu_millis)
+            && (want.1 == 0 || mem + want.1 <= self.cfg.memory_bytes);
+        if fits {
+            book.pending.remove(dir);
+            book.running.insert(dir.to_path_buf(), want);
+        } else {
+            book.pending.insert(dir.to_path_buf());
+        }
+        fits
+    }
+
+    /// Creates the attempt directory (atomically) and starts its supervisor.
+    fn start(
+        &self,
+        spec: &AttemptSpec,
+        dir: &Path,
+        on_change: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<()> {
+        let parent = dir
+            .parent()
+            .ok_or_else(|| io("attempt dir has no parent"))?;
+        std::fs::create_dir_all(parent).map_err(io)?;
+        let tmp = parent.join(format!(".tmp-{}-{}", spec.id, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("sandbox")).map_err(io)?;
+        let sandbox = dir.join("sandbox");
+        let launch = match self.build(spec, &sandbox, &tmp.join("sandbox")) {
+            Ok(l) => Some(l),
+            Err(message) => {
+                let rec = ExitRecord {
+                    spawn_error: Some(message),
+                    started_at: supervisor::now_nanos(),
+                    finished_at: supervisor::now_nanos(),
+                    ..Default::default()
+                };
+                std::fs::write(
+                    tmp.join(supervisor::EXIT),
+                    serde_json::to_vec(&rec).map_err(io)?,
+                )
+                .map_err(io)?;
+                None
+            }
+        };
+        if let Some(l) = &launch {
+            std::fs::write(
+                tmp.join(supervisor::LAUNCH),
+                serde_json::to_vec(l).map_err(io)?,
+            )
+            .map_err(io)?;
+        }
+        match std::fs::rename(&tmp, dir) {
+            Ok(()) => {}
+            Err(_) if dir.exists() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            Err(e) => return Err(io(e)),
+        }
+        if launch.is_some() {
+            self.spawn_supervisor(dir, on_change)?;
+        }
+        Ok(())
+    }
+
+    fn spawn_supervisor(&self, dir: &Path, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
+        let (exe, args) = self
+            .cfg
+            .supervisor
+            .split_first()
+            .ok_or_else(|| io("no supervisor command configured"))?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(args)
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| io(format!("cannot start supervisor {exe}: {e}")))?;
+        lock(&self.book).spawned.insert(dir.to_path_buf());
+        let book = self.book.clone();
+        let dir = dir.to_path_buf();
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            lock(&book).spawned.remove(&dir);
+            on_change();
+        });
+        Ok(())
+    }
+
+    /// The launch description: argv rendered, paths rewritten, environment assembled.
+    /// `Err` is a message for the user (the attempt fails without running).
+    fn build(
+        &self,
+        spec: &AttemptSpec,
+        sandbox: &Path,
+        staging: &Path,
+    ) -> std::result::Result<Launch, String> {
+        let t = &spec.task;
+        let Some(c) = contrail_executor::container(t) else {
+            return Err(format!(
+                "task type '{}' has no container; the local executor runs container tasks only",
+                t.r#type
+            ));
+        };
+        let local = |uri: &str| -> std::result::Result<String, String> {
+            self.local(uri)
+                .map(|p| p.to_string_lossy().into_owned())
+                .map_err(|e| e.to_string())
+        };
+        let input = local(&spec.paths.inputs)?;
+        let output = local(&spec.paths.output_prefix)?;
+        std::fs::create_dir_all(&output).map_err(|e| format!("cannot create {output}: {e}"))?;
+        let input_prefix = Path::new(&input)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let unique = spec
+            .id
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+        let vars = Vars {
+            input: &input,
+            input_prefix: &input_prefix,
+            output_prefix: &output,
+            raw_output_prefix: &spec.paths.raw_output_prefix,
+            checkpoint_prefix: &spec.paths.checkpoint_prefix,
+            prev_checkpoint_prefix: spec.paths.prev_checkpoint_prefix.as_deref(),
+            per_retry_unique_key: &unique,
+            task_template_path: None,
+            namespace: &format!("{}-{}", spec.project, spec.domain),
+            inputs: Some(&spec.inputs),
+        };
+        let mut argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+        argv = template::render_all(&argv, &vars).map_err(|e| e.to_string())?;
+        let sandbox_s = sandbox.to_string_lossy().into_owned();
+        // pyflyte-fast-execute extracts the code into --dest-dir, which must exist: the sandbox.
+        if let Some(i) = argv.iter().position(|a| a == "--dest-dir") {
+            if let Some(v) = argv.get_mut(i + 1) {
+                *v = sandbox_s.clone();
+            }
+        }
+        if let Some(dc) = c.data_config.as_ref().filter(|d| d.enabled) {
+            rawcontainer::stage_inputs(&self.blob, dc, spec, sandbox, staging, &mut argv)?;
+        }
+        let mut env: Vec<(String, String)> = self.cfg.base_env.clone();
+        let task_id = t.id.clone().unwrap_or_default();
+        let attempt = spec.attempt.to_string();
+        for (k, v) in [
+            ("FLYTE_INTERNAL_EXECUTION_ID", spec.execution.as_str()),
+            ("FLYTE_INTERNAL_EXECUTION_PROJECT", &spec.project),
+            ("FLYTE_INTERNAL_EXECUTION_DOMAIN", &spec.domain),
+            ("FLYTE_INTERNAL_EXECUTION_WORKFLOW", &spec.workflow),
+            ("FLYTE_INTERNAL_EXECUTION_LAUNCHPLAN", &spec.launch_plan),
+            ("FLYTE_INTERNAL_TASK_PROJECT", &task_id.project),
+            ("FLYTE_INTERNAL_TASK_DOMAIN", &task_id.domain),
+            ("FLYTE_INTERNAL_TASK_NAME", &task_id.name),
+            ("FLYTE_INTERNAL_TASK_VERSION", &task_id.version),
+            ("FLYTE_INTERNAL_PROJECT", &task_id.project),
+            ("FLYTE_INTERNAL_DOMAIN", &task_id.domain),
+            ("FLYTE_INTERNAL_NAME", &task_id.name),
+            ("FLYTE_INTERNAL_VERSION", &task_id.version),
+            ("FLYTE_ATTEMPT_NUMBER", &attempt),
+            ("FLYTE_INTERNAL_NODE_ID", &spec.node_id),
+        ] {
+            env.push((k.to_string(), v.to_string()));
+        }
+        let secrets = &self.cfg.secrets_dir;
+        env.push((
+            "FLYTE_SECRETS_DEFAULT_DIR".into(),
+            secrets.to_string_lossy().into_owned(),
+        ));
+        for s in t.security_context.iter().flat_map(|c| &c.secrets) {
+            let path = secrets.join(&s.group).join(&s.key);
+            let Ok(value) = std::fs::read_to_string(&path) else {
+                return Err(format!(
+                    "secret {}/{} is not available: put it in {}",
+                    s.group,
+                    s.key,
+                    path.display()
+                ));
+            };
+            let mut name = format!("_FSEC_{}", s.group);
+            if !s.group_version.is_empty() {
+                name = format!("{name}_{}", s.group_version);
+            }
+            name = format!("{name}_{}", s.key).to_uppercase();
+            if !s.env_var.is_empty() {
+                env.push((s.env_var.clone(), value.clone()));
+            }
+            env.push((name, value));
+        }
+        env.extend(c.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
+        env.extend(spec.envs.iter().cloned());
+        let venv = self
+            .cfg
+            .images
+            .iter()
+            .find(|(img, _)| match img.strip_suffix('*') {
+                Some(prefix) => c.image.starts_with(prefix),
+                None => &c.image == img,
+            });
+        let getenv = |env: &[(String, String)], k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some((_, dir)) = venv {
+            let path = getenv(&env, "PATH").unwrap_or_default();
+            env.push((
+                "PATH".into(),
+                format!("{}:{path}", dir.join("bin").display()),
+            ));
+            env.push(("VIRTUAL_ENV".into(), dir.to_string_lossy().into_owned()));
+        }
+        if !self.cfg.python_path.is_empty() {
+            let mut parts: Vec<String> = self
+                .cfg
+                .python_path
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            parts.extend(getenv(&env, "PYTHONPATH"));
+            env.push(("PYTHONPATH".into(), parts.join(":")));
+        }
+        // Last value of a name wins, as with a shell's `export`.
+        let mut seen = HashSet::new();
+        let mut dedup: Vec<(String, String)> = env
+            .into_iter()
+            .rev()
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        dedup.reverse();
+        let (cpu_millis, memory_bytes) = requests(spec);
+        Ok(Launch {
+            argv,
+            env: dedup,
+            cwd: sandbox.to_path_buf(),
+            cpu_millis,
+            memory_bytes,
+        })
+    }
+
+    fn leftovers(
+        &self,
+        spec: &AttemptSpec,
+        dir: &Path,
+        rec: Option<&ExitRecord>,
+    ) -> Result<Leftovers> {
+        let out = self.local(&spec.paths.output_prefix)?;
+        let c = contrail_executor::container(&spec.task);
+        if let (Some(dc), Some(rec)) = (c.and_then(|c| c.data_config.as_ref()), rec) {
+            if dc.enabled && rec.code == Some(0) && !out.join("outputs.pb").exists() {
+                rawcontainer::collect_outputs(&self.blob, dc, spec, &dir.join("sandbox"), &out)?;
+            }
+        }
+        let error_doc = match std::fs::read(out.join("error.pb")) {
+            Ok(b) => Some(
+                ErrorDocument::decode(b.as_slice())
+                    .map_err(|e| io(format!("error.pb of {}: {e}", spec.id)))?,
+            ),
+            Err(_) => None,
+        };
+        let stderr = std::fs::read(dir.join(supervisor::STDERR)).unwrap_or_default();
+        let tail_start = stderr.len().saturating_sub(4096);
+        Ok(Leftovers {
+            error_doc,
+            outputs_written: out.join("outputs.pb").exists(),
+            futures_written: out.join("futures.pb").exists(),
+            no_outputs_declared: spec
+                .task
+                .interface
+                .as_ref()
+                .and_then(|i| i.outputs.as_ref())
+                .is_none_or(|o| o.variables.is_empty()),
+            stderr_tail: String::from_utf8_lossy(&stderr[tail_start..])
+                .trim()
+                .to_string(),
+            aborted: rec.is_some_and(|r| r.aborted),
+        })
+    }
+
+    fn settle(&self, dir: &Path) {
+        let mut b = lock(&self.book);
+        b.running.remove(dir);
+        b.pending.remove(dir);
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn launch(&self, spec: &AttemptSpec, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
+        let dir = self.attempt_dir(spec);
+        match supervisor::inspect(&dir).map_err(io)? {
+            DirState::Exited(_) | DirState::Supervised { .. } => Ok(()),
+            DirState::Unsupervised { .. } => {
+                if lock(&self.book).spawned.contains(&dir) {
+                    return Ok(());
+                }
+                self.spawn_supervisor(&dir, on_change)
+            }
+            DirState::Missing => {
+                let admitted = {
+                    let mut b = lock(&self.book);
+                    self.admit(&mut b, &dir, requests(spec))
+                };
+                if admitted {
+                    self.start(spec, &dir, on_change)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn status(&self, spec: &AttemptSpec) -> Result<TaskStatus> {
+        let dir = self.attempt_dir(spec);
+        match supervisor::inspect(&dir).map_err(io)? {
+            DirState::Missing => {
+                let pending = lock(&self.book).pending.contains(&dir);
+                if !pending {
+                    return Ok(TaskStatus::Unknown);
+                }
+                let want = requests(spec);
+                let (cpu, mem) = (self.cfg.cpu_millis, self.cfg.memory_bytes);
+                if want.0 > cpu || want.1 > mem {
+                    self.settle(&dir);
+                    return Ok(TaskStatus::Failed(Failure::user(
+                        "InsufficientResources",
+                        format!(
+                            "the task requests {} millicores and {} bytes; this machine offers {cpu} millicores and {mem} bytes",
+                            want.0, want.1
+                        ),
+                        false,
+                    )));
+                }
+                Ok(TaskStatus::Waiting)
+            }
+            DirState::Supervised { started } => {
+                if started {
+                    Ok(TaskStatus::Running { started_at: None })
+                } else {
+                    Ok(TaskStatus::Queued)
+                }
+            }
+            DirState::Unsupervised { started_pid } => {
+                if let Some(pid) = started_pid {
+                    if supervisor::alive(pid) {
+                        // Orphaned but still running; its end is judged from its files.
+                        return Ok(TaskStatus::Running { started_at: None });
+                    }
+                    let left = self.leftovers(spec, &dir, None)?;
+                    self.settle(&dir);
+                    return Ok(decide(&Exit::Lost, &left));
+                }
+                if lock(&self.book).spawned.contains(&dir) {
+                    Ok(TaskStatus::Queued)
+                } else {
+                    Ok(TaskStatus::Unknown)
+                }
+            }
+            DirState::Exited(rec) => {
+                self.settle(&dir);
+                if let Some(msg) = &rec.spawn_error {
+                    return Ok(TaskStatus::Failed(Failure::user(
+                        "CannotStart",
+                        msg.clone(),
+                        false,
+                    )));
+                }
+                let left = self.leftovers(spec, &dir, Some(&rec))?;
+                let exit = if rec.lost {
+                    Exit::Lost
+                } else if let Some(s) = rec.signal {
+                    Exit::Signal(s)
+                } else {
+                    Exit::Code(rec.code.unwrap_or(-1))
+                };
+                Ok(decide(&exit, &left))
+            }
+        }
+    }
+
+    fn abort(&self, spec: &AttemptSpec) -> Result<()> {
+        let dir = self.attempt_dir(spec);
+        self.settle(&dir);
+        supervisor::abort(&dir).map_err(io)
+    }
+
+    fn logs(&self, spec: &AttemptSpec) -> Vec<TaskLog> {
+        let dir = self.attempt_dir(spec);
+        [
+            ("stdout", supervisor::STDOUT),
+            ("stderr", supervisor::STDERR),
+        ]
+        .into_iter()
+        .map(|(name, file)| TaskLog {
+            name: format!("{name} (local)"),
+            uri: format!("file://{}", dir.join(file).display()),
+            ..Default::default()
+        })
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantity;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity("500m", 1000.0), Some(500));
+        assert_eq!(quantity("2", 1000.0), Some(2000));
+        assert_eq!(quantity("1Gi", 1.0), Some(1 << 30));
+        assert_eq!(quantity("100M", 1.0), Some(100_000_000));
+        assert_eq!(quantity("x", 1.0), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! The supervisor: a tiny process (`contrail supervise <dir>`) that starts one task attempt,
+//! waits for it and records how it ended in `exit.json`, durably, next to the task's files.
+//! It runs in its own process group, so the task outlives a crashed or killed server, and
+//! a restarted server reads the outcome instead of running the task again.
+//!
+//! Files in an attempt directory:
+//! - `launch.json`: argv, environment and working directory (written before the directory
+//!   appears under its final name)
+//! - `lock`: held by the supervisor for its whole life (one supervisor per attempt)
+//! - `started`: the task's pid, written once the task runs; an attempt is never started twice
+//! - `exit.json`: how it ended
+//! - `abort`: asks for the task to be killed
+//! - `stdout.log`, `stderr.log`, `sandbox/`
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Launch {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: std::path::PathBuf,
+    /// CPU millicores and memory bytes this attempt was admitted with.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExitRecord {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Set when the task could not be started (e.g. command not found).
+    pub spawn_error: Option<String>,
+    /// The task was started by an earlier supervisor that vanished.
+    pub lost: bool,
+    pub aborted: bool,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+pub const LAUNCH: &str = "launch.json";
+pub const LOCK: &str = "lock";
+pub const STARTED: &str = "started";
+pub const EXIT: &str = "exit.json";
+pub const ABORT: &str = "abort";
+pub const STDOUT: &str = "stdout.log";
+pub const STDERR: &str = "stderr.log";
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+/// Writes a file atomically and durably (temp file, fsync, rename, fsync directory).
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
+}
+
+fn record_exit(dir: &Path, rec: &ExitRecord) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+    write_durably(dir, EXIT, &bytes)
+}
+
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// Runs the supervisor for `dir`; returns the process exit code.
+pub fn supervise(dir: &Path) -> i32 {
+    match run(dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = fs::write(dir.join("supervisor.err"), e.to_string());
+            1
+        }
+    }
+}
+
+fn run(dir: &Path) -> std::io::Result<()> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    // Blocks while another supervisor of this attempt runs; it then finds exit.json.
+    lock.lock()?;
+    if dir.join(EXIT).exists() {
+        return Ok(());
+    }
+    let started_at = now_nanos();
+    if dir.join(STARTED).exists() {
+        // An earlier supervisor started the task and vanished without recording the end.
+        return record_exit(
+            dir,
+            &ExitRecord {
+                lost: true,
+                started_at,
+                finished_at: now_nanos(),
+                ..Default::default()
+            },
+        );
+    }
+    if dir.join(ABORT).exists() {
+        return record_exit(
+            dir,
+            &ExitRecord {
+                aborted: true,
+                started_at,
+                finished_at: now_nanos(),
+                ..Default::default()
+            },
+        );
+    }
+    let launch: Launch =
+        serde_json::from_slice(&fs::read(dir.join(LAUNCH))?).map_err(std::io::Error::other)?;
+    let out = File::create(dir.join(STDOUT))?;
+    let err = File::create(dir.join(STDERR))?;
+    let Some((program, args)) = launch.argv.split_first() else {
+        return record_exit(
+            dir,
+            &ExitRecord {
+                spawn_error: Some("the task has no command".into()),
+                started_at,
+                finished_at: now_nanos(),
+                ..Default::default()
+            },
+        );
+    };
+    let spawned = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            return record_exit(
+                dir,
+                &ExitRecord {
+                    spawn_error: Some(format!("cannot start {program}: {e}")),
+                    started_at,
+                    finished_at: now_nanos(),
+                    ..Default::default()
+                },
+            );
+        }
+    };
+    let pid = child.id() as i32;
+    write_durably(dir, STARTED, pid.to_string().as_bytes())?;
+    // The server writes `abort` before reading `started`; checking again after writing
+    // `started` closes the window in which neither side would kill the task.
+    let mut aborted = false;
+    if dir.join(ABORT).exists() {
+        aborted = true;
+        kill_group(pid);
+    }
+    let status = child.wait()?;
+    aborted |= dir.join(ABORT).exists();
+    record_exit(
+        dir,
+        &ExitRecord {
+            code: status.code(),
+            signal: status.signal(),
+            aborted,
+            started_at,
+            finished_at: now_nanos(),
+            ..Default::default()
+        },
+    )?;
+    drop(lock);
+    Ok(())
+}
+
+/// Kills the task group of an attempt, if it was started. Idempotent.
+pub fn abort(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() || dir.join(EXIT).exists() {
+        return Ok(());
+    }
+    write_durably(dir, ABORT, b"")?;
+    if let Ok(pid) = fs::read_to_string(dir.join(STARTED)) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            kill_group(pid);
+        }
+    }
+    Ok(())
+}
+
+/// What the attempt directory says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirState {
+    Missing,
+    Exited(ExitRecord),
+    /// The supervisor holds the lock: the task is (about to be) running.
+    Supervised {
+        started: bool,
+    },
+    /// Nobody holds the lock and nothing ended: a supervisor must be (re)started.
+    Unsupervised {
+        started_pid: Option<i32>,
+    },
+}
+
+pub fn inspect(dir: &Path) -> std::io::Result<DirState> {
+    if !dir.exists() {
+        return Ok(DirState::Missing);
+    }
+    let read_exit = || -> std::io::Result<Option<ExitRecord>> {
+        match fs::read(dir.join(EXIT)) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).map_err(std::io::Error::other)?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    if let Some(rec) = read_exit()? {
+        return Ok(DirState::Exited(rec));
+    }
+    let started_pid = fs::read_to_string(dir.join(STARTED))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    match lock.try_lock() {
+        Ok(()) => {
+            // The supervisor may have finished between our two looks.
+            if let Some(rec) = read_exit()? {
+                return Ok(DirState::Exited(rec));
+            }
+            Ok(DirState::Unsupervised { started_pid })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(DirState::Supervised {
+            started: started_pid.is_some(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
