@@ -4,6 +4,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -56,6 +57,9 @@ class Server:
             [str(BIN), "start", "--addr", f"127.0.0.1:{self.port}", "--s3-addr", f"127.0.0.1:{self.s3_port}",
              "--data-dir", str(self.data_dir)],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+            # As if started inside the activated venv: task commands (pyflyte-fast-execute)
+            # resolve on PATH.
+            env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
         )
         url = f"http://127.0.0.1:{self.port}/healthcheck"
         wait_until(lambda: urllib.request.urlopen(url, timeout=1).status == 200, what="contrail healthcheck")

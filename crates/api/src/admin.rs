@@ -1,6 +1,5 @@
 //! AdminService: the registry (tasks, workflows, launch plans), projects, domains,
-//! named entities and version. Executions arrive with the propeller issue; until then
-//! those RPCs answer UNIMPLEMENTED.
+//! named entities and version; the execution RPCs delegate to `executions.rs`.
 
 use crate::diff::first_difference;
 use crate::error::{ApiError, ApiResult, invalid};
@@ -53,12 +52,7 @@ fn ident(kind: ResourceType, k: &EntityKey) -> Identifier {
     }
 }
 
-fn ts(nanos: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: nanos.div_euclid(1_000_000_000),
-        nanos: nanos.rem_euclid(1_000_000_000) as i32,
-    }
-}
+use crate::admin_ts as ts;
 
 fn label(kind: EntityKind) -> &'static str {
     match kind {
@@ -876,6 +870,84 @@ impl AdminService for Api {
             )?;
             Ok(a::NamedEntityUpdateResponse {})
         })())
+    }
+
+    async fn create_execution(
+        &self,
+        r: Request<a::ExecutionCreateRequest>,
+    ) -> R<a::ExecutionCreateResponse> {
+        ok(self.create_execution_impl(r.into_inner()))
+    }
+
+    async fn relaunch_execution(
+        &self,
+        r: Request<a::ExecutionRelaunchRequest>,
+    ) -> R<a::ExecutionCreateResponse> {
+        ok(self.relaunch_impl(r.into_inner()))
+    }
+
+    async fn get_execution(&self, r: Request<a::WorkflowExecutionGetRequest>) -> R<a::Execution> {
+        ok(self.get_execution_impl(r.into_inner()))
+    }
+
+    async fn get_execution_data(
+        &self,
+        r: Request<a::WorkflowExecutionGetDataRequest>,
+    ) -> R<a::WorkflowExecutionGetDataResponse> {
+        ok(self.execution_data_impl(r.into_inner()))
+    }
+
+    async fn list_executions(&self, r: Request<a::ResourceListRequest>) -> R<a::ExecutionList> {
+        ok(self.list_executions_impl(r.into_inner()))
+    }
+
+    async fn terminate_execution(
+        &self,
+        r: Request<a::ExecutionTerminateRequest>,
+    ) -> R<a::ExecutionTerminateResponse> {
+        ok(self.terminate_impl(r.into_inner()))
+    }
+
+    async fn get_node_execution(
+        &self,
+        r: Request<a::NodeExecutionGetRequest>,
+    ) -> R<a::NodeExecution> {
+        ok(self.get_node_execution_impl(r.into_inner()))
+    }
+
+    async fn list_node_executions(
+        &self,
+        r: Request<a::NodeExecutionListRequest>,
+    ) -> R<a::NodeExecutionList> {
+        ok(self.list_node_executions_impl(r.into_inner()))
+    }
+
+    async fn get_node_execution_data(
+        &self,
+        r: Request<a::NodeExecutionGetDataRequest>,
+    ) -> R<a::NodeExecutionGetDataResponse> {
+        ok(self.node_execution_data_impl(r.into_inner()))
+    }
+
+    async fn get_task_execution(
+        &self,
+        r: Request<a::TaskExecutionGetRequest>,
+    ) -> R<a::TaskExecution> {
+        ok(self.get_task_execution_impl(r.into_inner()))
+    }
+
+    async fn list_task_executions(
+        &self,
+        r: Request<a::TaskExecutionListRequest>,
+    ) -> R<a::TaskExecutionList> {
+        ok(self.list_task_executions_impl(r.into_inner()))
+    }
+
+    async fn get_task_execution_data(
+        &self,
+        r: Request<a::TaskExecutionGetDataRequest>,
+    ) -> R<a::TaskExecutionGetDataResponse> {
+        ok(self.task_execution_data_impl(r.into_inner()))
     }
 
     async fn get_version(&self, _r: Request<a::GetVersionRequest>) -> R<a::GetVersionResponse> {

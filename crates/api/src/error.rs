@@ -11,6 +11,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is valid but the target is in the wrong state (e.g. already finished).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error(transparent)]
     Store(#[from] contrail_store::Error),
     #[error("blob store: {0}")]
@@ -27,6 +30,7 @@ impl From<ApiError> for Status {
             ApiError::Invalid(m) => Status::invalid_argument(m.clone()),
             ApiError::NotFound(m) => Status::not_found(m.clone()),
             ApiError::AlreadyExists(m) => Status::already_exists(m.clone()),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m.clone()),
             ApiError::Blob(
                 contrail_blob::Error::InvalidKey(..) | contrail_blob::Error::ForeignUri(..),
             ) => Status::invalid_argument(e.to_string()),

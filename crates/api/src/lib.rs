@@ -8,6 +8,7 @@ mod admin;
 mod dataproxy;
 mod diff;
 mod error;
+mod executions;
 mod list;
 mod validate;
 
@@ -52,6 +53,18 @@ pub struct Api {
     store: Arc<dyn Store>,
     blob: BlobStore,
     cfg: Arc<ApiConfig>,
+    /// Told about every execution the API changes (a hint for the controller; optional).
+    wake: Option<Wake>,
+}
+
+/// A hook the API calls after writing an execution's desired state.
+pub type Wake = Arc<dyn Fn(&contrail_store::ExecKey) + Send + Sync>;
+
+pub(crate) fn admin_ts(nanos: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
 }
 
 impl Api {
@@ -60,7 +73,14 @@ impl Api {
             store,
             blob,
             cfg: Arc::new(cfg),
+            wake: None,
         }
+    }
+
+    /// Calls `wake` after every execution write (so a controller can react at once).
+    pub fn with_wake(mut self, wake: Wake) -> Self {
+        self.wake = Some(wake);
+        self
     }
 
     /// Creates the default project `flytesnacks` unless it exists (first start).

@@ -7,7 +7,7 @@
 mod typing;
 mod workflow;
 
-pub use typing::{castable, describe};
+pub use typing::{castable, check_constant, describe, is_optional};
 pub use workflow::{
     Compiled, END_NODE, LaunchPlanInterface, References, Requirements, START_NODE,
     compile_workflow, requirements,

@@ -233,6 +233,16 @@ impl Controller {
             Err(e) => return Err(e),
         };
         let plan = &loaded.plan;
+        let mut engine_cfg = self.cfg.engine.clone();
+        if let Some(n) = loaded
+            .exec
+            .spec
+            .as_ref()
+            .map(|s| s.max_parallelism)
+            .filter(|n| *n > 0)
+        {
+            engine_cfg.max_parallelism = n as u32;
+        }
         let mut state = if rec.state.is_empty() {
             ExecState::new(plan.nodes.len())
         } else {
@@ -261,7 +271,7 @@ impl Controller {
                     status,
                 });
             }
-            let step = contrail_engine::step(plan, &self.cfg.engine, &state, &obs, now);
+            let step = contrail_engine::step(plan, &engine_cfg, &state, &obs, now);
             if step.state == state && step.effects.is_empty() {
                 if let Some(at) = step.wake_at {
                     self.schedule(k, at, now);

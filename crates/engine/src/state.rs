@@ -165,10 +165,11 @@ impl ExecState {
         }
     }
 
-    /// (node, attempt) of every attempt the executor should be asked about.
+    /// (node, attempt) of every task attempt the executor should be asked about.
     pub fn live_attempts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         self.nodes.iter().enumerate().filter_map(|(i, n)| {
-            matches!(n.phase, NodePhase::Queued | NodePhase::Running).then_some((i, n.attempt))
+            (n.task.is_some() && matches!(n.phase, NodePhase::Queued | NodePhase::Running))
+                .then_some((i, n.attempt))
         })
     }
 

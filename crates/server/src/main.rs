@@ -7,6 +7,10 @@ mod s3;
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig};
 use contrail_blob::BlobStore;
+use contrail_controller::{Config as ControllerConfig, Controller};
+use contrail_engine::Config as EngineConfig;
+use contrail_executor_local::{LocalConfig, LocalExecutor};
+use contrail_store::Store;
 use contrail_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,8 +27,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server: Flyte gRPC API and HTTP on --addr, S3-compatible blobs on --s3-addr.
+    /// Run the server: Flyte gRPC API and HTTP on --addr, S3-compatible blobs on --s3-addr,
+    /// and the controller that runs executions.
     Start(StartArgs),
+    /// Internal: supervise one task attempt (started by the local executor).
+    #[command(hide = true)]
+    Supervise {
+        /// The attempt directory.
+        dir: PathBuf,
+    },
+}
+
+/// Which parts of Contrail this process runs. They meet only through the store.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// API, S3 endpoint and controller in one process.
+    All,
+    /// API and S3 endpoint only.
+    Api,
+    /// Controller only (tasks reach the S3 endpoint at --s3-addr).
+    Controller,
 }
 
 #[derive(Parser, Debug)]
@@ -64,6 +86,45 @@ struct StartArgs {
     /// Secret key the S3 endpoint accepts.
     #[arg(long, env = "CONTRAIL_S3_SECRET_KEY")]
     s3_secret_key: Option<String>,
+
+    /// Which parts to run.
+    #[arg(long, env = "CONTRAIL_ROLE", value_enum, default_value = "all")]
+    role: Role,
+
+    /// Default maximum number of task nodes running at once per execution (0 = unlimited);
+    /// an execution's or launch plan's own max_parallelism wins.
+    #[arg(long, env = "CONTRAIL_MAX_PARALLELISM", default_value_t = 25)]
+    max_parallelism: u32,
+
+    /// How often every unfinished execution is looked at even without a wake-up.
+    #[arg(long, env = "CONTRAIL_RESYNC_MS", default_value_t = 1000)]
+    resync_ms: u64,
+
+    /// Fail executions that run longer than this many seconds (0 = no limit).
+    #[arg(long, env = "CONTRAIL_WORKFLOW_TIMEOUT_SECS", default_value_t = 0)]
+    workflow_timeout_secs: u64,
+
+    /// Delay before a failed task's second attempt (doubles per attempt, up to 30 s).
+    #[arg(long, env = "CONTRAIL_RETRY_BACKOFF_MS", default_value_t = 500)]
+    retry_backoff_ms: u64,
+
+    /// Map a container image to a local Python environment: IMAGE=DIR (DIR/bin goes first
+    /// on PATH). IMAGE may end in `*` to match a prefix. Repeatable.
+    #[arg(
+        long = "task-image",
+        env = "CONTRAIL_TASK_IMAGES",
+        value_delimiter = ','
+    )]
+    task_images: Vec<String>,
+
+    /// Directories put first on PYTHONPATH for tasks (your source, for registrations made
+    /// without fast registration). Repeatable.
+    #[arg(
+        long = "task-pythonpath",
+        env = "CONTRAIL_TASK_PYTHONPATH",
+        value_delimiter = ','
+    )]
+    task_pythonpath: Vec<PathBuf>,
 }
 
 /// `key = "value"` lines; `#` starts a comment.
@@ -85,6 +146,13 @@ fn read_config(path: &Path) -> Result<std::collections::BTreeMap<String, String>
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Supervise { dir } = &cli.command {
+        // Before anything else: a supervisor must start fast and stay small.
+        return std::process::ExitCode::from(
+            contrail_executor_local::supervisor::supervise(dir) as u8
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,13 +160,13 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = match cli.command {
         Command::Start(args) => rt.block_on(start(args)),
+        Command::Supervise { .. } => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -174,8 +242,39 @@ async fn start(args: StartArgs) -> Result<(), String> {
         signing_key(&data_dir)?,
     );
 
-    let api_addr = resolve(&addr).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     let s3_sock = resolve(&s3_addr).await?;
+    let controller = if args.role != Role::Api {
+        let c = controller(
+            &args,
+            &data_dir,
+            store.clone(),
+            blob.clone(),
+            &s3_addr,
+            &access_key,
+            &secret_key,
+        )?;
+        let mut rx = stop_rx.clone();
+        tokio::spawn(c.clone().run(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        Some(c)
+    } else {
+        None
+    };
+    if args.role == Role::Controller {
+        tracing::info!(data_dir = %data_dir.display(), "contrail controller started");
+        let mut rx = stop_rx.clone();
+        let _ = rx.wait_for(|s| *s).await;
+        tracing::info!("contrail stopped");
+        return Ok(());
+    }
+    let api_addr = resolve(&addr).await?;
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -189,21 +288,18 @@ async fn start(args: StartArgs) -> Result<(), String> {
         .or_else(|| file.get("public_url").cloned())
         .unwrap_or_else(|| format!("http://{bound}"));
 
-    let api = Api::new(
-        Arc::new(store),
+    let mut api = Api::new(
+        store,
         blob,
         ApiConfig {
             public_url,
             ..Default::default()
         },
     );
+    if let Some(c) = controller {
+        api = api.with_wake(Arc::new(move |k| c.wake(k.clone())));
+    }
     api.seed().map_err(|e| e.to_string())?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
 
     tracing::info!(api = %bound, s3 = %s3_listener.local_addr().map_err(|e| e.to_string())?, data_dir = %data_dir.display(), bucket, "contrail started");
     let s3_task = tokio::spawn(s3::serve(
@@ -223,6 +319,77 @@ async fn start(args: StartArgs) -> Result<(), String> {
     s3_task.await.map_err(|e| e.to_string())??;
     tracing::info!("contrail stopped");
     Ok(())
+}
+
+/// Total memory of this machine, from /proc/meminfo (0 when unknown: no memory admission).
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX)
+}
+
+fn controller(
+    args: &StartArgs,
+    data_dir: &Path,
+    store: Arc<dyn Store>,
+    blob: BlobStore,
+    s3_addr: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<Arc<Controller>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut base_env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("CONTRAIL_"))
+        .collect();
+    for (k, v) in [
+        ("FLYTE_AWS_ENDPOINT", format!("http://{s3_addr}")),
+        ("FLYTE_AWS_ACCESS_KEY_ID", access_key.to_string()),
+        ("FLYTE_AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
+    ] {
+        base_env.push((k.to_string(), v));
+    }
+    let images = args
+        .task_images
+        .iter()
+        .map(|m| {
+            m.split_once('=')
+                .map(|(i, d)| (i.to_string(), PathBuf::from(d)))
+                .ok_or_else(|| format!("--task-image {m}: expected IMAGE=DIR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let executor = LocalExecutor::new(
+        LocalConfig {
+            attempts_dir: data_dir.join("attempts"),
+            supervisor: vec![exe.to_string_lossy().into_owned(), "supervise".into()],
+            base_env,
+            secrets_dir: data_dir.join("secrets"),
+            images,
+            python_path: args.task_pythonpath.clone(),
+            cpu_millis: cpus * 1000,
+            memory_bytes: machine_memory(),
+        },
+        blob.clone(),
+    );
+    let cfg = ControllerConfig {
+        engine: EngineConfig {
+            max_parallelism: args.max_parallelism,
+            backoff_base: args.retry_backoff_ms as i64 * 1_000_000,
+            workflow_timeout: (args.workflow_timeout_secs > 0)
+                .then(|| args.workflow_timeout_secs as i64 * 1_000_000_000),
+            ..Default::default()
+        },
+        resync: std::time::Duration::from_millis(args.resync_ms.max(10)),
+        ..Default::default()
+    };
+    Ok(Controller::new(store, blob, Arc::new(executor), cfg))
 }
 
 async fn shutdown_signal() {

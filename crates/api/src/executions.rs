@@ -1,0 +1,795 @@
+//! Executions: creation (launch-plan input merging, single-task executions), reads of
+//! execution, node and task records, their data, termination and relaunch.
+//!
+//! The API writes desired state only: a new execution row (phase QUEUED), its inputs in the
+//! blob store, or a termination request. The controller does the rest.
+
+// The UrlBlob `inputs`/`outputs` and `output_uri` fields are deprecated in flyteidl but
+// FlyteAdmin still fills them and FlyteRemote falls back to them.
+#![allow(deprecated)]
+
+use crate::error::{ApiError, ApiResult, invalid};
+use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
+use crate::{Api, validate};
+use contrail_blob::layout;
+use contrail_compiler::{Key, References, check_constant, compile_workflow, describe, is_optional};
+use contrail_idl::admin::{self as a};
+use contrail_idl::core::{self as c, Identifier, ResourceType};
+use contrail_store::{
+    AbortOutcome, Column, EntityKey, EntityKind, ExecKey, ExecutionRecord, ListQuery,
+};
+use prost::Message;
+use rand::Rng;
+
+/// Flyte's execution name rule.
+fn valid_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// "a" + 19 random lowercase letters and digits.
+fn generated_name() -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let mut s = String::from("a");
+    for _ in 0..19 {
+        s.push(CHARS[rng.random_range(0..CHARS.len())] as char);
+    }
+    s
+}
+
+fn exec_key(field: &str, id: Option<&c::WorkflowExecutionIdentifier>) -> ApiResult<ExecKey> {
+    let id = id.ok_or_else(|| invalid(format!("{field} is missing")))?;
+    validate::text(&format!("{field}.project"), &id.project)?;
+    validate::text(&format!("{field}.domain"), &id.domain)?;
+    validate::text(&format!("{field}.name"), &id.name)?;
+    Ok(ExecKey {
+        project: id.project.clone(),
+        domain: id.domain.clone(),
+        name: id.name.clone(),
+    })
+}
+
+fn entity_key(id: &Identifier) -> EntityKey {
+    EntityKey {
+        project: id.project.clone(),
+        domain: id.domain.clone(),
+        name: id.name.clone(),
+        version: id.version.clone(),
+    }
+}
+
+/// A literal seen as a constant binding, for type checks.
+fn as_binding(l: &c::Literal) -> Option<c::binding_data::Value> {
+    use c::binding_data::Value as B;
+    use c::literal::Value as L;
+    Some(match l.value.as_ref()? {
+        L::Scalar(s) => B::Scalar((**s).clone()),
+        L::Collection(col) => B::Collection(c::BindingDataCollection {
+            bindings: col
+                .literals
+                .iter()
+                .map(|x| c::BindingData {
+                    value: as_binding(x),
+                    ..Default::default()
+                })
+                .collect(),
+        }),
+        L::Map(m) => B::Map(c::BindingDataMap {
+            bindings: m
+                .literals
+                .iter()
+                .map(|(k, x)| {
+                    (
+                        k.clone(),
+                        c::BindingData {
+                            value: as_binding(x),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        }),
+        L::OffloadedMetadata(_) => return None,
+    })
+}
+
+/// Merges user inputs with launch-plan defaults and fixed inputs (FlyteAdmin's rules).
+pub(crate) fn merge_inputs(
+    expected: &c::ParameterMap,
+    fixed: &c::LiteralMap,
+    given: &c::LiteralMap,
+) -> ApiResult<c::LiteralMap> {
+    let mut out = c::LiteralMap::default();
+    for (name, lit) in &given.literals {
+        if fixed.literals.contains_key(name) {
+            return Err(invalid(format!(
+                "inputs.{name}: input is fixed by the launch plan and cannot be overridden"
+            )));
+        }
+        let Some(p) = expected.parameters.get(name) else {
+            return Err(invalid(format!(
+                "inputs.{name}: invalid input: the launch plan has no input named {name}"
+            )));
+        };
+        if let (Some(t), Some(v)) = (
+            p.var.as_ref().and_then(|v| v.r#type.as_ref()),
+            as_binding(lit),
+        ) {
+            check_constant(&v, t).map_err(|got| {
+                invalid(format!(
+                    "inputs.{name}: a {got} value cannot be used for an input of type {}",
+                    describe(t)
+                ))
+            })?;
+        }
+        out.literals.insert(name.clone(), lit.clone());
+    }
+    for (name, p) in &expected.parameters {
+        if out.literals.contains_key(name) || fixed.literals.contains_key(name) {
+            continue;
+        }
+        match &p.behavior {
+            Some(c::parameter::Behavior::Default(d)) => {
+                out.literals.insert(name.clone(), d.clone());
+            }
+            Some(c::parameter::Behavior::Required(true)) => {
+                return Err(invalid(format!("inputs.{name}: required input is missing")));
+            }
+            _ => {
+                let optional = p
+                    .var
+                    .as_ref()
+                    .and_then(|v| v.r#type.as_ref())
+                    .is_some_and(is_optional);
+                if !optional {
+                    return Err(invalid(format!("inputs.{name}: required input is missing")));
+                }
+            }
+        }
+    }
+    for (name, lit) in &fixed.literals {
+        out.literals.insert(name.clone(), lit.clone());
+    }
+    Ok(out)
+}
+
+/// The one-node workflow FlyteAdmin synthesizes around a task launched on its own.
+fn task_workflow(task: &c::TaskTemplate) -> ApiResult<(c::CompiledWorkflowClosure, Identifier)> {
+    let tid = task.id.clone().unwrap_or_default();
+    let node_id: String = tid
+        .name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect::<String>()
+        .to_lowercase();
+    let node_id = node_id[node_id.len().saturating_sub(63)..].to_string();
+    let node_id = if node_id.is_empty() {
+        "n0".to_string()
+    } else {
+        node_id
+    };
+    let iface = task.interface.clone().unwrap_or_default();
+    let promise = |node: &str, var: &str| c::BindingData {
+        value: Some(c::binding_data::Value::Promise(c::OutputReference {
+            node_id: node.into(),
+            var: var.into(),
+            attr_path: vec![],
+        })),
+        ..Default::default()
+    };
+    let inputs = iface
+        .inputs
+        .iter()
+        .flat_map(|m| m.variables.keys())
+        .map(|v| c::Binding {
+            var: v.clone(),
+            binding: Some(promise("", v)),
+        })
+        .collect();
+    let outputs = iface
+        .outputs
+        .iter()
+        .flat_map(|m| m.variables.keys())
+        .map(|v| c::Binding {
+            var: v.clone(),
+            binding: Some(promise(&node_id, v)),
+        })
+        .collect();
+    let wf_id = Identifier {
+        resource_type: ResourceType::Workflow as i32,
+        project: tid.project.clone(),
+        domain: tid.domain.clone(),
+        name: format!(".flytegen.{}", tid.name),
+        version: tid.version.clone(),
+        org: String::new(),
+    };
+    let spec = a::WorkflowSpec {
+        template: Some(c::WorkflowTemplate {
+            id: Some(wf_id.clone()),
+            interface: Some(iface),
+            nodes: vec![c::Node {
+                id: node_id.clone(),
+                metadata: Some(c::NodeMetadata {
+                    name: tid.name.clone(),
+                    ..Default::default()
+                }),
+                inputs,
+                target: Some(c::node::Target::TaskNode(c::TaskNode {
+                    reference: Some(c::task_node::Reference::ReferenceId(tid.clone())),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            outputs,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut refs = References::default();
+    refs.tasks.insert(Key::of(&tid), task.clone());
+    let closure = compile_workflow(&spec, &refs).map_err(|errs| {
+        invalid(format!(
+            "task {} cannot run on its own: {}",
+            Key::of(&tid),
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    Ok((closure, wf_id))
+}
+
+fn phase_number(column: Column, v: &str, node: bool) -> String {
+    if column != Column::Phase || v.parse::<i32>().is_ok() {
+        return v.to_string();
+    }
+    let n = if node {
+        c::node_execution::Phase::from_str_name(v).map(|p| p as i32)
+    } else {
+        c::workflow_execution::Phase::from_str_name(v).map(|p| p as i32)
+    };
+    n.map(|n| n.to_string()).unwrap_or_else(|| v.to_string())
+}
+
+impl Api {
+    fn query(
+        &self,
+        project: &str,
+        domain: &str,
+        lim: u32,
+        token: &str,
+        filters: &str,
+        sort: Option<&a::Sort>,
+        node: bool,
+    ) -> ApiResult<ListQuery> {
+        let mut filters = parse_filters(filters)?;
+        for f in &mut filters {
+            for v in &mut f.values {
+                *v = phase_number(f.column, v, node);
+            }
+        }
+        Ok(ListQuery {
+            project: project.into(),
+            domain: domain.into(),
+            name: None,
+            filters,
+            sort: parse_sort(sort)?,
+            limit: limit(lim) + 1,
+            offset: parse_token(token)?,
+        })
+    }
+
+    fn wake(&self, k: &ExecKey) {
+        if let Some(w) = &self.wake {
+            w(k);
+        }
+    }
+
+    pub(crate) fn create_execution_impl(
+        &self,
+        r: a::ExecutionCreateRequest,
+    ) -> ApiResult<a::ExecutionCreateResponse> {
+        validate::text("project", &r.project)?;
+        validate::text("domain", &r.domain)?;
+        self.check_project_domain(&r.project, &r.domain)?;
+        let name = if r.name.is_empty() {
+            generated_name()
+        } else if valid_name(&r.name) {
+            r.name.clone()
+        } else {
+            return Err(invalid(format!(
+                "name '{}' is not a valid execution name: it must match ^[a-z][a-z0-9-]*$ and be at most 63 characters",
+                r.name
+            )));
+        };
+        let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
+        let given = r.inputs.or_else(|| spec.inputs.clone()).unwrap_or_default();
+        self.launch(
+            ExecKey {
+                project: r.project,
+                domain: r.domain,
+                name,
+            },
+            spec,
+            given,
+        )
+    }
+
+    /// Validates, merges inputs, stores inputs and the execution row, wakes the controller.
+    fn launch(
+        &self,
+        key: ExecKey,
+        mut spec: a::ExecutionSpec,
+        given: c::LiteralMap,
+    ) -> ApiResult<a::ExecutionCreateResponse> {
+        let lp_id = spec
+            .launch_plan
+            .clone()
+            .ok_or_else(|| invalid("spec.launch_plan is missing"))?;
+        for (field, v) in [
+            ("spec.launch_plan.project", &lp_id.project),
+            ("spec.launch_plan.domain", &lp_id.domain),
+            ("spec.launch_plan.name", &lp_id.name),
+            ("spec.launch_plan.version", &lp_id.version),
+        ] {
+            validate::text(field, v)?;
+        }
+        let (closure, workflow_id, inputs) = if lp_id.resource_type == ResourceType::Task as i32 {
+            let rec = self
+                .store
+                .get_entity(EntityKind::Task, &entity_key(&lp_id))?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("task {} does not exist", Key::of(&lp_id)))
+                })?;
+            let task = c::CompiledTask::decode(rec.closure.as_slice())?
+                .template
+                .unwrap_or_default();
+            let (closure, wf) = task_workflow(&task)?;
+            let expected = c::ParameterMap {
+                parameters: task
+                    .interface
+                    .iter()
+                    .flat_map(|i| i.inputs.iter())
+                    .flat_map(|m| m.variables.iter())
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            c::Parameter {
+                                var: Some(v.clone()),
+                                behavior: Some(c::parameter::Behavior::Required(true)),
+                            },
+                        )
+                    })
+                    .collect(),
+            };
+            let inputs = merge_inputs(&expected, &c::LiteralMap::default(), &given)?;
+            (closure, wf, inputs)
+        } else if matches!(lp_id.resource_type, 0 | 3) {
+            let rec = self
+                .store
+                .get_entity(EntityKind::LaunchPlan, &entity_key(&lp_id))?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("launch plan {} does not exist", Key::of(&lp_id)))
+                })?;
+            let lp_spec = a::LaunchPlanSpec::decode(rec.spec.as_slice())?;
+            let lp_closure = a::LaunchPlanClosure::decode(rec.closure.as_slice())?;
+            let wf_id = lp_spec.workflow_id.clone().unwrap_or_default();
+            let wf = self
+                .store
+                .get_entity(EntityKind::Workflow, &entity_key(&wf_id))?
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("workflow {} does not exist", Key::of(&wf_id)))
+                })?;
+            let closure = c::CompiledWorkflowClosure::decode(wf.closure.as_slice())?;
+            let inputs = merge_inputs(
+                &lp_closure.expected_inputs.unwrap_or_default(),
+                &lp_spec.fixed_inputs.clone().unwrap_or_default(),
+                &given,
+            )?;
+            if spec.max_parallelism == 0 {
+                spec.max_parallelism = lp_spec.max_parallelism;
+            }
+            if spec.raw_output_data_config.is_none() {
+                spec.raw_output_data_config = lp_spec.raw_output_data_config.clone();
+            }
+            (closure, wf_id, inputs)
+        } else {
+            return Err(invalid(
+                "spec.launch_plan.resource_type must be LAUNCH_PLAN or TASK",
+            ));
+        };
+        if self.store.get_execution(&key)?.is_some() {
+            return Err(ApiError::AlreadyExists(format!(
+                "execution {key} already exists"
+            )));
+        }
+        self.blob.put(
+            &layout::execution_inputs(&key.project, &key.domain, &key.name),
+            &inputs.encode_to_vec(),
+        )?;
+        let now = self.now_nanos();
+        let id = c::WorkflowExecutionIdentifier {
+            project: key.project.clone(),
+            domain: key.domain.clone(),
+            name: key.name.clone(),
+            org: String::new(),
+        };
+        {
+            spec.inputs = None;
+        }
+        let exec = a::Execution {
+            id: Some(id.clone()),
+            spec: Some(spec),
+            closure: Some(a::ExecutionClosure {
+                phase: c::workflow_execution::Phase::Queued as i32,
+                created_at: Some(crate::admin_ts(now)),
+                updated_at: Some(crate::admin_ts(now)),
+                workflow_id: Some(workflow_id.clone()),
+                ..Default::default()
+            }),
+        };
+        let created = self.store.create_execution(&ExecutionRecord {
+            key: key.clone(),
+            phase: c::workflow_execution::Phase::Queued as i32,
+            launch_plan: lp_id.name.clone(),
+            workflow: workflow_id.name.clone(),
+            record: exec.encode_to_vec(),
+            workflow_closure: closure.encode_to_vec(),
+            state: Vec::new(),
+            abort_cause: None,
+            revision: 0,
+            created_at: now,
+            updated_at: now,
+        })?;
+        if !created {
+            return Err(ApiError::AlreadyExists(format!(
+                "execution {key} already exists"
+            )));
+        }
+        tracing::info!(execution = %key, launch_plan = %lp_id.name, "execution created");
+        self.wake(&key);
+        Ok(a::ExecutionCreateResponse { id: Some(id) })
+    }
+
+    fn execution_record(&self, k: &ExecKey) -> ApiResult<ExecutionRecord> {
+        self.store
+            .get_execution(k)?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {k} does not exist")))
+    }
+
+    fn execution_of(rec: &ExecutionRecord) -> ApiResult<a::Execution> {
+        let mut e = a::Execution::decode(rec.record.as_slice())?;
+        if rec.abort_cause.is_some() && !rec.is_terminal() {
+            if let Some(c) = e.closure.as_mut() {
+                c.phase = c::workflow_execution::Phase::Aborting as i32;
+            }
+        }
+        Ok(e)
+    }
+
+    pub(crate) fn get_execution_impl(
+        &self,
+        r: a::WorkflowExecutionGetRequest,
+    ) -> ApiResult<a::Execution> {
+        let k = exec_key("id", r.id.as_ref())?;
+        Self::execution_of(&self.execution_record(&k)?)
+    }
+
+    pub(crate) fn list_executions_impl(
+        &self,
+        r: a::ResourceListRequest,
+    ) -> ApiResult<a::ExecutionList> {
+        let id = r.id.as_ref().ok_or_else(|| invalid("id is missing"))?;
+        validate::text("id.project", &id.project)?;
+        validate::text("id.domain", &id.domain)?;
+        let q = self.query(
+            &id.project,
+            &id.domain,
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            false,
+        )?;
+        let rows = self.store.list_executions(&q)?;
+        let (rows, token) = page(rows, q.offset, q.limit - 1);
+        Ok(a::ExecutionList {
+            executions: rows
+                .iter()
+                .map(Self::execution_of)
+                .collect::<ApiResult<_>>()?,
+            token,
+        })
+    }
+
+    pub(crate) fn terminate_impl(
+        &self,
+        r: a::ExecutionTerminateRequest,
+    ) -> ApiResult<a::ExecutionTerminateResponse> {
+        let k = exec_key("id", r.id.as_ref())?;
+        let cause = if r.cause.is_empty() {
+            "terminated by the user".to_string()
+        } else {
+            r.cause
+        };
+        match self.store.request_abort(&k, &cause, self.now_nanos())? {
+            None => Err(ApiError::NotFound(format!("execution {k} does not exist"))),
+            Some(AbortOutcome::AlreadyTerminal) => Err(ApiError::FailedPrecondition(format!(
+                "execution {k} has already finished"
+            ))),
+            Some(_) => {
+                tracing::info!(execution = %k, %cause, "termination requested");
+                self.wake(&k);
+                Ok(a::ExecutionTerminateResponse {})
+            }
+        }
+    }
+
+    pub(crate) fn relaunch_impl(
+        &self,
+        r: a::ExecutionRelaunchRequest,
+    ) -> ApiResult<a::ExecutionCreateResponse> {
+        let k = exec_key("id", r.id.as_ref())?;
+        let rec = self.execution_record(&k)?;
+        let old = a::Execution::decode(rec.record.as_slice())?;
+        let mut spec = old.spec.unwrap_or_default();
+        let meta = spec.metadata.get_or_insert_with(Default::default);
+        meta.mode = a::execution_metadata::ExecutionMode::Relaunch as i32;
+        meta.reference_execution = old.id.clone();
+        spec.overwrite_cache = r.overwrite_cache;
+        let name = if r.name.is_empty() {
+            generated_name()
+        } else if valid_name(&r.name) {
+            r.name.clone()
+        } else {
+            return Err(invalid(format!(
+                "name '{}' is not a valid execution name",
+                r.name
+            )));
+        };
+        let inputs = c::LiteralMap::decode(
+            self.blob
+                .get(&layout::execution_inputs(&k.project, &k.domain, &k.name))?
+                .as_slice(),
+        )?;
+        // Fixed inputs were merged into the stored inputs; relaunch with the stored map as-is.
+        let lp = spec.launch_plan.clone().unwrap_or_default();
+        let given = if lp.resource_type == ResourceType::Task as i32 {
+            inputs
+        } else {
+            let lp_spec = self
+                .store
+                .get_entity(EntityKind::LaunchPlan, &entity_key(&lp))?
+                .map(|r| a::LaunchPlanSpec::decode(r.spec.as_slice()))
+                .transpose()?
+                .unwrap_or_default();
+            let fixed = lp_spec.fixed_inputs.unwrap_or_default();
+            c::LiteralMap {
+                literals: inputs
+                    .literals
+                    .into_iter()
+                    .filter(|(n, _)| !fixed.literals.contains_key(n))
+                    .collect(),
+            }
+        };
+        self.launch(
+            ExecKey {
+                project: k.project,
+                domain: k.domain,
+                name,
+            },
+            spec,
+            given,
+        )
+    }
+
+    fn read_literals(&self, uri: &str) -> ApiResult<Option<(c::LiteralMap, i64)>> {
+        if uri.is_empty() {
+            return Ok(None);
+        }
+        let key = self.blob.key_of(uri)?;
+        match self.blob.get(key) {
+            Ok(b) => Ok(Some((c::LiteralMap::decode(b.as_slice())?, b.len() as i64))),
+            Err(contrail_blob::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// (inputs, outputs) of an execution, node or attempt as GetData responses carry them.
+    fn data(
+        &self,
+        inputs: &str,
+        outputs: &str,
+    ) -> ApiResult<(
+        Option<a::UrlBlob>,
+        Option<c::LiteralMap>,
+        Option<a::UrlBlob>,
+        Option<c::LiteralMap>,
+    )> {
+        let blob = |uri: &str, n: i64| a::UrlBlob {
+            url: uri.to_string(),
+            bytes: n,
+        };
+        let i = self.read_literals(inputs)?;
+        let o = self.read_literals(outputs)?;
+        Ok((
+            i.as_ref().map(|(_, n)| blob(inputs, *n)),
+            i.map(|(m, _)| m),
+            o.as_ref().map(|(_, n)| blob(outputs, *n)),
+            o.map(|(m, _)| m),
+        ))
+    }
+
+    pub(crate) fn execution_data_impl(
+        &self,
+        r: a::WorkflowExecutionGetDataRequest,
+    ) -> ApiResult<a::WorkflowExecutionGetDataResponse> {
+        let k = exec_key("id", r.id.as_ref())?;
+        let e = a::Execution::decode(self.execution_record(&k)?.record.as_slice())?;
+        let outputs = match e.closure.and_then(|c| c.output_result) {
+            Some(a::execution_closure::OutputResult::Outputs(b)) => match b.data {
+                Some(a::literal_map_blob::Data::Uri(u)) => u,
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        let inputs = self
+            .blob
+            .uri(&layout::execution_inputs(&k.project, &k.domain, &k.name));
+        let (inputs, full_inputs, outputs, full_outputs) = self.data(&inputs, &outputs)?;
+        Ok(a::WorkflowExecutionGetDataResponse {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+        })
+    }
+
+    fn node_record(
+        &self,
+        id: Option<&c::NodeExecutionIdentifier>,
+    ) -> ApiResult<(ExecKey, a::NodeExecution)> {
+        let id = id.ok_or_else(|| invalid("id is missing"))?;
+        let k = exec_key("id.execution_id", id.execution_id.as_ref())?;
+        validate::text("id.node_id", &id.node_id)?;
+        let rec = self
+            .store
+            .get_node_execution(&k, &id.node_id)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("node execution {k}/{} does not exist", id.node_id))
+            })?;
+        Ok((k, a::NodeExecution::decode(rec.record.as_slice())?))
+    }
+
+    pub(crate) fn list_node_executions_impl(
+        &self,
+        r: a::NodeExecutionListRequest,
+    ) -> ApiResult<a::NodeExecutionList> {
+        let k = exec_key("workflow_execution_id", r.workflow_execution_id.as_ref())?;
+        self.execution_record(&k)?;
+        let q = self.query(
+            &k.project,
+            &k.domain,
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            true,
+        )?;
+        let rows = self
+            .store
+            .list_node_executions(&k, &r.unique_parent_id, &q)?;
+        let (rows, token) = page(rows, q.offset, q.limit - 1);
+        Ok(a::NodeExecutionList {
+            node_executions: rows
+                .iter()
+                .map(|n| a::NodeExecution::decode(n.record.as_slice()))
+                .collect::<Result<_, _>>()?,
+            token,
+        })
+    }
+
+    pub(crate) fn get_node_execution_impl(
+        &self,
+        r: a::NodeExecutionGetRequest,
+    ) -> ApiResult<a::NodeExecution> {
+        Ok(self.node_record(r.id.as_ref())?.1)
+    }
+
+    pub(crate) fn node_execution_data_impl(
+        &self,
+        r: a::NodeExecutionGetDataRequest,
+    ) -> ApiResult<a::NodeExecutionGetDataResponse> {
+        let (_, n) = self.node_record(r.id.as_ref())?;
+        let outputs = match n.closure.and_then(|c| c.output_result) {
+            Some(a::node_execution_closure::OutputResult::OutputUri(u)) => u,
+            _ => String::new(),
+        };
+        let (inputs, full_inputs, outputs, full_outputs) = self.data(&n.input_uri, &outputs)?;
+        Ok(a::NodeExecutionGetDataResponse {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+            ..Default::default()
+        })
+    }
+
+    fn task_key(&self, id: Option<&c::NodeExecutionIdentifier>) -> ApiResult<(ExecKey, String)> {
+        let id = id.ok_or_else(|| invalid("node_execution_id is missing"))?;
+        let k = exec_key("node_execution_id.execution_id", id.execution_id.as_ref())?;
+        validate::text("node_execution_id.node_id", &id.node_id)?;
+        Ok((k, id.node_id.clone()))
+    }
+
+    pub(crate) fn list_task_executions_impl(
+        &self,
+        r: a::TaskExecutionListRequest,
+    ) -> ApiResult<a::TaskExecutionList> {
+        let (k, node) = self.task_key(r.node_execution_id.as_ref())?;
+        let q = self.query(
+            &k.project,
+            &k.domain,
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            false,
+        )?;
+        let rows = self.store.list_task_executions(&k, &node, &q)?;
+        let (rows, token) = page(rows, q.offset, q.limit - 1);
+        Ok(a::TaskExecutionList {
+            task_executions: rows
+                .iter()
+                .map(|t| a::TaskExecution::decode(t.record.as_slice()))
+                .collect::<Result<_, _>>()?,
+            token,
+        })
+    }
+
+    fn task_record(&self, id: Option<&c::TaskExecutionIdentifier>) -> ApiResult<a::TaskExecution> {
+        let id = id.ok_or_else(|| invalid("id is missing"))?;
+        let (k, node) = self.task_key(id.node_execution_id.as_ref())?;
+        let rec = self
+            .store
+            .get_task_execution(&k, &node, id.retry_attempt)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "task execution {k}/{node}/{} does not exist",
+                    id.retry_attempt
+                ))
+            })?;
+        Ok(a::TaskExecution::decode(rec.record.as_slice())?)
+    }
+
+    pub(crate) fn get_task_execution_impl(
+        &self,
+        r: a::TaskExecutionGetRequest,
+    ) -> ApiResult<a::TaskExecution> {
+        self.task_record(r.id.as_ref())
+    }
+
+    pub(crate) fn task_execution_data_impl(
+        &self,
+        r: a::TaskExecutionGetDataRequest,
+    ) -> ApiResult<a::TaskExecutionGetDataResponse> {
+        let t = self.task_record(r.id.as_ref())?;
+        let outputs = match t.closure.and_then(|c| c.output_result) {
+            Some(a::task_execution_closure::OutputResult::OutputUri(u)) => u,
+            _ => String::new(),
+        };
+        let (inputs, full_inputs, outputs, full_outputs) = self.data(&t.input_uri, &outputs)?;
+        Ok(a::TaskExecutionGetDataResponse {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+            ..Default::default()
+        })
+    }
+}
