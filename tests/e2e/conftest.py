@@ -2,6 +2,7 @@
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -78,6 +79,23 @@ class Server:
         self.stop()
         self.start()
 
+    def kill9(self):
+        """SIGKILL the server alone; its task supervisors keep running."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def kill_tasks(self):
+        """Kills task process groups still running in this server's data dir (test cleanup)."""
+        for started in (self.data_dir / "attempts").glob("*/*/*/started"):
+            if (started.parent / "exit.json").exists():
+                continue
+            try:
+                os.killpg(int(started.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
+
     def write_config(self, path: pathlib.Path) -> pathlib.Path:
         # The README's config snippet, with this server's ports.
         path.write_text(
@@ -100,6 +118,7 @@ def server(tmp_path_factory):
     s.start()
     yield s
     s.stop()
+    s.kill_tasks()
 
 
 @pytest.fixture(scope="module")

@@ -119,13 +119,19 @@ def test_flytefile_and_flytedirectory_flow_in_and_out(server, config, wf_dir, tm
         (d / f"f{i}").write_text(str(i))
     name, p = run(config, wf_dir, "files_wf", "--f", str(f), "--d", str(d))
     assert p.returncode == 0, p.stdout + p.stderr
-    _, ex = finished(config, name)
+    r, ex = finished(config, name)
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
     o = ex.outputs
     assert o["o0"] == "payload" and o["o1"] == 3
     assert o["o4"] == "PAYLOAD:part0.txt,part1.txt,part2.txt,part3.txt"
-    out_file = o.get("o2", as_type=__import__("flytekit").types.file.FlyteFile)
-    assert open(out_file.download()).read() == "PAYLOAD"
+    # Output blobs are s3:// URIs the client reads with its own storage config.
+    file_uri = o.literals["o2"].scalar.blob.uri
+    dir_uri = o.literals["o3"].scalar.blob.uri
+    assert file_uri.startswith("s3://contrail/data/") and dir_uri.startswith("s3://contrail/data/")
+    r.file_access.get_data(file_uri, str(tmp_path / "dl.txt"))
+    assert (tmp_path / "dl.txt").read_text() == "PAYLOAD"
+    r.file_access.get_data(dir_uri, str(tmp_path / "dl"), is_multipart=True)
+    assert sorted(os.listdir(tmp_path / "dl")) == ["part0.txt", "part1.txt", "part2.txt", "part3.txt"]
 
 
 def test_a_raw_container_task_runs_a_plain_command(server, config, wf_dir):

@@ -256,17 +256,41 @@ fn phase_number(column: Column, v: &str, node: bool) -> String {
     n.map(|n| n.to_string()).unwrap_or_else(|| v.to_string())
 }
 
+/// The paging part of a list request.
+struct Page<'a> {
+    limit: u32,
+    token: &'a str,
+    filters: &'a str,
+    sort: Option<&'a a::Sort>,
+}
+
+impl<'a> Page<'a> {
+    fn of(limit: u32, token: &'a str, filters: &'a str, sort: Option<&'a a::Sort>) -> Self {
+        Page {
+            limit,
+            token,
+            filters,
+            sort,
+        }
+    }
+}
+
+/// Inputs and outputs as the GetData responses carry them (URL blob and inline map).
+struct Data {
+    inputs: Option<a::UrlBlob>,
+    full_inputs: Option<c::LiteralMap>,
+    outputs: Option<a::UrlBlob>,
+    full_outputs: Option<c::LiteralMap>,
+}
+
 impl Api {
-    fn query(
-        &self,
-        project: &str,
-        domain: &str,
-        lim: u32,
-        token: &str,
-        filters: &str,
-        sort: Option<&a::Sort>,
-        node: bool,
-    ) -> ApiResult<ListQuery> {
+    fn query(&self, project: &str, domain: &str, p: Page<'_>, node: bool) -> ApiResult<ListQuery> {
+        let Page {
+            limit: lim,
+            token,
+            filters,
+            sort,
+        } = p;
         let mut filters = parse_filters(filters)?;
         for f in &mut filters {
             for v in &mut f.values {
@@ -464,10 +488,11 @@ impl Api {
 
     fn execution_of(rec: &ExecutionRecord) -> ApiResult<a::Execution> {
         let mut e = a::Execution::decode(rec.record.as_slice())?;
-        if rec.abort_cause.is_some() && !rec.is_terminal() {
-            if let Some(c) = e.closure.as_mut() {
-                c.phase = c::workflow_execution::Phase::Aborting as i32;
-            }
+        if rec.abort_cause.is_some()
+            && !rec.is_terminal()
+            && let Some(c) = e.closure.as_mut()
+        {
+            c.phase = c::workflow_execution::Phase::Aborting as i32;
         }
         Ok(e)
     }
@@ -490,10 +515,7 @@ impl Api {
         let q = self.query(
             &id.project,
             &id.domain,
-            r.limit,
-            &r.token,
-            &r.filters,
-            r.sort_by.as_ref(),
+            Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
             false,
         )?;
         let rows = self.store.list_executions(&q)?;
@@ -600,29 +622,20 @@ impl Api {
         }
     }
 
-    /// (inputs, outputs) of an execution, node or attempt as GetData responses carry them.
-    fn data(
-        &self,
-        inputs: &str,
-        outputs: &str,
-    ) -> ApiResult<(
-        Option<a::UrlBlob>,
-        Option<c::LiteralMap>,
-        Option<a::UrlBlob>,
-        Option<c::LiteralMap>,
-    )> {
+    /// Inputs and outputs of an execution, node or attempt.
+    fn data(&self, inputs: &str, outputs: &str) -> ApiResult<Data> {
         let blob = |uri: &str, n: i64| a::UrlBlob {
             url: uri.to_string(),
             bytes: n,
         };
         let i = self.read_literals(inputs)?;
         let o = self.read_literals(outputs)?;
-        Ok((
-            i.as_ref().map(|(_, n)| blob(inputs, *n)),
-            i.map(|(m, _)| m),
-            o.as_ref().map(|(_, n)| blob(outputs, *n)),
-            o.map(|(m, _)| m),
-        ))
+        Ok(Data {
+            inputs: i.as_ref().map(|(_, n)| blob(inputs, *n)),
+            full_inputs: i.map(|(m, _)| m),
+            outputs: o.as_ref().map(|(_, n)| blob(outputs, *n)),
+            full_outputs: o.map(|(m, _)| m),
+        })
     }
 
     pub(crate) fn execution_data_impl(
@@ -641,7 +654,12 @@ impl Api {
         let inputs = self
             .blob
             .uri(&layout::execution_inputs(&k.project, &k.domain, &k.name));
-        let (inputs, full_inputs, outputs, full_outputs) = self.data(&inputs, &outputs)?;
+        let Data {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+        } = self.data(&inputs, &outputs)?;
         Ok(a::WorkflowExecutionGetDataResponse {
             inputs,
             full_inputs,
@@ -675,10 +693,7 @@ impl Api {
         let q = self.query(
             &k.project,
             &k.domain,
-            r.limit,
-            &r.token,
-            &r.filters,
-            r.sort_by.as_ref(),
+            Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
             true,
         )?;
         let rows = self
@@ -710,7 +725,12 @@ impl Api {
             Some(a::node_execution_closure::OutputResult::OutputUri(u)) => u,
             _ => String::new(),
         };
-        let (inputs, full_inputs, outputs, full_outputs) = self.data(&n.input_uri, &outputs)?;
+        let Data {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+        } = self.data(&n.input_uri, &outputs)?;
         Ok(a::NodeExecutionGetDataResponse {
             inputs,
             full_inputs,
@@ -735,10 +755,7 @@ impl Api {
         let q = self.query(
             &k.project,
             &k.domain,
-            r.limit,
-            &r.token,
-            &r.filters,
-            r.sort_by.as_ref(),
+            Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
             false,
         )?;
         let rows = self.store.list_task_executions(&k, &node, &q)?;
@@ -783,7 +800,12 @@ impl Api {
             Some(a::task_execution_closure::OutputResult::OutputUri(u)) => u,
             _ => String::new(),
         };
-        let (inputs, full_inputs, outputs, full_outputs) = self.data(&t.input_uri, &outputs)?;
+        let Data {
+            inputs,
+            full_inputs,
+            outputs,
+            full_outputs,
+        } = self.data(&t.input_uri, &outputs)?;
         Ok(a::TaskExecutionGetDataResponse {
             inputs,
             full_inputs,

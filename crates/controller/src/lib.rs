@@ -590,24 +590,24 @@ impl Controller {
                 created_at: created,
                 updated_at: now,
             });
-            if let Some(t) = &n.task {
-                if o.task.as_ref() != Some(t) {
-                    if o.task.as_ref().map(|x| (x.attempt, x.phase)) != Some((t.attempt, t.phase)) {
-                        c.events.push(EventRecord {
-                            kind: "task",
-                            payload: render::task_event(&ids, i, t, now).encode_to_vec(),
-                        });
-                    }
-                    c.tasks.push(TaskRecord {
-                        exec: k.clone(),
-                        node_id: l.plan.nodes[i].id.clone(),
-                        attempt: t.attempt,
-                        phase: contrail_engine::task_phase(t.phase) as i32,
-                        record: render::task(&ids, i, t, now).encode_to_vec(),
-                        created_at: t.created_at,
-                        updated_at: now,
+            if let Some(t) = &n.task
+                && o.task.as_ref() != Some(t)
+            {
+                if o.task.as_ref().map(|x| (x.attempt, x.phase)) != Some((t.attempt, t.phase)) {
+                    c.events.push(EventRecord {
+                        kind: "task",
+                        payload: render::task_event(&ids, i, t, now).encode_to_vec(),
                     });
                 }
+                c.tasks.push(TaskRecord {
+                    exec: k.clone(),
+                    node_id: l.plan.nodes[i].id.clone(),
+                    attempt: t.attempt,
+                    phase: contrail_engine::task_phase(t.phase) as i32,
+                    record: render::task(&ids, i, t, now).encode_to_vec(),
+                    created_at: t.created_at,
+                    updated_at: now,
+                });
             }
         }
         c

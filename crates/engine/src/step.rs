@@ -148,20 +148,20 @@ impl Round<'_> {
             start.finished_at = Some(self.now);
             self.fx.push(Effect::PublishStart);
         }
-        if let (Some(t), Some(started)) = (self.cfg.workflow_timeout, self.s.started_at) {
-            if self.now >= started.saturating_add(t) {
-                self.stop_all(NodePhase::Aborted);
-                let secs = t as f64 / 1e9;
-                self.finish(
-                    WorkflowPhase::TimedOut,
-                    Some(Failure::user(
-                        "Timeout",
-                        format!("execution exceeded its timeout of {secs}s"),
-                        false,
-                    )),
-                );
-                return;
-            }
+        if let (Some(t), Some(started)) = (self.cfg.workflow_timeout, self.s.started_at)
+            && self.now >= started.saturating_add(t)
+        {
+            self.stop_all(NodePhase::Aborted);
+            let secs = t as f64 / 1e9;
+            self.finish(
+                WorkflowPhase::TimedOut,
+                Some(Failure::user(
+                    "Timeout",
+                    format!("execution exceeded its timeout of {secs}s"),
+                    false,
+                )),
+            );
+            return;
         }
         self.start_due_retries();
         for o in obs {
@@ -195,10 +195,10 @@ impl Round<'_> {
             return;
         }
         self.walk();
-        if let Some(f) = self.first_failure() {
-            if !self.s.nodes.iter().any(|n| n.phase.is_active()) {
-                self.finish(WorkflowPhase::Failed, Some(f));
-            }
+        if let Some(f) = self.first_failure()
+            && !self.s.nodes.iter().any(|n| n.phase.is_active())
+        {
+            self.finish(WorkflowPhase::Failed, Some(f));
         }
     }
 
@@ -481,10 +481,10 @@ impl Round<'_> {
             if let Some(r) = n.retry_at.filter(|_| n.phase == NodePhase::RetryWait) {
                 consider(r);
             }
-            if let (Some(timeout), Some(t)) = (p.timeout, &n.task) {
-                if matches!(n.phase, NodePhase::Queued | NodePhase::Running) {
-                    consider(t.started_at.unwrap_or(t.created_at).saturating_add(timeout));
-                }
+            if let (Some(timeout), Some(t)) = (p.timeout, &n.task)
+                && matches!(n.phase, NodePhase::Queued | NodePhase::Running)
+            {
+                consider(t.started_at.unwrap_or(t.created_at).saturating_add(timeout));
             }
         }
         at

@@ -272,10 +272,10 @@ impl LocalExecutor {
         argv = template::render_all(&argv, &vars).map_err(|e| e.to_string())?;
         let sandbox_s = sandbox.to_string_lossy().into_owned();
         // pyflyte-fast-execute extracts the code into --dest-dir, which must exist: the sandbox.
-        if let Some(i) = argv.iter().position(|a| a == "--dest-dir") {
-            if let Some(v) = argv.get_mut(i + 1) {
-                *v = sandbox_s.clone();
-            }
+        if let Some(i) = argv.iter().position(|a| a == "--dest-dir")
+            && let Some(v) = argv.get_mut(i + 1)
+        {
+            *v = sandbox_s.clone();
         }
         if let Some(dc) = c.data_config.as_ref().filter(|d| d.enabled) {
             rawcontainer::stage_inputs(&self.blob, dc, spec, sandbox, staging, &mut argv)?;
@@ -387,10 +387,12 @@ impl LocalExecutor {
     ) -> Result<Leftovers> {
         let out = self.local(&spec.paths.output_prefix)?;
         let c = contrail_executor::container(&spec.task);
-        if let (Some(dc), Some(rec)) = (c.and_then(|c| c.data_config.as_ref()), rec) {
-            if dc.enabled && rec.code == Some(0) && !out.join("outputs.pb").exists() {
-                rawcontainer::collect_outputs(&self.blob, dc, spec, &dir.join("sandbox"), &out)?;
-            }
+        if let (Some(dc), Some(rec)) = (c.and_then(|c| c.data_config.as_ref()), rec)
+            && dc.enabled
+            && rec.code == Some(0)
+            && !out.join("outputs.pb").exists()
+        {
+            rawcontainer::collect_outputs(&self.blob, dc, spec, &dir.join("sandbox"), &out)?;
         }
         let error_doc = match std::fs::read(out.join("error.pb")) {
             Ok(b) => Some(

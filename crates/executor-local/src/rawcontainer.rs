@@ -41,15 +41,15 @@ pub fn stage_inputs(
     std::fs::create_dir_all(staging.join("outputs")).map_err(fail)?;
     for (var, lit) in &spec.inputs.literals {
         let target = inputs.join(var);
-        if let Some(literal::Value::Scalar(s)) = &lit.value {
-            if let Some(scalar::Value::Blob(b)) = &s.value {
-                let src = blob
-                    .key_of(&b.uri)
-                    .and_then(|k| blob.path(k))
-                    .map_err(|e| format!("input {var}: {e}"))?;
-                copy_tree(&src, &target).map_err(|e| format!("input {var}: {e}"))?;
-                continue;
-            }
+        if let Some(literal::Value::Scalar(s)) = &lit.value
+            && let Some(scalar::Value::Blob(b)) = &s.value
+        {
+            let src = blob
+                .key_of(&b.uri)
+                .and_then(|k| blob.path(k))
+                .map_err(|e| format!("input {var}: {e}"))?;
+            copy_tree(&src, &target).map_err(|e| format!("input {var}: {e}"))?;
+            continue;
         }
         if let Ok(text) = literal_text(var, lit) {
             std::fs::write(&target, text).map_err(fail)?;

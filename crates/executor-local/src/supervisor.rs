@@ -197,10 +197,10 @@ pub fn abort(dir: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     write_durably(dir, ABORT, b"")?;
-    if let Ok(pid) = fs::read_to_string(dir.join(STARTED)) {
-        if let Ok(pid) = pid.trim().parse::<i32>() {
-            kill_group(pid);
-        }
+    if let Ok(pid) = fs::read_to_string(dir.join(STARTED))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        kill_group(pid);
     }
     Ok(())
 }

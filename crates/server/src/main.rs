@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the server: Flyte gRPC API and HTTP on --addr, S3-compatible blobs on --s3-addr,
     /// and the controller that runs executions.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Internal: supervise one task attempt (started by the local executor).
     #[command(hide = true)]
     Supervise {
@@ -165,7 +165,7 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("tokio runtime");
     let result = match cli.command {
-        Command::Start(args) => rt.block_on(start(args)),
+        Command::Start(args) => rt.block_on(start(*args)),
         Command::Supervise { .. } => Ok(()),
     };
     match result {

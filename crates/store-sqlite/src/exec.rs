@@ -212,7 +212,7 @@ impl ExecutionStore for SqliteStore {
             .map_err(backend)?;
         let outcome = match found {
             None => None,
-            Some((phase, _)) if matches!(phase, 4 | 6..=8) => Some(AbortOutcome::AlreadyTerminal),
+            Some((4 | 6..=8, _)) => Some(AbortOutcome::AlreadyTerminal),
             Some((_, Some(_))) => Some(AbortOutcome::AlreadyRequested),
             Some((_, None)) => {
                 tx.execute(
