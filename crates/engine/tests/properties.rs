@@ -1,0 +1,265 @@
+//! Property tests: random DAGs, random task outcomes, lost launches and controller
+//! restarts (lost effect results) against a simulated world.
+
+mod common;
+
+use contrail_engine::{
+    Config, Effect, ExecState, Failure, NodePhase, Observation, Plan, TaskStatus, WorkflowPhase,
+    step,
+};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+const S: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Succeed,
+    Recoverable,
+    Fatal,
+    System,
+    Hang,
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        4 => Just(Outcome::Succeed),
+        2 => Just(Outcome::Recoverable),
+        1 => Just(Outcome::Fatal),
+        1 => Just(Outcome::System),
+        1 => Just(Outcome::Hang),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    edges: Vec<Vec<usize>>,
+    retries: Vec<u32>,
+    timeouts: Vec<u64>,
+    /// Outcome of attempt k of node i (beyond the list: success).
+    outcomes: Vec<Vec<Outcome>>,
+    fail_after: bool,
+    max_parallelism: u32,
+    seed: u64,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..12).prop_flat_map(|n| {
+        (
+            (0..n)
+                .map(|i| proptest::collection::vec(0..i.max(1), 0..3.min(i + 1)))
+                .collect::<Vec<_>>(),
+            proptest::collection::vec(0u32..3, n),
+            proptest::collection::vec(prop_oneof![3 => Just(0u64), 1 => Just(5u64)], n),
+            proptest::collection::vec(proptest::collection::vec(outcome(), 0..4), n),
+            any::<bool>(),
+            0u32..4,
+            any::<u64>(),
+        )
+            .prop_map(
+                |(edges, retries, timeouts, outcomes, fail_after, mp, seed)| {
+                    // Node 0 has no upstream; others depend only on earlier nodes.
+                    let edges = edges
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, mut e)| {
+                            if i == 0 {
+                                e.clear();
+                            }
+                            e.sort();
+                            e.dedup();
+                            e
+                        })
+                        .collect();
+                    Case {
+                        edges,
+                        retries,
+                        timeouts,
+                        outcomes,
+                        fail_after,
+                        max_parallelism: mp,
+                        seed,
+                    }
+                },
+            )
+    })
+}
+
+/// A tiny deterministic PRNG for the world's choices.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+struct Attempt {
+    rounds_left: u32,
+    outcome: Outcome,
+    aborted: bool,
+}
+
+fn status(a: &Attempt) -> TaskStatus {
+    if a.aborted {
+        return TaskStatus::Failed(Failure::system("Aborted", "aborted", false));
+    }
+    if a.rounds_left > 0 {
+        return TaskStatus::Running { started_at: None };
+    }
+    match a.outcome {
+        Outcome::Succeed => TaskStatus::Succeeded,
+        Outcome::Recoverable => {
+            TaskStatus::Failed(Failure::user("USER:Recoverable", "try again", true))
+        }
+        Outcome::Fatal => TaskStatus::Failed(Failure::user("USER:RuntimeError", "no", false)),
+        Outcome::System => TaskStatus::Failed(Failure::system("Interrupted", "lost", true)),
+        Outcome::Hang => TaskStatus::Running { started_at: None },
+    }
+}
+
+fn active(plan: &Plan, s: &ExecState) -> usize {
+    plan.nodes
+        .iter()
+        .zip(&s.nodes)
+        .filter(|(p, n)| {
+            matches!(p.kind, contrail_engine::NodeKind::Task(_)) && n.phase.is_active()
+        })
+        .count()
+}
+
+fn simulate(c: &Case) -> Result<(), TestCaseError> {
+    let plan = Plan::new(&common::closure(
+        &c.edges,
+        &c.retries,
+        &c.timeouts,
+        c.fail_after,
+    ))
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let cfg = Config {
+        max_parallelism: c.max_parallelism,
+        backoff_base: S / 2,
+        backoff_max: 4 * S,
+        // A hanging task without its own timeout ends only by the workflow timeout.
+        workflow_timeout: Some(1_000 * S),
+        ..Config::default()
+    };
+    let mut rng = Rng(c.seed | 1);
+    let mut world: HashMap<(usize, u32), Attempt> = HashMap::new();
+    let mut state = ExecState::new(plan.nodes.len());
+    let mut carry: Vec<Observation> = Vec::new();
+    let mut now = 0i64;
+    for _round in 0..5_000 {
+        let mut obs = std::mem::take(&mut carry);
+        for (n, a) in state.live_attempts() {
+            let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
+            obs.push(Observation::Task {
+                node: n,
+                attempt: a,
+                status: st,
+            });
+        }
+        let s = step(&plan, &cfg, &state, &obs, now);
+        // Max parallelism holds after every round.
+        if c.max_parallelism > 0 {
+            prop_assert!(active(&plan, &s.state) <= c.max_parallelism as usize);
+        }
+        // A workflow never succeeds while a node is unfinished.
+        if s.state.phase == WorkflowPhase::Succeeded {
+            prop_assert!(s.state.nodes.iter().all(|n| n.phase.is_terminal()));
+            prop_assert!(
+                s.state
+                    .nodes
+                    .iter()
+                    .all(|n| n.phase == NodePhase::Succeeded)
+            );
+        }
+        // Perform effects (some launches are lost, as if the process died first).
+        let mut results = Vec::new();
+        for e in &s.effects {
+            match e {
+                Effect::Launch { node, attempt } => {
+                    if rng.chance(10) {
+                        continue;
+                    }
+                    let i = *node - 1;
+                    let outcome = c
+                        .outcomes
+                        .get(i)
+                        .and_then(|o| o.get(*attempt as usize))
+                        .copied()
+                        .unwrap_or(Outcome::Succeed);
+                    world.entry((*node, *attempt)).or_insert(Attempt {
+                        rounds_left: (rng.next() % 3) as u32,
+                        outcome,
+                        aborted: false,
+                    });
+                }
+                Effect::Abort { node, attempt } => {
+                    if let Some(a) = world.get_mut(&(*node, *attempt)) {
+                        a.aborted = true;
+                    }
+                }
+                Effect::PublishOutputs => results.push(Observation::OutputsPublished),
+                Effect::PublishStart => {}
+            }
+        }
+        // No new observations, no new effects: observing the same world twice is a no-op.
+        if !s.state.phase.is_terminal() {
+            let mut again = results.clone();
+            for (n, a) in s.state.live_attempts() {
+                let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
+                again.push(Observation::Task {
+                    node: n,
+                    attempt: a,
+                    status: st,
+                });
+            }
+            let once = step(&plan, &cfg, &s.state, &again, now);
+            let twice = step(&plan, &cfg, &once.state, &again, now);
+            // Seeing the same world again asks for nothing new: at most a repeat of
+            // requests whose results were not observed yet, and nothing if none were made.
+            prop_assert!(
+                twice.effects.iter().all(|e| once.effects.contains(e)),
+                "new effects {:?} after {:?}",
+                twice.effects,
+                once.effects
+            );
+            if once.effects.is_empty() {
+                prop_assert!(twice.effects.is_empty());
+                prop_assert_eq!(&twice.state, &once.state);
+            }
+        }
+        state = s.state;
+        if state.phase.is_terminal() {
+            return Ok(());
+        }
+        // A restart loses the effect results of this round; the world persists.
+        if !rng.chance(15) {
+            carry = results;
+        }
+        for a in world.values_mut() {
+            a.rounds_left = a.rounds_left.saturating_sub(1);
+        }
+        now += (rng.next() % (2 * S as u64)) as i64;
+    }
+    Err(TestCaseError::fail(format!(
+        "did not terminate: phase {:?} nodes {:?}",
+        state.phase,
+        state.nodes.iter().map(|n| n.phase).collect::<Vec<_>>()
+    )))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_execution_terminates_and_the_invariants_hold(c in case()) {
+        simulate(&c)?;
+    }
+}
