@@ -196,3 +196,43 @@ def test_bad_execution_requests_are_rejected_with_the_field_named(server, config
     # Nothing was created by the rejected requests.
     names = {x.id.name for x in r.client.list_executions_paginated(PROJECT, DOMAIN, limit=1000)[0]}
     assert "ok-name-1" not in names and name in names
+
+
+def test_a_single_task_runs_as_its_own_execution(server, config, wf_dir):
+    name, p = run(config, wf_dir, "hello", "--name", "task")
+    assert p.returncode == 0, p.stdout + p.stderr
+    r, ex = finished(config, name)
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.spec.launch_plan.resource_type == 1  # TASK, as flytekit sent it
+    assert ex.outputs["o0"] == "hello task"
+    ex = r.sync(ex, sync_nodes=True)
+    assert set(ex.node_executions) == {"start-node", "end-node", "propellerhello"}
+
+
+def test_executions_list_with_filters_sort_and_paging_and_relaunch_reuses_inputs(server, config, wf_dir):
+    from flytekit.models import filters
+    from flytekit.models.admin.common import Sort
+
+    name, p = run(config, wf_dir, "hello_wf", "--name", "again", wait=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = remote(config)
+    c = r.client
+    ok, token = c.list_executions_paginated(PROJECT, DOMAIN, limit=1000, filters=[filters.Equal("phase", "SUCCEEDED")])
+    assert name in {e.id.name for e in ok} and token == ""
+    assert all(e.closure.phase == WP.SUCCEEDED for e in ok)
+    failed, _ = c.list_executions_paginated(PROJECT, DOMAIN, limit=1000, filters=[filters.Equal("phase", "FAILED")])
+    assert name not in {e.id.name for e in failed}
+    seen, token = [], ""
+    while True:
+        page, token = c.list_executions_paginated(PROJECT, DOMAIN, limit=1, token=token,
+                                                  sort_by=Sort("created_at", Sort.Direction.ASCENDING))
+        seen += page
+        if not token:
+            break
+    created = [e.closure.created_at for e in seen]
+    assert created == sorted(created) and len({e.id.name for e in seen}) == len(seen) >= 2
+    new_id = c.relaunch_execution(r.fetch_execution(name=name).id, name=f"{name}-re")
+    ex = r.wait(r.fetch_execution(name=new_id.name), timeout=datetime.timedelta(seconds=120),
+                poll_interval=datetime.timedelta(seconds=1))
+    assert ex.closure.phase == WP.SUCCEEDED and ex.outputs["o0"] == "hello again"
+    assert ex.spec.metadata.mode == 3  # RELAUNCH

@@ -205,11 +205,18 @@ impl Api {
         if name_required {
             validate::text("id.name", &id.name)?;
         }
+        let filters = parse_filters(filters)?;
+        if filters
+            .iter()
+            .any(|f| f.column == contrail_store::Column::Phase)
+        {
+            return Err(invalid("filters: registered entities have no phase"));
+        }
         Ok(ListQuery {
             project: id.project.clone(),
             domain: id.domain.clone(),
             name: (!id.name.is_empty()).then(|| id.name.clone()),
-            filters: parse_filters(filters)?,
+            filters,
             sort: parse_sort(sort)?,
             limit: limit(lim),
             offset: parse_token(token)?,

@@ -19,6 +19,7 @@ fn column(field: &str) -> Option<Column> {
         "state" => Column::State,
         "created_at" => Column::CreatedAt,
         "updated_at" => Column::UpdatedAt,
+        "phase" => Column::Phase,
         _ => return None,
     })
 }

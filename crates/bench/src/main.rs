@@ -29,7 +29,9 @@ struct Args {
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn free_port() -> Res<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct Server {
@@ -105,7 +107,12 @@ fn usage(pid: u32) -> (f64, u64) {
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 (11 and 12 after the command name).
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -141,7 +148,9 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
     let channel = loop {
         match Channel::from_shared(url.clone())?.connect().await {
             Ok(ch) => break ch,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             Err(e) => return Err(e.into()),
         }
     };
@@ -213,10 +222,16 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, rss) = usage(server.child.id());
     let tasks = task_seconds(dir.path());
-    let overhead = if chain { (wall - tasks) / n as f64 } else { wall / n as f64 };
+    let overhead = if chain {
+        (wall - tasks) / n as f64
+    } else {
+        wall / n as f64
+    };
     println!(
         "| {name} | {n} | {} | {wall:.2} | {:.2} | {:.2} | {cpu:.2} | {} |",
-        c::workflow_execution::Phase::try_from(phase).map(|p| p.as_str_name()).unwrap_or("?"),
+        c::workflow_execution::Phase::try_from(phase)
+            .map(|p| p.as_str_name())
+            .unwrap_or("?"),
         tasks,
         overhead * 1000.0,
         rss / 1024,
@@ -228,7 +243,9 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Res<()> {
     let args = Args::parse();
-    println!("| shape | nodes | result | wall s | task s | overhead ms/node | server CPU s | server peak RSS MiB |");
+    println!(
+        "| shape | nodes | result | wall s | task s | overhead ms/node | server CPU s | server peak RSS MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     if args.chain > 0 {
         scenario(&args.bin, "bench.chain", args.chain, true).await?;

@@ -132,13 +132,17 @@ impl LocalExecutor {
         self.blob.path(key).map_err(io)
     }
 
-    fn admit(&self, book: &mut Book, dir: &Path, want: (u64, u64)) -> bool {
+    fn fits(&self, book: &Book, want: (u64, u64)) -> bool {
         let (cpu, mem) = book
             .running
             .values()
             .fold((0, 0), |(c, m), (a, b)| (c + a, m + b));
-        let fits = (want.0 == 0 || cpu + want.0 <= self.cfg.cpu_millis)
-            && (want.1 == 0 || mem + want.1 <= self.cfg.memory_bytes);
+        (want.0 == 0 || cpu + want.0 <= self.cfg.cpu_millis)
+            && (want.1 == 0 || mem + want.1 <= self.cfg.memory_bytes)
+    }
+
+    fn admit(&self, book: &mut Book, dir: &Path, want: (u64, u64)) -> bool {
+        let fits = self.fits(book, want);
         if fits {
             book.pending.remove(dir);
             book.running.insert(dir.to_path_buf(), want);
@@ -473,6 +477,10 @@ impl Executor for LocalExecutor {
                         false,
                     )));
                 }
+                if self.fits(&lock(&self.book), want) {
+                    // Capacity is free now: report it unlaunched so the engine launches it.
+                    return Ok(TaskStatus::Unknown);
+                }
                 Ok(TaskStatus::Waiting)
             }
             DirState::Supervised { started } => {
@@ -544,7 +552,84 @@ impl Executor for LocalExecutor {
 
 #[cfg(test)]
 mod tests {
-    use super::quantity;
+    use super::*;
+    use contrail_idl::core::{Container, Resources, resources::ResourceEntry, task_template};
+
+    fn spec(id: &str, cpu: &str) -> AttemptSpec {
+        AttemptSpec {
+            id: id.into(),
+            project: "p".into(),
+            domain: "d".into(),
+            task: contrail_idl::core::TaskTemplate {
+                target: Some(task_template::Target::Container(Container {
+                    command: vec!["true".into()],
+                    resources: Some(Resources {
+                        requests: vec![ResourceEntry {
+                            name: ResourceName::Cpu as i32,
+                            value: cpu.into(),
+                        }],
+                        limits: vec![],
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            paths: contrail_executor::AttemptPaths {
+                inputs: format!("s3://b/m/{id}/inputs.pb"),
+                output_prefix: format!("s3://b/m/{id}/0"),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn tasks_wait_for_capacity_and_impossible_requests_fail() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = LocalExecutor::new(
+            LocalConfig {
+                attempts_dir: d.path().join("attempts"),
+                // A supervisor that does nothing: this test is about admission only.
+                supervisor: vec!["true".into()],
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+                ..Default::default()
+            },
+            BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
+        );
+        let (a, b, huge) = (spec("a", "800m"), spec("b", "800m"), spec("c", "4"));
+        ex.launch(&a, Box::new(|| {})).unwrap();
+        assert!(ex.attempt_dir(&a).join(supervisor::LAUNCH).exists());
+        ex.launch(&b, Box::new(|| {})).unwrap();
+        assert!(
+            !ex.attempt_dir(&b).exists(),
+            "b must wait: 800m + 800m > 1000m"
+        );
+        assert_eq!(ex.status(&b).unwrap(), TaskStatus::Waiting);
+        // a finishes: its capacity is released and b is admitted on its next launch.
+        std::fs::write(
+            ex.attempt_dir(&a).join(supervisor::EXIT),
+            serde_json::to_vec(&ExitRecord {
+                code: Some(0),
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ex.status(&a).unwrap(), TaskStatus::Succeeded);
+        assert_eq!(
+            ex.status(&b).unwrap(),
+            TaskStatus::Unknown,
+            "b may start now"
+        );
+        ex.launch(&b, Box::new(|| {})).unwrap();
+        assert!(ex.attempt_dir(&b).join(supervisor::LAUNCH).exists());
+        ex.launch(&huge, Box::new(|| {})).unwrap();
+        let TaskStatus::Failed(f) = ex.status(&huge).unwrap() else {
+            panic!("a request above the machine's capacity must fail")
+        };
+        assert_eq!(f.code, "InsufficientResources");
+    }
 
     #[test]
     fn quantities() {

@@ -263,3 +263,122 @@ pub fn inspect(dir: &Path) -> std::io::Result<DirState> {
 pub fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(argv: &[&str]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sandbox")).unwrap();
+        let l = Launch {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            cwd: d.path().join("sandbox"),
+            cpu_millis: 0,
+            memory_bytes: 0,
+        };
+        std::fs::write(d.path().join(LAUNCH), serde_json::to_vec(&l).unwrap()).unwrap();
+        d
+    }
+
+    #[test]
+    fn records_the_exit_and_never_runs_a_task_twice() {
+        let d = prepare(&[
+            "sh",
+            "-c",
+            "echo run >> ../runs; echo out; echo err >&2; exit 3",
+        ]);
+        assert_eq!(
+            inspect(d.path()).unwrap(),
+            DirState::Unsupervised { started_pid: None }
+        );
+        assert_eq!(supervise(d.path()), 0);
+        let DirState::Exited(rec) = inspect(d.path()).unwrap() else {
+            panic!("no exit record")
+        };
+        assert_eq!((rec.code, rec.signal, rec.lost), (Some(3), None, false));
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(STDOUT)).unwrap(),
+            "out\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(STDERR)).unwrap(),
+            "err\n"
+        );
+        // A second supervisor (e.g. started again after a server crash) does nothing.
+        assert_eq!(supervise(d.path()), 0);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("runs")).unwrap(),
+            "run\n"
+        );
+    }
+
+    #[test]
+    fn a_task_started_by_a_vanished_supervisor_is_reported_lost_not_rerun() {
+        let d = prepare(&["sh", "-c", "echo run >> ../runs"]);
+        std::fs::write(d.path().join(STARTED), "999999").unwrap();
+        assert_eq!(supervise(d.path()), 0);
+        let DirState::Exited(rec) = inspect(d.path()).unwrap() else {
+            panic!("no exit record")
+        };
+        assert!(rec.lost);
+        assert!(!d.path().join("runs").exists());
+    }
+
+    #[test]
+    fn abort_before_start_prevents_the_start_and_a_missing_command_is_reported() {
+        let d = prepare(&["sh", "-c", "echo run >> ../runs"]);
+        abort(d.path()).unwrap();
+        supervise(d.path());
+        let DirState::Exited(rec) = inspect(d.path()).unwrap() else {
+            panic!("no exit record")
+        };
+        assert!(rec.aborted && rec.code.is_none());
+        assert!(!d.path().join("runs").exists());
+        let d = prepare(&["no-such-command-anywhere"]);
+        supervise(d.path());
+        let DirState::Exited(rec) = inspect(d.path()).unwrap() else {
+            panic!("no exit record")
+        };
+        assert!(
+            rec.spawn_error
+                .unwrap()
+                .contains("no-such-command-anywhere")
+        );
+    }
+
+    #[test]
+    fn abort_kills_the_whole_process_group() {
+        let d = prepare(&["sh", "-c", "sleep 600 & echo $! > ../child; wait"]);
+        let dir = d.path().to_path_buf();
+        let t = std::thread::spawn(move || supervise(&dir));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(d.path().join(STARTED).exists() && d.path().join("child").exists()) {
+            assert!(std::time::Instant::now() < deadline, "task did not start");
+            std::thread::yield_now();
+        }
+        let child: i32 = std::fs::read_to_string(d.path().join("child"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        abort(d.path()).unwrap();
+        t.join().unwrap();
+        let DirState::Exited(rec) = inspect(d.path()).unwrap() else {
+            panic!("no exit record")
+        };
+        assert!(rec.aborted);
+        assert_eq!(rec.signal, Some(9));
+        // The grandchild is gone too (it may linger as a zombie of init for a moment).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive(child)
+            && std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        {
+            assert!(std::time::Instant::now() < deadline, "grandchild survived");
+            std::thread::yield_now();
+        }
+    }
+}
