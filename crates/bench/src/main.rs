@@ -130,11 +130,11 @@ fn task_seconds(data: &Path) -> f64 {
     let root = data.join("attempts/flytesnacks/development");
     let mut total = 0.0;
     for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        if let Ok(b) = std::fs::read(e.path().join("exit.json")) {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
-                let f = |k: &str| v[k].as_i64().unwrap_or(0);
-                total += (f("finished_at") - f("started_at")) as f64 / 1e9;
-            }
+        if let Ok(b) = std::fs::read(e.path().join("exit.json"))
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b)
+        {
+            let f = |k: &str| v[k].as_i64().unwrap_or(0);
+            total += (f("finished_at") - f("started_at")) as f64 / 1e9;
         }
     }
     total
