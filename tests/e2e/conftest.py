@@ -38,12 +38,18 @@ def wait_until(cond, deadline_s=30.0, what="condition"):
     raise TimeoutError(f"{what} not reached within {deadline_s}s (last error: {last})")
 
 
+def task_env():
+    """The environment of an activated venv: task commands (pyflyte-execute) resolve on PATH."""
+    return {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+
+
 class Server:
     """One contrail process; `restart()` keeps its data directory."""
 
-    def __init__(self, data_dir: pathlib.Path, log: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, log: pathlib.Path, args=()):
         self.data_dir = data_dir
         self.log = log
+        self.args = list(args)
         self.port = free_port()
         self.s3_port = free_port()
         self.proc = None
@@ -56,11 +62,9 @@ class Server:
         assert BIN.exists(), f"build the binary first: {BIN}"
         self.proc = subprocess.Popen(
             [str(BIN), "start", "--addr", f"127.0.0.1:{self.port}", "--s3-addr", f"127.0.0.1:{self.s3_port}",
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), *self.args],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-            # As if started inside the activated venv: task commands (pyflyte-fast-execute)
-            # resolve on PATH.
-            env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+            env=task_env(),
         )
         url = f"http://127.0.0.1:{self.port}/healthcheck"
         wait_until(lambda: urllib.request.urlopen(url, timeout=1).status == 200, what="contrail healthcheck")

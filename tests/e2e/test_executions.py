@@ -32,10 +32,10 @@ def remote(config):
     return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
 
 
-def run(config, cwd, wf, *inputs, wait=False):
+def run(config, cwd, wf, *inputs, wait=False, options=()):
     """`pyflyte run --remote`; returns (execution name, completed process)."""
     name = "e" + uuid.uuid4().hex[:12]
-    args = [PYFLYTE, "-c", str(config), "run", "--remote", "--name", name]
+    args = [PYFLYTE, "-c", str(config), "run", "--remote", "--name", name, *options]
     if wait:
         args += ["--wait", "--poll-interval", "1"]
     p = subprocess.run([*args, "propeller.py", wf, *inputs], cwd=cwd, capture_output=True, text=True, timeout=600)
@@ -63,6 +63,14 @@ def test_hello_world_runs_with_pyflyte_run_wait(server, config, wf_dir):
     assert n0.task_executions[0].closure.logs, "task logs are exposed"
     assert n0.inputs["name"] == "contrail" and n0.outputs["o0"] == "hello contrail"
     assert {"start-node", "end-node", "n0"} <= set(ex.node_executions)
+    # Flyte's blob layout: node inputs in the node data dir, outputs per attempt.
+    wdir = f"metadata/propeller/{PROJECT}-{DOMAIN}-{name}"
+    blobs = server.data_dir / "blobs" / "contrail"
+    assert n0.input_uri == f"s3://contrail/{wdir}/n0/data/inputs.pb"
+    assert (blobs / wdir / "n0" / "data" / "inputs.pb").is_file()
+    assert (blobs / wdir / "n0" / "data" / "0" / "outputs.pb").is_file()
+    assert (blobs / wdir / "start-node" / "data" / "0" / "outputs.pb").is_file()
+    assert (blobs / wdir / "end-node" / "data" / "0" / "outputs.pb").is_file()
 
 
 def test_a_chain_of_ten_tasks_passes_values_along(server, config, wf_dir):
@@ -236,3 +244,18 @@ def test_executions_list_with_filters_sort_and_paging_and_relaunch_reuses_inputs
                 poll_interval=datetime.timedelta(seconds=1))
     assert ex.closure.phase == WP.SUCCEEDED and ex.outputs["o0"] == "hello again"
     assert ex.spec.metadata.mode == 3  # RELAUNCH
+
+
+def test_tasks_see_envvars_secrets_flyte_ids_and_their_output_is_logged(server, config, wf_dir):
+    secret = server.data_dir / "secrets" / "db" / "password"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("s3cret")
+    name, p = run(config, wf_dir, "env_wf", options=["--envvars", "MY_VAR=hi"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    r, ex = finished(config, name)
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert [ex.outputs[f"o{i}"] for i in range(4)] == ["hi", "s3cret", name, "0"]
+    ex = r.sync(ex, sync_nodes=True)
+    logs = ex.node_executions["n0"].task_executions[0].closure.logs
+    stdout = next(l.uri for l in logs if l.name.startswith("stdout"))
+    assert "probe-stdout-marker" in pathlib.Path(stdout.removeprefix("file://")).read_text()

@@ -4,7 +4,7 @@ import pathlib
 import time
 import typing
 
-from flytekit import ContainerTask, current_context, kwtypes, task, workflow
+from flytekit import ContainerTask, Secret, current_context, kwtypes, task, workflow
 from flytekit.exceptions.user import FlyteRecoverableException
 from flytekit.types.directory import FlyteDirectory
 from flytekit.types.file import FlyteFile
@@ -153,3 +153,19 @@ def crash_wf(side: str) -> int:
     for _ in range(24):
         v = step(i=v, side=side)
     return v
+
+
+@task(secret_requests=[Secret(group="db", key="password")])
+def env_probe() -> typing.Tuple[str, str, str, str]:
+    print("probe-stdout-marker")
+    return (
+        os.environ.get("MY_VAR", ""),
+        current_context().secrets.get("db", "password"),
+        os.environ["FLYTE_INTERNAL_EXECUTION_ID"],
+        os.environ["FLYTE_ATTEMPT_NUMBER"],
+    )
+
+
+@workflow
+def env_wf() -> typing.Tuple[str, str, str, str]:
+    return env_probe()
