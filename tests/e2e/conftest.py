@@ -91,7 +91,14 @@ class Server:
         self.proc = None
 
     def kill_tasks(self):
-        """Kills task process groups still running in this server's data dir (test cleanup)."""
+        """Kills task process groups still running in this server's data dir, and its
+        resident supervisor (test cleanup)."""
+        pidfile = self.data_dir / "supervisor.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
         for started in (self.data_dir / "attempts").glob("*/*/*/started"):
             if (started.parent / "exit.json").exists():
                 continue

@@ -15,8 +15,7 @@ use contrail_engine::{
 use contrail_executor::{AttemptPaths, AttemptSpec, Executor};
 use contrail_idl::{admin, core};
 use contrail_store::{
-    CommitOutcome, EventRecord, ExecKey, ExecutionRecord, NodeRecord, RoundCommit, Store,
-    TaskRecord,
+    CommitOutcome, EventRecord, ExecKey, NodeRecord, RoundCommit, Store, TaskRecord,
 };
 use prost::Message;
 use queue::Queue;
@@ -70,6 +69,13 @@ pub fn now_nanos() -> i64 {
         .unwrap_or_default()
 }
 
+/// An execution's committed state as this process last saw it.
+struct Live {
+    revision: i64,
+    state: ExecState,
+    exec: admin::Execution,
+}
+
 /// What one execution needs besides its state, decoded once and cached.
 struct Loaded {
     plan: Plan,
@@ -83,6 +89,7 @@ pub struct Controller {
     cfg: Config,
     queue: Queue,
     cache: Mutex<HashMap<ExecKey, Arc<Loaded>>>,
+    live: Mutex<HashMap<ExecKey, Live>>,
     failures: Mutex<HashMap<ExecKey, u32>>,
 }
 
@@ -104,6 +111,7 @@ impl Controller {
             cfg,
             queue: Queue::default(),
             cache: Mutex::default(),
+            live: Mutex::default(),
             failures: Mutex::default(),
         })
     }
@@ -175,18 +183,59 @@ impl Controller {
         }
     }
 
-    fn load(&self, rec: &ExecutionRecord) -> Result<Arc<Loaded>, Error> {
-        if let Some(l) = lock(&self.cache).get(&rec.key) {
+    fn load(&self, k: &ExecKey, exec: &admin::Execution) -> Result<Arc<Loaded>, Error> {
+        if let Some(l) = lock(&self.cache).get(k) {
             return Ok(l.clone());
         }
-        let closure = core::CompiledWorkflowClosure::decode(rec.workflow_closure.as_slice())
+        let bytes = self.store.get_workflow_closure(k)?.unwrap_or_default();
+        let closure = core::CompiledWorkflowClosure::decode(bytes.as_slice())
             .map_err(|e| Error::Corrupt("workflow closure", e.to_string()))?;
-        let exec = admin::Execution::decode(rec.record.as_slice())
-            .map_err(|e| Error::Corrupt("execution record", e.to_string()))?;
         let plan = Plan::new(&closure).map_err(|e| Error::Corrupt("workflow", e.to_string()))?;
-        let l = Arc::new(Loaded { plan, exec });
-        lock(&self.cache).insert(rec.key.clone(), l.clone());
+        let l = Arc::new(Loaded {
+            plan,
+            exec: exec.clone(),
+        });
+        lock(&self.cache).insert(k.clone(), l.clone());
         Ok(l)
+    }
+
+    fn forget(&self, k: &ExecKey) {
+        lock(&self.cache).remove(k);
+        lock(&self.live).remove(k);
+    }
+
+    /// The committed state of an execution: from memory when this process made the last
+    /// commit (same revision), else from the store.
+    fn live_state(&self, k: &ExecKey, revision: i64) -> Result<Option<(Live, Arc<Loaded>)>, Error> {
+        let cached = lock(&self.live)
+            .remove(k)
+            .filter(|l| l.revision == revision);
+        let live = match cached {
+            Some(l) => l,
+            None => {
+                let Some(rec) = self.store.get_execution(k)? else {
+                    return Ok(None);
+                };
+                let exec = admin::Execution::decode(rec.record.as_slice())
+                    .map_err(|e| Error::Corrupt("execution record", e.to_string()))?;
+                let loaded = self.load(k, &exec)?;
+                let plan = &loaded.plan;
+                let nodes = self
+                    .store
+                    .list_node_states(k)?
+                    .into_iter()
+                    .filter_map(|(id, st)| plan.index.get(&id).map(|&i| (i, st)));
+                let state = ExecState::decode(&rec.state, plan.nodes.len(), nodes)
+                    .map_err(|e| Error::Corrupt("state", e.to_string()))?;
+                Live {
+                    revision: rec.revision,
+                    state,
+                    exec,
+                }
+            }
+        };
+        let loaded = self.load(k, &live.exec)?;
+        Ok(Some((live, loaded)))
     }
 
     fn fail_outright(&self, k: &ExecKey, msg: &str) -> Result<(), Error> {
@@ -196,7 +245,7 @@ impl Controller {
         if rec.is_terminal() {
             return Ok(());
         }
-        let mut st = ExecState::decode(&rec.state).unwrap_or_default();
+        let mut st = ExecState::decode(&rec.state, 0, []).unwrap_or_default();
         let now = now_nanos();
         st.phase = WorkflowPhase::Failed;
         st.finished_at = Some(now);
@@ -209,24 +258,26 @@ impl Controller {
             revision: rec.revision,
             phase: core::workflow_execution::Phase::Failed as i32,
             record: exec.encode_to_vec(),
-            state: st.encode(),
+            state: st.encode_header(),
             now,
             ..Default::default()
         })?;
-        lock(&self.cache).remove(k);
+        self.forget(k);
         Ok(())
     }
 
     fn try_reconcile(self: &Arc<Self>, k: &ExecKey) -> Result<(), Error> {
-        let Some(rec) = self.store.get_execution(k)? else {
+        let Some(head) = self.store.get_execution_head(k)? else {
+            self.forget(k);
             return Ok(());
         };
-        if rec.is_terminal() {
-            lock(&self.cache).remove(k);
+        if head.is_terminal() {
+            self.forget(k);
             return Ok(());
         }
-        let loaded = match self.load(&rec) {
-            Ok(l) => l,
+        let (mut live, loaded) = match self.live_state(k, head.revision) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(()),
             Err(Error::Corrupt(what, msg)) => {
                 return self.fail_outright(k, &format!("cannot run this execution: {what}: {msg}"));
             }
@@ -243,27 +294,22 @@ impl Controller {
         {
             engine_cfg.max_parallelism = n as u32;
         }
-        let mut state = if rec.state.is_empty() {
-            ExecState::new(plan.nodes.len())
-        } else {
-            ExecState::decode(&rec.state).map_err(|e| Error::Corrupt("state", e.to_string()))?
-        };
-        let mut exec = admin::Execution::decode(rec.record.as_slice())
-            .map_err(|e| Error::Corrupt("execution record", e.to_string()))?;
-        let mut revision = rec.revision;
         let wdir = layout::workflow_dir(&k.project, &k.domain, &k.name);
+        let outputs_uri = self
+            .blob
+            .uri(&layout::attempt_outputs(&wdir, "end-node", 0));
         let mut carry: Vec<Observation> = Vec::new();
-        let mut node_created: BTreeMap<usize, i64> = BTreeMap::new();
+        let mut settled = false;
         for _ in 0..self.cfg.max_streak {
             let now = now_nanos();
             let mut obs = std::mem::take(&mut carry);
-            if let Some(cause) = &rec.abort_cause {
+            if let Some(cause) = &head.abort_cause {
                 obs.push(Observation::AbortRequested {
                     cause: cause.clone(),
                 });
             }
-            for (node, attempt) in state.live_attempts().collect::<Vec<_>>() {
-                let spec = self.attempt_spec(k, &loaded, &state, node, attempt, &wdir)?;
+            for (node, attempt) in live.state.live_attempts().collect::<Vec<_>>() {
+                let spec = self.attempt_spec(k, &loaded, node, attempt, &wdir)?;
                 let status = self.executor.status(&spec)?;
                 obs.push(Observation::Task {
                     node,
@@ -271,53 +317,60 @@ impl Controller {
                     status,
                 });
             }
-            let step = contrail_engine::step(plan, &engine_cfg, &state, &obs, now);
-            if step.state == state && step.effects.is_empty() {
+            let step = contrail_engine::step(plan, &engine_cfg, &live.state, &obs, now);
+            if step.is_noop(&live.state) {
                 if let Some(at) = step.wake_at {
                     self.schedule(k, at, now);
                 }
-                return Ok(());
+                settled = true;
+                break;
             }
             for e in &step.effects {
                 if let Some(o) = self.perform(k, &loaded, &step.state, e, &wdir)? {
                     carry.push(o);
                 }
             }
-            let outputs_uri = self
-                .blob
-                .uri(&layout::attempt_outputs(&wdir, "end-node", 0));
             let commit = self.render(
                 k,
                 &loaded,
-                &rec,
-                &state,
-                &step.state,
-                &mut exec,
-                revision,
+                head.abort_cause.is_some(),
+                &live.state,
+                &step,
+                &mut live.exec,
+                live.revision,
                 &outputs_uri,
                 &wdir,
                 now,
-                &mut node_created,
             );
             match self.store.commit_round(&commit)? {
-                CommitOutcome::Committed => revision += 1,
+                CommitOutcome::Committed => live.revision += 1,
                 CommitOutcome::Conflict => {
                     // Someone else moved this execution on; look again from the store.
+                    self.forget(k);
                     self.queue.add(k.clone());
                     return Ok(());
                 }
             }
-            state = step.state;
-            if state.phase.is_terminal() {
-                lock(&self.cache).remove(k);
+            live.state = step.state;
+            if live.state.phase.is_terminal() {
+                self.forget(k);
                 return Ok(());
             }
             if let Some(at) = step.wake_at {
                 self.schedule(k, at, now);
             }
+            if carry.is_empty() {
+                // Everything observed is applied and no effect result is pending: looking
+                // again now would only see attempts just launched. Their ends wake us.
+                settled = true;
+                break;
+            }
         }
-        // The streak hit its limit while still changing: continue in a fresh pass.
-        self.queue.add(k.clone());
+        lock(&self.live).insert(k.clone(), live);
+        if !settled {
+            // The streak hit its limit while still changing: continue in a fresh pass.
+            self.queue.add(k.clone());
+        }
         Ok(())
     }
 
@@ -331,7 +384,6 @@ impl Controller {
         &self,
         k: &ExecKey,
         l: &Loaded,
-        _state: &ExecState,
         node: usize,
         attempt: u32,
         wdir: &str,
@@ -467,7 +519,7 @@ impl Controller {
                 };
                 self.blob
                     .put(&layout::node_inputs(wdir, &p.id), &inputs.encode_to_vec())?;
-                let mut spec = self.attempt_spec(k, l, state, *node, *attempt, wdir)?;
+                let mut spec = self.attempt_spec(k, l, *node, *attempt, wdir)?;
                 spec.inputs = inputs;
                 let me = Arc::downgrade(self);
                 let key = k.clone();
@@ -482,7 +534,7 @@ impl Controller {
                 Ok(None)
             }
             Effect::Abort { node, attempt } => {
-                let spec = self.attempt_spec(k, l, state, *node, *attempt, wdir)?;
+                let spec = self.attempt_spec(k, l, *node, *attempt, wdir)?;
                 self.executor.abort(&spec)?;
                 Ok(None)
             }
@@ -511,15 +563,14 @@ impl Controller {
         &self,
         k: &ExecKey,
         l: &Loaded,
-        rec: &ExecutionRecord,
+        aborting: bool,
         old: &ExecState,
-        new: &ExecState,
+        step: &contrail_engine::Step,
         exec: &mut admin::Execution,
         revision: i64,
         outputs_uri: &str,
         wdir: &str,
         now: i64,
-        node_created: &mut BTreeMap<usize, i64>,
     ) -> RoundCommit {
         let exec_id = exec
             .id
@@ -539,8 +590,7 @@ impl Controller {
                 .uri(&layout::attempt_outputs(wdir, &l.plan.nodes[i].id, a))
         };
         let logs = |i: usize, a: u32| {
-            let empty = ExecState::default();
-            self.attempt_spec(k, l, &empty, i, a, wdir)
+            self.attempt_spec(k, l, i, a, wdir)
                 .map(|s| self.executor.logs(&s))
                 .unwrap_or_default()
         };
@@ -551,14 +601,14 @@ impl Controller {
             attempt_outputs: &attempt_outputs,
             logs: &logs,
         };
-        let aborting = rec.abort_cause.is_some();
+        let new = &step.state;
         *exec = render::execution(exec.clone(), new, aborting, outputs_uri, now);
         let mut c = RoundCommit {
             key: k.clone(),
             revision,
             phase: contrail_engine::workflow_phase(new.phase, false) as i32,
             record: exec.encode_to_vec(),
-            state: new.encode(),
+            state: new.encode_header(),
             now,
             ..Default::default()
         };
@@ -568,13 +618,12 @@ impl Controller {
                 payload: render::workflow_event(&ids, new, outputs_uri, now).encode_to_vec(),
             });
         }
-        for (i, (o, n)) in old.nodes.iter().zip(&new.nodes).enumerate() {
-            if o == n || n.phase == contrail_engine::NodePhase::NotYetStarted {
+        for &i in &step.changed {
+            let (o, n) = (&old.nodes[i], &new.nodes[i]);
+            if n.phase == contrail_engine::NodePhase::NotYetStarted {
                 continue;
             }
-            let created = *node_created
-                .entry(i)
-                .or_insert(n.queued_at.or(n.started_at).unwrap_or(now));
+            let created = n.queued_at.or(n.started_at).unwrap_or(now);
             if o.phase != n.phase {
                 c.events.push(EventRecord {
                     kind: "node",
@@ -587,6 +636,7 @@ impl Controller {
                 parent_id: String::new(),
                 phase: contrail_engine::node_phase(n.phase) as i32,
                 record: render::node(&ids, i, n, created, now).encode_to_vec(),
+                state: n.encode(),
                 created_at: created,
                 updated_at: now,
             });

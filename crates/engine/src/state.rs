@@ -152,7 +152,10 @@ pub struct ExecState {
     pub finished_at: Option<Nanos>,
     pub error: Option<Failure>,
     pub abort_cause: Option<String>,
-    /// One entry per plan node, in plan order.
+    /// One entry per plan node, in plan order. Not part of the header encoding: the
+    /// controller stores each node's state with that node (see `NodeState::encode`), so a
+    /// round writes only what changed.
+    #[serde(skip)]
     pub nodes: Vec<NodeState>,
 }
 
@@ -173,11 +176,35 @@ impl ExecState {
         })
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The execution-level part (everything but `nodes`).
+    pub fn encode_header(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Rebuilds a state from its header and the encoded states of some nodes (by plan
+    /// index); nodes without one have not started.
+    pub fn decode(
+        header: &[u8],
+        n: usize,
+        nodes: impl IntoIterator<Item = (usize, Vec<u8>)>,
+    ) -> Result<Self, serde_json::Error> {
+        let mut s: ExecState = if header.is_empty() {
+            ExecState::default()
+        } else {
+            serde_json::from_slice(header)?
+        };
+        s.nodes = vec![NodeState::default(); n];
+        for (i, bytes) in nodes {
+            if let Some(slot) = s.nodes.get_mut(i) {
+                *slot = serde_json::from_slice(&bytes)?;
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl NodeState {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
     }
 }

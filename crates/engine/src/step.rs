@@ -89,6 +89,21 @@ pub struct Step {
     /// The engine wants another round at this time even if nothing is observed
     /// (retry backoff, timeouts).
     pub wake_at: Option<Nanos>,
+    /// Indexes of the nodes whose state differs from the previous state.
+    pub changed: Vec<usize>,
+}
+
+impl Step {
+    /// Whether this round changed nothing and asks for nothing.
+    pub fn is_noop(&self, prev: &ExecState) -> bool {
+        self.effects.is_empty()
+            && self.changed.is_empty()
+            && self.state.phase == prev.phase
+            && self.state.started_at == prev.started_at
+            && self.state.finished_at == prev.finished_at
+            && self.state.error == prev.error
+            && self.state.abort_cause == prev.abort_cause
+    }
 }
 
 struct Round<'a> {
@@ -117,10 +132,18 @@ pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], no
     };
     r.run(obs);
     let wake_at = r.wake_at();
+    let changed =
+        r.s.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| prev.nodes.get(*i) != Some(n))
+            .map(|(i, _)| i)
+            .collect();
     Step {
         state: r.s,
         effects: r.fx,
         wake_at,
+        changed,
     }
 }
 

@@ -4,6 +4,7 @@
 //! metadata files (`inputs.pb`, `outputs.pb`, `error.pb`) are handed to the task as local
 //! paths into the blob directory; raw outputs go through the S3 endpoint.
 
+pub mod daemon;
 mod rawcontainer;
 pub mod supervisor;
 
@@ -26,6 +27,11 @@ pub struct LocalConfig {
     pub attempts_dir: PathBuf,
     /// The command that runs a supervisor; the attempt directory is appended.
     pub supervisor: Vec<String>,
+    /// The command that starts the resident supervisor (see [`daemon`]); the socket path is
+    /// appended. Empty: a supervisor process per attempt.
+    pub daemon: Vec<String>,
+    /// The resident supervisor's socket.
+    pub daemon_socket: PathBuf,
     /// Environment every task starts from (PATH, HOME, storage settings).
     pub base_env: Vec<(String, String)>,
     /// `<dir>/<group>/<key>` files become `_FSEC_<GROUP>_<KEY>` variables.
@@ -54,7 +60,14 @@ pub struct LocalExecutor {
     cfg: LocalConfig,
     blob: BlobStore,
     book: Arc<Mutex<Book>>,
+    /// Connection to the resident supervisor, when there is one.
+    link: Arc<Mutex<Option<daemon::Link>>>,
+    /// Wake-ups for attempts handed to the resident supervisor, by attempt directory.
+    waiters: Arc<Mutex<HashMap<PathBuf, Waker>>>,
 }
+
+/// What to call when an attempt's status may have changed.
+type Waker = Box<dyn Fn() + Send + Sync>;
 
 fn io(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
@@ -105,8 +118,8 @@ pub fn requests(spec: &AttemptSpec) -> (u64, u64) {
     )
 }
 
-fn lock(book: &Mutex<Book>) -> std::sync::MutexGuard<'_, Book> {
-    book.lock().unwrap_or_else(|p| p.into_inner())
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LocalExecutor {
@@ -115,6 +128,75 @@ impl LocalExecutor {
             cfg,
             blob,
             book: Arc::default(),
+            link: Arc::default(),
+            waiters: Arc::default(),
+        }
+    }
+
+    /// Connects to the resident supervisor, starting it if needed. False when there is none
+    /// (attempts then get a supervisor process each).
+    fn connect(&self) -> bool {
+        let mut link = lock(&self.link);
+        if link.is_some() {
+            return true;
+        }
+        let Some((exe, args)) = self.cfg.daemon.split_first() else {
+            return false;
+        };
+        let socket = &self.cfg.daemon_socket;
+        let book = self.book.clone();
+        let waiters = self.waiters.clone();
+        let on_exit = move |dir: PathBuf| {
+            lock(&book).spawned.remove(&dir);
+            if let Some(w) = lock(&waiters).remove(&dir) {
+                w();
+            }
+        };
+        let (book, waiters, shared) = (self.book.clone(), self.waiters.clone(), self.link.clone());
+        let on_close = move || {
+            lock(&shared).take();
+            // Attempts handed over are no longer "being started": let rounds look again.
+            let all: Vec<_> = lock(&waiters).drain().collect();
+            let mut b = lock(&book);
+            for (dir, w) in all {
+                b.spawned.remove(&dir);
+                w();
+            }
+        };
+        use std::os::unix::process::CommandExt;
+        let connected =
+            daemon::Link::connect(socket, on_exit.clone(), on_close.clone()).or_else(|_| {
+                let started = std::process::Command::new(exe)
+                    .args(args)
+                    .arg(socket)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn();
+                match started {
+                    Ok(mut child) => {
+                        // Reap it when it exits (it outlives us if we are killed first).
+                        std::thread::spawn(move || child.wait());
+                    }
+                    Err(e) => return Err(e),
+                }
+                if !daemon::wait_for(socket, std::time::Duration::from_secs(5)) {
+                    return Err(std::io::Error::other(
+                        "the resident supervisor did not start",
+                    ));
+                }
+                daemon::Link::connect(socket, on_exit, on_close)
+            });
+        match connected {
+            Ok(l) => {
+                *link = Some(l);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("resident supervisor unavailable, starting one per attempt: {e}");
+                false
+            }
         }
     }
 
@@ -205,6 +287,27 @@ impl LocalExecutor {
     }
 
     fn spawn_supervisor(&self, dir: &Path, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
+        if self.connect() {
+            lock(&self.book).spawned.insert(dir.to_path_buf());
+            lock(&self.waiters).insert(dir.to_path_buf(), on_change);
+            let sent = lock(&self.link).as_mut().map(|l| l.launch(dir));
+            match sent {
+                Some(Ok(())) => return Ok(()),
+                _ => {
+                    lock(&self.link).take();
+                    lock(&self.book).spawned.remove(dir);
+                    let Some(on_change) = lock(&self.waiters).remove(dir) else {
+                        return Ok(()); // the closing connection already woke the round
+                    };
+                    return self.spawn_process(dir, on_change);
+                }
+            }
+        }
+        self.spawn_process(dir, on_change)
+    }
+
+    /// Starts a supervisor process for one attempt.
+    fn spawn_process(&self, dir: &Path, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
         let (exe, args) = self
             .cfg
             .supervisor

@@ -57,21 +57,28 @@ pub fn now_nanos() -> i64 {
         .unwrap_or_default()
 }
 
-/// Writes a file atomically and durably (temp file, fsync, rename, fsync directory).
-pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file atomically (temp file, rename): a reader sees all of it or nothing, also
+/// when the writer is killed. With `sync`, also durably (fsync of file and directory), for
+/// records that must survive a machine crash.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn record_exit(dir: &Path, rec: &ExitRecord) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
-    write_durably(dir, EXIT, &bytes)
+    write_atomically(dir, EXIT, &bytes, true)
 }
 
 fn kill_group(pid: i32) {
@@ -91,55 +98,82 @@ pub fn supervise(dir: &Path) -> i32 {
     }
 }
 
-fn run(dir: &Path) -> std::io::Result<()> {
-    let lock = OpenOptions::new()
+fn open_lock(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(LOCK))?;
+        .open(dir.join(LOCK))
+}
+
+fn run(dir: &Path) -> std::io::Result<()> {
+    let lock = open_lock(dir)?;
     // Blocks while another supervisor of this attempt runs; it then finds exit.json.
     lock.lock()?;
+    if let Begun::Running(r) = begin(dir)? {
+        r.finish()?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// A started task, to be waited for.
+pub(crate) struct RunningTask {
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+    started_at: i64,
+}
+
+pub(crate) enum Begun {
+    /// Nothing to run: the outcome is (now) recorded.
+    Recorded,
+    Running(RunningTask),
+}
+
+fn record_now(dir: &Path, started_at: i64, rec: ExitRecord) -> std::io::Result<Begun> {
+    record_exit(
+        dir,
+        &ExitRecord {
+            started_at,
+            finished_at: now_nanos(),
+            ..rec
+        },
+    )?;
+    Ok(Begun::Recorded)
+}
+
+/// Starts the attempt's task unless it ended or was started before. The caller holds the
+/// attempt's lock until the task has been waited for.
+pub(crate) fn begin(dir: &Path) -> std::io::Result<Begun> {
     if dir.join(EXIT).exists() {
-        return Ok(());
+        return Ok(Begun::Recorded);
     }
     let started_at = now_nanos();
     if dir.join(STARTED).exists() {
         // An earlier supervisor started the task and vanished without recording the end.
-        return record_exit(
-            dir,
-            &ExitRecord {
-                lost: true,
-                started_at,
-                finished_at: now_nanos(),
-                ..Default::default()
-            },
-        );
+        let rec = ExitRecord {
+            lost: true,
+            ..Default::default()
+        };
+        return record_now(dir, started_at, rec);
     }
     if dir.join(ABORT).exists() {
-        return record_exit(
-            dir,
-            &ExitRecord {
-                aborted: true,
-                started_at,
-                finished_at: now_nanos(),
-                ..Default::default()
-            },
-        );
+        let rec = ExitRecord {
+            aborted: true,
+            ..Default::default()
+        };
+        return record_now(dir, started_at, rec);
     }
     let launch: Launch =
         serde_json::from_slice(&fs::read(dir.join(LAUNCH))?).map_err(std::io::Error::other)?;
     let out = File::create(dir.join(STDOUT))?;
     let err = File::create(dir.join(STDERR))?;
     let Some((program, args)) = launch.argv.split_first() else {
-        return record_exit(
-            dir,
-            &ExitRecord {
-                spawn_error: Some("the task has no command".into()),
-                started_at,
-                finished_at: now_nanos(),
-                ..Default::default()
-            },
-        );
+        let rec = ExitRecord {
+            spawn_error: Some("the task has no command".into()),
+            ..Default::default()
+        };
+        return record_now(dir, started_at, rec);
     };
     let spawned = Command::new(program)
         .args(args)
@@ -151,44 +185,49 @@ fn run(dir: &Path) -> std::io::Result<()> {
         .stderr(err)
         .process_group(0)
         .spawn();
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            return record_exit(
-                dir,
-                &ExitRecord {
-                    spawn_error: Some(format!("cannot start {program}: {e}")),
-                    started_at,
-                    finished_at: now_nanos(),
-                    ..Default::default()
-                },
-            );
+            let rec = ExitRecord {
+                spawn_error: Some(format!("cannot start {program}: {e}")),
+                ..Default::default()
+            };
+            return record_now(dir, started_at, rec);
         }
     };
     let pid = child.id() as i32;
-    write_durably(dir, STARTED, pid.to_string().as_bytes())?;
+    // Atomic, not synced: it guards against a second start while this machine runs; after
+    // a machine crash no task survives anyway.
+    write_atomically(dir, STARTED, pid.to_string().as_bytes(), false)?;
     // The server writes `abort` before reading `started`; checking again after writing
     // `started` closes the window in which neither side would kill the task.
-    let mut aborted = false;
     if dir.join(ABORT).exists() {
-        aborted = true;
         kill_group(pid);
     }
-    let status = child.wait()?;
-    aborted |= dir.join(ABORT).exists();
-    record_exit(
-        dir,
-        &ExitRecord {
-            code: status.code(),
-            signal: status.signal(),
-            aborted,
-            started_at,
-            finished_at: now_nanos(),
-            ..Default::default()
-        },
-    )?;
-    drop(lock);
-    Ok(())
+    Ok(Begun::Running(RunningTask {
+        dir: dir.to_path_buf(),
+        child,
+        started_at,
+    }))
+}
+
+impl RunningTask {
+    /// Waits for the task and records how it ended.
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
+        let status = self.child.wait()?;
+        let dir = &self.dir;
+        record_exit(
+            dir,
+            &ExitRecord {
+                code: status.code(),
+                signal: status.signal(),
+                aborted: dir.join(ABORT).exists(),
+                started_at: self.started_at,
+                finished_at: now_nanos(),
+                ..Default::default()
+            },
+        )
+    }
 }
 
 /// Kills the task group of an attempt, if it was started. Idempotent.
@@ -196,7 +235,7 @@ pub fn abort(dir: &Path) -> std::io::Result<()> {
     if !dir.exists() || dir.join(EXIT).exists() {
         return Ok(());
     }
-    write_durably(dir, ABORT, b"")?;
+    write_atomically(dir, ABORT, b"", false)?;
     if let Ok(pid) = fs::read_to_string(dir.join(STARTED))
         && let Ok(pid) = pid.trim().parse::<i32>()
     {
@@ -239,11 +278,7 @@ pub fn inspect(dir: &Path) -> std::io::Result<DirState> {
     let started_pid = fs::read_to_string(dir.join(STARTED))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(LOCK))?;
+    let lock = open_lock(dir)?;
     match lock.try_lock() {
         Ok(()) => {
             // The supervisor may have finished between our two looks.
@@ -354,15 +389,17 @@ mod tests {
         let dir = d.path().to_path_buf();
         let t = std::thread::spawn(move || supervise(&dir));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !(d.path().join(STARTED).exists() && d.path().join("child").exists()) {
+        // The shell creates `child` before writing the pid into it: wait for a whole pid.
+        let read_child = || {
+            std::fs::read_to_string(d.path().join("child"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        };
+        while !(d.path().join(STARTED).exists() && read_child().is_some()) {
             assert!(std::time::Instant::now() < deadline, "task did not start");
             std::thread::yield_now();
         }
-        let child: i32 = std::fs::read_to_string(d.path().join("child"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let child = read_child().unwrap();
         abort(d.path()).unwrap();
         t.join().unwrap();
         let DirState::Exited(rec) = inspect(d.path()).unwrap() else {

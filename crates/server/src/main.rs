@@ -36,6 +36,12 @@ enum Command {
         /// The attempt directory.
         dir: PathBuf,
     },
+    /// Internal: the resident supervisor of task attempts (started by the local executor).
+    #[command(hide = true, name = "supervise-daemon")]
+    SuperviseDaemon {
+        /// The Unix socket it serves.
+        socket: PathBuf,
+    },
 }
 
 /// Which parts of Contrail this process runs. They meet only through the store.
@@ -146,13 +152,21 @@ fn read_config(path: &Path) -> Result<std::collections::BTreeMap<String, String>
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Command::Supervise { dir } = &cli.command {
-        // Before anything else: a supervisor must start fast and stay small.
-        return std::process::ExitCode::from(
-            contrail_executor_local::supervisor::supervise(dir) as u8
-        );
+    // Supervisors must start fast and stay small: they skip argument parsing and logging.
+    let mut argv = std::env::args_os().skip(1);
+    if let (Some(sub), Some(path), None) = (argv.next(), argv.next(), argv.next()) {
+        let path = std::path::Path::new(&path);
+        if sub == "supervise" {
+            let code = contrail_executor_local::supervisor::supervise(path);
+            return std::process::ExitCode::from(code as u8);
+        }
+        if sub == "supervise-daemon" {
+            let idle = std::time::Duration::from_secs(30);
+            let code = contrail_executor_local::daemon::run_daemon(path, idle);
+            return std::process::ExitCode::from(code as u8);
+        }
     }
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -166,7 +180,7 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = match cli.command {
         Command::Start(args) => rt.block_on(start(*args)),
-        Command::Supervise { .. } => Ok(()),
+        Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -369,6 +383,11 @@ fn controller(
         LocalConfig {
             attempts_dir: data_dir.join("attempts"),
             supervisor: vec![exe.to_string_lossy().into_owned(), "supervise".into()],
+            daemon: vec![
+                exe.to_string_lossy().into_owned(),
+                "supervise-daemon".into(),
+            ],
+            daemon_socket: data_dir.join("supervisor.sock"),
             base_env,
             secrets_dir: data_dir.join("secrets"),
             images,

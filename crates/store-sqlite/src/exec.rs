@@ -2,13 +2,16 @@
 
 use crate::{SqliteStore, backend, column, push_filters_on};
 use contrail_store::{
-    AbortOutcome, Column, CommitOutcome, EventRecord, ExecKey, ExecutionRecord, ExecutionStore,
-    ListQuery, NodeRecord, Result, RoundCommit, TaskRecord,
+    AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
+    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, TaskRecord,
 };
 use rusqlite::{OptionalExtension, params, types::Value};
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
      workflow_closure, state, abort_cause, revision, created_at, updated_at";
+/// The columns without the workflow closure (reads).
+const EXEC_READ_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
+     x'', state, abort_cause, revision, created_at, updated_at";
 /// The same columns with the two large immutable/derived blobs blanked (lists).
 const EXEC_LIST_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
      x'', x'', abort_cause, revision, created_at, updated_at";
@@ -50,7 +53,7 @@ fn node_column(c: Column) -> &'static str {
 }
 
 const NODE_COLS: &str =
-    "project, domain, exec_name, node_id, parent_id, phase, record, created_at, updated_at";
+    "project, domain, exec_name, node_id, parent_id, phase, record, state, created_at, updated_at";
 const TASK_COLS: &str =
     "project, domain, exec_name, node_id, attempt, phase, record, created_at, updated_at";
 
@@ -65,8 +68,9 @@ fn node_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeRecord> {
         parent_id: r.get(4)?,
         phase: r.get(5)?,
         record: r.get(6)?,
-        created_at: r.get(7)?,
-        updated_at: r.get(8)?,
+        state: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
     })
 }
 
@@ -156,13 +160,60 @@ impl ExecutionStore for SqliteStore {
     fn get_execution(&self, k: &ExecKey) -> Result<Option<ExecutionRecord>> {
         self.conn()
             .prepare_cached(&format!(
-                "SELECT {EXEC_COLS} FROM executions WHERE project=? AND domain=? AND name=?"
+                "SELECT {EXEC_READ_COLS} FROM executions WHERE project=? AND domain=? AND name=?"
             ))
             .and_then(|mut s| {
                 s.query_row(params![k.project, k.domain, k.name], exec_row)
                     .optional()
             })
             .map_err(backend)
+    }
+
+    fn get_execution_head(&self, k: &ExecKey) -> Result<Option<ExecHead>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT phase, revision, abort_cause FROM executions \
+                 WHERE project=? AND domain=? AND name=?",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name], |r| {
+                    Ok(ExecHead {
+                        phase: r.get(0)?,
+                        revision: r.get(1)?,
+                        abort_cause: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn get_workflow_closure(&self, k: &ExecKey) -> Result<Option<Vec<u8>>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT workflow_closure FROM executions WHERE project=? AND domain=? AND name=?",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn list_node_states(&self, k: &ExecKey) -> Result<Vec<(String, Vec<u8>)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT node_id, state FROM node_executions \
+                 WHERE project=? AND domain=? AND exec_name=?",
+            )
+            .map_err(backend)?;
+        stmt.query_map(params![k.project, k.domain, k.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
     }
 
     fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
@@ -249,9 +300,10 @@ impl ExecutionStore for SqliteStore {
         {
             let mut node = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO node_executions ({NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?) \
+                    "INSERT INTO node_executions ({NODE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?) \
                      ON CONFLICT (project, domain, exec_name, node_id) DO UPDATE SET \
-                     phase=excluded.phase, record=excluded.record, updated_at=excluded.updated_at"
+                     phase=excluded.phase, record=excluded.record, state=excluded.state, \
+                     updated_at=excluded.updated_at"
                 ))
                 .map_err(backend)?;
             for r in &c.nodes {
@@ -263,6 +315,7 @@ impl ExecutionStore for SqliteStore {
                     r.parent_id,
                     r.phase,
                     r.record,
+                    r.state,
                     r.created_at,
                     r.updated_at
                 ])

@@ -76,6 +76,7 @@ CREATE TABLE node_executions (
     parent_id TEXT NOT NULL,
     phase INTEGER NOT NULL,
     record BLOB NOT NULL,
+    state BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

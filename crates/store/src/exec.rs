@@ -33,9 +33,11 @@ pub struct ExecutionRecord {
     pub workflow: String,
     /// Canonical `admin.Execution` (id, spec, closure), rewritten by every controller commit.
     pub record: Vec<u8>,
-    /// Canonical `core.CompiledWorkflowClosure` this execution runs. Immutable.
+    /// Canonical `core.CompiledWorkflowClosure` this execution runs. Immutable; only
+    /// `create_execution` and `get_workflow_closure` carry it (reads leave it empty).
     pub workflow_closure: Vec<u8>,
-    /// The engine's snapshot; empty until the controller's first round.
+    /// The engine's execution-level snapshot (node states live in the node rows); empty
+    /// until the controller's first round.
     pub state: Vec<u8>,
     /// Set once by `TerminateExecution`; the controller reads it (desired state).
     pub abort_cause: Option<String>,
@@ -63,8 +65,24 @@ pub struct NodeRecord {
     pub phase: i32,
     /// Canonical `admin.NodeExecution`.
     pub record: Vec<u8>,
+    /// The engine's snapshot of this node (opaque here).
+    pub state: Vec<u8>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The small, often-read part of an execution row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecHead {
+    pub phase: i32,
+    pub revision: i64,
+    pub abort_cause: Option<String>,
+}
+
+impl ExecHead {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.phase, 4 | 6..=8)
+    }
 }
 
 /// One task attempt row.
@@ -116,7 +134,12 @@ pub enum CommitOutcome {
 pub trait ExecutionStore: Send + Sync + 'static {
     /// Inserts a new execution; false when the name is taken.
     fn create_execution(&self, rec: &ExecutionRecord) -> Result<bool>;
+    /// The execution row without its workflow closure.
     fn get_execution(&self, key: &ExecKey) -> Result<Option<ExecutionRecord>>;
+    fn get_execution_head(&self, key: &ExecKey) -> Result<Option<ExecHead>>;
+    fn get_workflow_closure(&self, key: &ExecKey) -> Result<Option<Vec<u8>>>;
+    /// (node id, engine state) of every node row of the execution.
+    fn list_node_states(&self, key: &ExecKey) -> Result<Vec<(String, Vec<u8>)>>;
     /// Executions of a project/domain (`q.name` is ignored); `workflow_closure` and `state`
     /// are left empty.
     fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>>;
