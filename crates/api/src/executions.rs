@@ -815,3 +815,94 @@ impl Api {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(i: i64) -> c::Literal {
+        c::Literal {
+            value: Some(c::literal::Value::Scalar(Box::new(c::Scalar {
+                value: Some(c::scalar::Value::Primitive(c::Primitive {
+                    value: Some(c::primitive::Value::Integer(i)),
+                })),
+            }))),
+            ..Default::default()
+        }
+    }
+
+    fn text(s: &str) -> c::Literal {
+        c::Literal {
+            value: Some(c::literal::Value::Scalar(Box::new(c::Scalar {
+                value: Some(c::scalar::Value::Primitive(c::Primitive {
+                    value: Some(c::primitive::Value::StringValue(s.into())),
+                })),
+            }))),
+            ..Default::default()
+        }
+    }
+
+    fn param(default: Option<c::Literal>) -> c::Parameter {
+        c::Parameter {
+            var: Some(c::Variable {
+                r#type: Some(c::LiteralType {
+                    r#type: Some(c::literal_type::Type::Simple(c::SimpleType::Integer as i32)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            behavior: Some(match default {
+                Some(d) => c::parameter::Behavior::Default(d),
+                None => c::parameter::Behavior::Required(true),
+            }),
+        }
+    }
+
+    fn map(items: &[(&str, c::Literal)]) -> c::LiteralMap {
+        c::LiteralMap {
+            literals: items
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn launch_plan_inputs_merge_like_flyteadmin() {
+        let expected = c::ParameterMap {
+            parameters: [
+                ("a".to_string(), param(None)),
+                ("b".to_string(), param(Some(int(2)))),
+            ]
+            .into(),
+        };
+        let fixed = map(&[("f", int(9))]);
+        let got = merge_inputs(&expected, &fixed, &map(&[("a", int(1))])).unwrap();
+        assert_eq!(got, map(&[("a", int(1)), ("b", int(2)), ("f", int(9))]));
+        let got = merge_inputs(&expected, &fixed, &map(&[("a", int(1)), ("b", int(5))])).unwrap();
+        assert_eq!(got.literals["b"], int(5), "a given value beats the default");
+        let err = |given| {
+            merge_inputs(&expected, &fixed, &given)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(map(&[])).contains("inputs.a: required input is missing"));
+        assert!(err(map(&[("a", int(1)), ("f", int(0))])).contains("inputs.f: input is fixed"));
+        assert!(err(map(&[("a", int(1)), ("zz", int(0))])).contains("inputs.zz: invalid input"));
+        let mistyped = err(map(&[("a", text("x"))]));
+        assert!(mistyped.starts_with("inputs.a: a "), "{mistyped}");
+        assert!(
+            mistyped.contains("cannot be used for an input of type"),
+            "{mistyped}"
+        );
+    }
+
+    #[test]
+    fn execution_names_follow_flytes_rule() {
+        assert!(valid_name("abc-1") && valid_name(&generated_name()));
+        assert_eq!(generated_name().len(), 20);
+        for bad in ["", "1abc", "Abc", "a_b", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

@@ -62,6 +62,8 @@ pub struct LocalExecutor {
     book: Arc<Mutex<Book>>,
     /// Connection to the resident supervisor, when there is one.
     link: Arc<Mutex<Option<daemon::Link>>>,
+    /// When the resident supervisor last could not be reached (retried after a while).
+    daemon_failed: Mutex<Option<std::time::Instant>>,
     /// Wake-ups for attempts handed to the resident supervisor, by attempt directory.
     waiters: Arc<Mutex<HashMap<PathBuf, Waker>>>,
 }
@@ -129,6 +131,7 @@ impl LocalExecutor {
             blob,
             book: Arc::default(),
             link: Arc::default(),
+            daemon_failed: Mutex::default(),
             waiters: Arc::default(),
         }
     }
@@ -143,6 +146,11 @@ impl LocalExecutor {
         let Some((exe, args)) = self.cfg.daemon.split_first() else {
             return false;
         };
+        let recently_failed = lock(&self.daemon_failed)
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(30));
+        if recently_failed {
+            return false;
+        }
         let socket = &self.cfg.daemon_socket;
         let book = self.book.clone();
         let waiters = self.waiters.clone();
@@ -195,6 +203,7 @@ impl LocalExecutor {
             }
             Err(e) => {
                 tracing::warn!("resident supervisor unavailable, starting one per attempt: {e}");
+                *lock(&self.daemon_failed) = Some(std::time::Instant::now());
                 false
             }
         }
