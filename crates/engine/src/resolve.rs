@@ -144,11 +144,13 @@ fn msgpack_child(v: rmpv::Value, a: &core::PromiseAttribute) -> Result<rmpv::Val
     }
 }
 
-fn primitive_literal(p: primitive::Value) -> Literal {
+/// A literal holding one primitive.
+pub fn primitive_literal(p: primitive::Value) -> Literal {
     scalar_literal(scalar::Value::Primitive(Primitive { value: Some(p) }))
 }
 
-fn scalar_literal(v: scalar::Value) -> Literal {
+/// A literal holding one scalar.
+pub fn scalar_literal(v: scalar::Value) -> Literal {
     Literal {
         value: Some(literal::Value::Scalar(Box::new(Scalar { value: Some(v) }))),
         ..Default::default()

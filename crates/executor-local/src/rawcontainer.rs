@@ -5,11 +5,12 @@
 //! `/var/outputs`) are rewritten to directories in the attempt's sandbox.
 
 use contrail_blob::BlobStore;
+use contrail_engine::resolve::{primitive_literal, scalar_literal};
 use contrail_executor::AttemptSpec;
 use contrail_executor::template::literal_text;
 use contrail_idl::core::{
     self, Blob, BlobMetadata, ContainerError, DataLoadingConfig, ErrorDocument, Literal,
-    LiteralMap, Primitive, Scalar, SimpleType, literal, literal_type, primitive, scalar,
+    LiteralMap, SimpleType, literal, literal_type, primitive, scalar,
 };
 use prost::Message;
 use std::path::Path;
@@ -67,17 +68,6 @@ pub fn stage_inputs(
         }
     }
     Ok(())
-}
-
-fn primitive_literal(p: primitive::Value) -> Literal {
-    scalar_literal(scalar::Value::Primitive(Primitive { value: Some(p) }))
-}
-
-fn scalar_literal(v: scalar::Value) -> Literal {
-    Literal {
-        value: Some(literal::Value::Scalar(Box::new(Scalar { value: Some(v) }))),
-        ..Default::default()
-    }
 }
 
 fn parse_output(
