@@ -62,6 +62,12 @@ impl Default for Config {
 /// Promises on this node id (or `""`) read the workflow inputs.
 const START_NODE: &str = "start-node";
 
+/// Flyte's unique id of an attempt (`<exec>-<node>-<attempt>`, hashed beyond 50 chars): it
+/// names the attempt for the executor and its raw-output prefix.
+fn attempt_id(k: &ExecKey, node_id: &str, attempt: u32) -> String {
+    ids::fixed_length_unique_id(50, &[&k.name, node_id, &attempt.to_string()])
+}
+
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -397,7 +403,7 @@ impl Controller {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| self.blob.uri(layout::RAW_DATA));
         let raw_for = |a: u32| {
-            let unique = ids::fixed_length_unique_id(50, &[&k.name, &p.id, &a.to_string()]);
+            let unique = attempt_id(k, &p.id, a);
             format!("{raw_base}/{}/{unique}", ids::shard(&unique))
         };
         let raw = raw_for(attempt);
@@ -412,7 +418,7 @@ impl Controller {
             .unwrap_or_default();
         let closure = l.exec.closure.as_ref();
         Ok(AttemptSpec {
-            id: ids::fixed_length_unique_id(50, &[&k.name, &p.id, &attempt.to_string()]),
+            id: attempt_id(k, &p.id, attempt),
             project: k.project.clone(),
             domain: k.domain.clone(),
             execution: k.name.clone(),
@@ -589,10 +595,14 @@ impl Controller {
             self.blob
                 .uri(&layout::attempt_outputs(wdir, &l.plan.nodes[i].id, a))
         };
+        // Logs need only the attempt's identity, not a whole launch description.
         let logs = |i: usize, a: u32| {
-            self.attempt_spec(k, l, i, a, wdir)
-                .map(|s| self.executor.logs(&s))
-                .unwrap_or_default()
+            self.executor.logs(&AttemptSpec {
+                id: attempt_id(k, &l.plan.nodes[i].id, a),
+                project: k.project.clone(),
+                domain: k.domain.clone(),
+                ..Default::default()
+            })
         };
         let ids = render::Ids {
             exec: exec_id,

@@ -9,7 +9,8 @@
 //! server it keeps waiting for its tasks, and the restarted server connects to it again.
 //! It exits after `idle` with no connection and no task.
 
-use crate::supervisor::{Begun, begin};
+use crate::lock;
+use crate::supervisor::{Begun, begin, open_lock};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -23,10 +24,6 @@ struct Shared {
     last_active: Option<Instant>,
 }
 
-fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn notify(shared: &Mutex<Shared>, dir: &Path) {
     let line = format!("exit {}\n", dir.display());
     let mut s = lock(shared);
@@ -36,12 +33,7 @@ fn notify(shared: &Mutex<Shared>, dir: &Path) {
 
 /// Starts (or recognises as done) one attempt; the lock is held until its task ends.
 fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
-    let Ok(lock_file) = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(crate::supervisor::LOCK))
-    else {
+    let Ok(lock_file) = open_lock(&dir) else {
         return;
     };
     if lock_file.try_lock().is_err() {

@@ -98,7 +98,8 @@ pub fn supervise(dir: &Path) -> i32 {
     }
 }
 
-fn open_lock(dir: &Path) -> std::io::Result<File> {
+/// The attempt's lock file (held by whichever supervisor runs the attempt).
+pub(crate) fn open_lock(dir: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1,9 +1,9 @@
 //! The execution half of the SQLite adapter.
 
-use crate::{SqliteStore, backend, column, push_filters_on};
+use crate::{SqliteStore, backend, column};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
-    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, TaskRecord,
+    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, TaskRecord, is_terminal_phase,
 };
 use rusqlite::{OptionalExtension, params, types::Value};
 
@@ -88,36 +88,6 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
     })
-}
-
-impl SqliteStore {
-    /// Runs a filtered, sorted, paged select; `base` ends in a WHERE clause.
-    fn select_page<T>(
-        &self,
-        base: String,
-        mut args: Vec<Value>,
-        q: &ListQuery,
-        map: fn(Column) -> &'static str,
-        default_desc: bool,
-        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut sql = base;
-        push_filters_on(&q.filters, map, &mut sql, &mut args);
-        let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, default_desc));
-        let dir = if desc { "DESC" } else { "ASC" };
-        sql.push_str(&format!(
-            " ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?",
-            map(col)
-        ));
-        args.push(Value::Integer(q.limit as i64));
-        args.push(Value::Integer(q.offset as i64));
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        stmt.query_map(rusqlite::params_from_iter(args), row)
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)
-    }
 }
 
 fn key_args(k: &ExecKey) -> Vec<Value> {
@@ -263,7 +233,7 @@ impl ExecutionStore for SqliteStore {
             .map_err(backend)?;
         let outcome = match found {
             None => None,
-            Some((4 | 6..=8, _)) => Some(AbortOutcome::AlreadyTerminal),
+            Some((phase, _)) if is_terminal_phase(phase) => Some(AbortOutcome::AlreadyTerminal),
             Some((_, Some(_))) => Some(AbortOutcome::AlreadyRequested),
             Some((_, None)) => {
                 tx.execute(

@@ -159,6 +159,36 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs a filtered, sorted, paged select; `base` ends in a WHERE clause.
+    pub(crate) fn select_page<T>(
+        &self,
+        base: String,
+        mut args: Vec<Value>,
+        q: &ListQuery,
+        map: fn(Column) -> &'static str,
+        default_desc: bool,
+        row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut sql = base;
+        push_filters_on(&q.filters, map, &mut sql, &mut args);
+        let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, default_desc));
+        let dir = if desc { "DESC" } else { "ASC" };
+        sql.push_str(&format!(
+            " ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?",
+            map(col)
+        ));
+        args.push(Value::Integer(q.limit as i64));
+        args.push(Value::Integer(q.offset as i64));
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+        stmt.query_map(rusqlite::params_from_iter(args), row)
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)
+    }
+}
+
 const PROJECT_COLS: &str = "id, name, description, labels, state";
 
 const ENTITY_COLS: &str =
@@ -342,22 +372,7 @@ impl Store for SqliteStore {
             sql.push_str(" AND name=?");
             args.push(Value::Text(name.clone()));
         }
-        push_filters(&q.filters, &mut sql, &mut args);
-        let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, true));
-        let dir = if desc { "DESC" } else { "ASC" };
-        sql.push_str(&format!(
-            " ORDER BY {} {dir}, seq {dir} LIMIT ? OFFSET ?",
-            column(col)
-        ));
-        args.push(Value::Integer(q.limit as i64));
-        args.push(Value::Integer(q.offset as i64));
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql).map_err(backend)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), entity_row)
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?;
+        let rows = self.select_page(sql, args, q, column, true, entity_row)?;
         rows.into_iter().map(finish).collect()
     }
 

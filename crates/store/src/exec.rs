@@ -21,6 +21,12 @@ impl std::fmt::Display for ExecKey {
     }
 }
 
+/// Whether a `core.WorkflowExecution.Phase` is final: SUCCEEDED 4, FAILED 6, ABORTED 7,
+/// TIMED_OUT 8. (Adapters filtering in SQL spell the same set as `NOT IN (4, 6, 7, 8)`.)
+pub fn is_terminal_phase(phase: i32) -> bool {
+    matches!(phase, 4 | 6..=8)
+}
+
 /// One execution row.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecutionRecord {
@@ -50,8 +56,7 @@ pub struct ExecutionRecord {
 
 impl ExecutionRecord {
     pub fn is_terminal(&self) -> bool {
-        // SUCCEEDED 4, FAILED 6, ABORTED 7, TIMED_OUT 8.
-        matches!(self.phase, 4 | 6..=8)
+        is_terminal_phase(self.phase)
     }
 }
 
@@ -81,7 +86,7 @@ pub struct ExecHead {
 
 impl ExecHead {
     pub fn is_terminal(&self) -> bool {
-        matches!(self.phase, 4 | 6..=8)
+        is_terminal_phase(self.phase)
     }
 }
 
