@@ -562,7 +562,7 @@ impl Api {
 
 type R<T> = Result<Response<T>, Status>;
 
-fn ok<T>(r: ApiResult<T>) -> R<T> {
+pub(crate) fn ok<T>(r: ApiResult<T>) -> R<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
@@ -891,6 +891,20 @@ impl AdminService for Api {
         r: Request<a::ExecutionRelaunchRequest>,
     ) -> R<a::ExecutionCreateResponse> {
         ok(self.relaunch_impl(r.into_inner()))
+    }
+
+    async fn recover_execution(
+        &self,
+        r: Request<a::ExecutionRecoverRequest>,
+    ) -> R<a::ExecutionCreateResponse> {
+        ok(self.recover_impl(r.into_inner()))
+    }
+
+    async fn get_dynamic_node_workflow(
+        &self,
+        r: Request<a::GetDynamicNodeWorkflowRequest>,
+    ) -> R<a::DynamicNodeWorkflowResponse> {
+        ok(self.dynamic_node_workflow_impl(r.into_inner()))
     }
 
     async fn get_execution(&self, r: Request<a::WorkflowExecutionGetRequest>) -> R<a::Execution> {

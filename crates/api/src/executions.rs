@@ -41,7 +41,7 @@ fn generated_name() -> String {
     s
 }
 
-fn exec_key(field: &str, id: Option<&c::WorkflowExecutionIdentifier>) -> ApiResult<ExecKey> {
+pub(crate) fn exec_key(field: &str, id: Option<&c::WorkflowExecutionIdentifier>) -> ApiResult<ExecKey> {
     let id = id.ok_or_else(|| invalid(format!("{field} is missing")))?;
     validate::text(&format!("{field}.project"), &id.project)?;
     validate::text(&format!("{field}.domain"), &id.domain)?;
@@ -63,7 +63,7 @@ fn entity_key(id: &Identifier) -> EntityKey {
 }
 
 /// A literal seen as a constant binding, for type checks.
-fn as_binding(l: &c::Literal) -> Option<c::binding_data::Value> {
+pub(crate) fn as_binding(l: &c::Literal) -> Option<c::binding_data::Value> {
     use c::binding_data::Value as B;
     use c::literal::Value as L;
     Some(match l.value.as_ref()? {
@@ -308,7 +308,7 @@ impl Api {
         })
     }
 
-    fn wake(&self, k: &ExecKey) {
+    pub(crate) fn wake_execution(&self, k: &ExecKey) {
         if let Some(w) = &self.wake {
             w(k);
         }
@@ -476,7 +476,7 @@ impl Api {
             )));
         }
         tracing::info!(execution = %key, launch_plan = %lp_id.name, "execution created");
-        self.wake(&key);
+        self.wake_execution(&key);
         Ok(a::ExecutionCreateResponse { id: Some(id) })
     }
 
@@ -546,7 +546,7 @@ impl Api {
             ))),
             Some(_) => {
                 tracing::info!(execution = %k, %cause, "termination requested");
-                self.wake(&k);
+                self.wake_execution(&k);
                 Ok(a::ExecutionTerminateResponse {})
             }
         }
@@ -556,22 +556,64 @@ impl Api {
         &self,
         r: a::ExecutionRelaunchRequest,
     ) -> ApiResult<a::ExecutionCreateResponse> {
-        let k = exec_key("id", r.id.as_ref())?;
+        self.recreate(
+            r.id.as_ref(),
+            &r.name,
+            a::execution_metadata::ExecutionMode::Relaunch,
+            r.overwrite_cache,
+        )
+    }
+
+    /// A new execution of the same thing with the same inputs that reuses the outputs of
+    /// every node that succeeded in the original.
+    pub(crate) fn recover_impl(
+        &self,
+        r: a::ExecutionRecoverRequest,
+    ) -> ApiResult<a::ExecutionCreateResponse> {
+        self.recreate(
+            r.id.as_ref(),
+            &r.name,
+            a::execution_metadata::ExecutionMode::Recovered,
+            false,
+        )
+    }
+
+    /// Creates a child execution for a launch-plan node; one that exists already (the
+    /// controller asking again after a crash) counts as created.
+    pub fn create_child_execution(
+        &self,
+        key: ExecKey,
+        spec: a::ExecutionSpec,
+        inputs: c::LiteralMap,
+    ) -> ApiResult<()> {
+        match self.launch(key, spec, inputs) {
+            Ok(_) | Err(ApiError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recreate(
+        &self,
+        id: Option<&c::WorkflowExecutionIdentifier>,
+        name: &str,
+        mode: a::execution_metadata::ExecutionMode,
+        overwrite_cache: bool,
+    ) -> ApiResult<a::ExecutionCreateResponse> {
+        let k = exec_key("id", id)?;
         let rec = self.execution_record(&k)?;
         let old = a::Execution::decode(rec.record.as_slice())?;
         let mut spec = old.spec.unwrap_or_default();
         let meta = spec.metadata.get_or_insert_with(Default::default);
-        meta.mode = a::execution_metadata::ExecutionMode::Relaunch as i32;
+        meta.mode = mode as i32;
         meta.reference_execution = old.id.clone();
-        spec.overwrite_cache = r.overwrite_cache;
-        let name = if r.name.is_empty() {
+        spec.overwrite_cache = overwrite_cache;
+        let name = if name.is_empty() {
             generated_name()
-        } else if valid_name(&r.name) {
-            r.name.clone()
+        } else if valid_name(name) {
+            name.to_string()
         } else {
             return Err(invalid(format!(
-                "name '{}' is not a valid execution name",
-                r.name
+                "name '{name}' is not a valid execution name"
             )));
         };
         let inputs = c::LiteralMap::decode(
@@ -721,6 +763,7 @@ impl Api {
         r: a::NodeExecutionGetDataRequest,
     ) -> ApiResult<a::NodeExecutionGetDataResponse> {
         let (_, n) = self.node_record(r.id.as_ref())?;
+        let dynamic_workflow = self.dynamic_workflow(&n)?;
         let outputs = match n.closure.and_then(|c| c.output_result) {
             Some(a::node_execution_closure::OutputResult::OutputUri(u)) => u,
             _ => String::new(),
@@ -736,7 +779,57 @@ impl Api {
             full_inputs,
             outputs,
             full_outputs,
+            dynamic_workflow,
             ..Default::default()
+        })
+    }
+
+    /// The workflow a dynamic node generated, as compiled by the controller (stored beside
+    /// its futures.pb, never copied into records or events).
+    fn dynamic_workflow(
+        &self,
+        n: &a::NodeExecution,
+    ) -> ApiResult<Option<a::DynamicWorkflowNodeMetadata>> {
+        let is_dynamic = n.metadata.as_ref().is_some_and(|m| m.is_dynamic);
+        let futures = n
+            .closure
+            .as_ref()
+            .map(|c| c.dynamic_job_spec_uri.clone())
+            .unwrap_or_default();
+        if !is_dynamic || futures.is_empty() {
+            return Ok(None);
+        }
+        let key = self.blob.key_of(&futures)?;
+        let compiled = format!(
+            "{}/dynamic_compiled.pb",
+            key.rsplit_once('/').map_or("", |(d, _)| d)
+        );
+        let closure = match self.blob.get(&compiled) {
+            Ok(b) => c::CompiledWorkflowClosure::decode(b.as_slice())?,
+            Err(contrail_blob::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(a::DynamicWorkflowNodeMetadata {
+            id: closure
+                .primary
+                .as_ref()
+                .and_then(|p| p.template.as_ref())
+                .and_then(|t| t.id.clone()),
+            compiled_workflow: Some(closure),
+            dynamic_job_spec_uri: futures,
+        }))
+    }
+
+    pub(crate) fn dynamic_node_workflow_impl(
+        &self,
+        r: a::GetDynamicNodeWorkflowRequest,
+    ) -> ApiResult<a::DynamicNodeWorkflowResponse> {
+        let (_, n) = self.node_record(r.id.as_ref())?;
+        let d = self.dynamic_workflow(&n)?.ok_or_else(|| {
+            ApiError::NotFound("the node execution did not generate a dynamic workflow".into())
+        })?;
+        Ok(a::DynamicNodeWorkflowResponse {
+            compiled_workflow: d.compiled_workflow,
         })
     }
 

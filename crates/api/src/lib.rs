@@ -10,6 +10,7 @@ mod diff;
 mod error;
 mod executions;
 mod list;
+mod signals;
 mod validate;
 
 pub use error::ApiError;
@@ -17,6 +18,7 @@ pub use error::ApiError;
 use contrail_blob::BlobStore;
 use contrail_idl::service::admin_service_server::AdminServiceServer;
 use contrail_idl::service::data_proxy_service_server::DataProxyServiceServer;
+use contrail_idl::service::signal_service_server::SignalServiceServer;
 use contrail_store::{ProjectRecord, Store};
 use std::sync::Arc;
 
@@ -115,6 +117,7 @@ impl Api {
                 .max_encoding_message_size(20 * 1024 * 1024),
         )
         .add_service(DataProxyServiceServer::new(self.clone()).max_decoding_message_size(max))
+        .add_service(SignalServiceServer::new(self.clone()).max_decoding_message_size(max))
         .into_axum_router();
         let http = axum::Router::new()
             .route("/upload/{*key}", axum::routing::put(dataproxy::put_upload))

@@ -4,15 +4,16 @@
 //! events in one conditional transaction. Wake-ups (task exits, API writes) only make
 //! this happen sooner; the periodic resync alone is enough for correctness.
 
+mod effects;
 mod queue;
 pub mod render;
 
 use contrail_blob::{BlobStore, layout};
 use contrail_engine::{
-    Config as EngineConfig, Effect, ExecState, Failure, Observation, Plan, WorkflowPhase, ids,
-    resolve,
+    Config as EngineConfig, DynamicPhase, ExecState, Failure, NodeState, Observation, Plan,
+    WorkflowPhase, ids,
 };
-use contrail_executor::{AttemptPaths, AttemptSpec, Executor};
+use contrail_executor::{AttemptSpec, Executor};
 use contrail_idl::{admin, core};
 use contrail_store::{
     CommitOutcome, EventRecord, ExecKey, NodeRecord, RoundCommit, Store, TaskRecord,
@@ -33,6 +34,34 @@ pub enum Error {
     Executor(#[from] contrail_executor::Error),
     #[error("corrupt {0}: {1}")]
     Corrupt(&'static str, String),
+    #[error("cannot create a child execution: {0}")]
+    Launch(String),
+}
+
+/// A request to start the child execution of a launch-plan node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRequest {
+    pub child: ExecKey,
+    pub spec: admin::ExecutionSpec,
+    pub inputs: core::LiteralMap,
+}
+
+/// Why a child execution could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The request itself is wrong (unknown launch plan, bad inputs): the node fails.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something to retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Creates child executions for launch-plan nodes; the API layer implements it, so that a
+/// child is validated and recorded exactly like an execution a user creates.
+pub trait Launcher: Send + Sync + 'static {
+    /// Creates the execution; one that already exists under that name counts as created.
+    fn launch_child(&self, req: ChildRequest) -> Result<(), LaunchError>;
 }
 
 #[derive(Debug, Clone)]
@@ -59,13 +88,17 @@ impl Default for Config {
     }
 }
 
-/// Promises on this node id (or `""`) read the workflow inputs.
-const START_NODE: &str = "start-node";
 
 /// Flyte's unique id of an attempt (`<exec>-<node>-<attempt>`, hashed beyond 50 chars): it
 /// names the attempt for the executor and its raw-output prefix.
-fn attempt_id(k: &ExecKey, node_id: &str, attempt: u32) -> String {
-    ids::fixed_length_unique_id(50, &[&k.name, node_id, &attempt.to_string()])
+fn attempt_id(k: &ExecKey, node_id: &str, item: Option<u32>, attempt: u32) -> String {
+    match item {
+        None => ids::fixed_length_unique_id(50, &[&k.name, node_id, &attempt.to_string()]),
+        Some(i) => ids::fixed_length_unique_id(
+            50,
+            &[&k.name, node_id, &i.to_string(), &attempt.to_string()],
+        ),
+    }
 }
 
 pub fn now_nanos() -> i64 {
@@ -80,18 +113,20 @@ struct Live {
     revision: i64,
     state: ExecState,
     exec: admin::Execution,
+    /// The plan including the workflows dynamic nodes added so far.
+    plan: Arc<Plan>,
 }
 
 /// What one execution needs besides its state, decoded once and cached.
 struct Loaded {
-    plan: Plan,
-    exec: admin::Execution,
+    plan: Arc<Plan>,
 }
 
 pub struct Controller {
     store: Arc<dyn Store>,
     blob: BlobStore,
     executor: Arc<dyn Executor>,
+    launcher: Mutex<Option<Arc<dyn Launcher>>>,
     cfg: Config,
     queue: Queue,
     cache: Mutex<HashMap<ExecKey, Arc<Loaded>>>,
@@ -114,12 +149,18 @@ impl Controller {
             store,
             blob,
             executor,
+            launcher: Mutex::default(),
             cfg,
             queue: Queue::default(),
             cache: Mutex::default(),
             live: Mutex::default(),
             failures: Mutex::default(),
         })
+    }
+
+    /// Lets launch-plan nodes create child executions.
+    pub fn set_launcher(&self, l: Arc<dyn Launcher>) {
+        *lock(&self.launcher) = Some(l);
     }
 
     /// Asks for a round soon (a hint; safe to call for any key, any number of times).
@@ -189,7 +230,7 @@ impl Controller {
         }
     }
 
-    fn load(&self, k: &ExecKey, exec: &admin::Execution) -> Result<Arc<Loaded>, Error> {
+    fn load(&self, k: &ExecKey) -> Result<Arc<Loaded>, Error> {
         if let Some(l) = lock(&self.cache).get(k) {
             return Ok(l.clone());
         }
@@ -198,8 +239,7 @@ impl Controller {
             .map_err(|e| Error::Corrupt("workflow closure", e.to_string()))?;
         let plan = Plan::new(&closure).map_err(|e| Error::Corrupt("workflow", e.to_string()))?;
         let l = Arc::new(Loaded {
-            plan,
-            exec: exec.clone(),
+            plan: Arc::new(plan),
         });
         lock(&self.cache).insert(k.clone(), l.clone());
         Ok(l)
@@ -212,36 +252,61 @@ impl Controller {
 
     /// The committed state of an execution: from memory when this process made the last
     /// commit (same revision), else from the store.
-    fn live_state(&self, k: &ExecKey, revision: i64) -> Result<Option<(Live, Arc<Loaded>)>, Error> {
+    fn live_state(&self, k: &ExecKey, revision: i64) -> Result<Option<Live>, Error> {
         let cached = lock(&self.live)
             .remove(k)
             .filter(|l| l.revision == revision);
-        let live = match cached {
-            Some(l) => l,
-            None => {
-                let Some(rec) = self.store.get_execution(k)? else {
-                    return Ok(None);
-                };
-                let exec = admin::Execution::decode(rec.record.as_slice())
-                    .map_err(|e| Error::Corrupt("execution record", e.to_string()))?;
-                let loaded = self.load(k, &exec)?;
-                let plan = &loaded.plan;
-                let nodes = self
-                    .store
-                    .list_node_states(k)?
-                    .into_iter()
-                    .filter_map(|(id, st)| plan.index.get(&id).map(|&i| (i, st)));
-                let state = ExecState::decode(&rec.state, plan.nodes.len(), nodes)
-                    .map_err(|e| Error::Corrupt("state", e.to_string()))?;
-                Live {
-                    revision: rec.revision,
-                    state,
-                    exec,
-                }
-            }
+        if let Some(l) = cached {
+            return Ok(Some(l));
+        }
+        let Some(rec) = self.store.get_execution(k)? else {
+            return Ok(None);
         };
-        let loaded = self.load(k, &live.exec)?;
-        Ok(Some((live, loaded)))
+        let exec = admin::Execution::decode(rec.record.as_slice())
+            .map_err(|e| Error::Corrupt("execution record", e.to_string()))?;
+        let mut plan = self.load(k)?.plan.clone();
+        let mut state = ExecState::decode(&rec.state, plan.nodes.len(), [])
+            .map_err(|e| Error::Corrupt("state", e.to_string()))?;
+        let mut rows: BTreeMap<String, Vec<u8>> =
+            self.store.list_node_states(k)?.into_iter().collect();
+        let wdir = layout::workflow_dir(&k.project, &k.domain, &k.name);
+        // Dynamic nodes add their workflows to the plan; their nodes' rows can only be
+        // placed once that happened, so place rows and extend in turns.
+        loop {
+            state.nodes.resize(plan.nodes.len(), NodeState::default());
+            let known: Vec<String> = rows
+                .keys()
+                .filter(|id| plan.index.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in known {
+                let bytes = rows.remove(&id).unwrap_or_default();
+                state.nodes[plan.index[&id]] = NodeState::decode(&bytes)
+                    .map_err(|e| Error::Corrupt("node state", e.to_string()))?;
+            }
+            let pending: Vec<usize> = (0..plan.nodes.len())
+                .filter(|&i| {
+                    state.nodes[i].dynamic == Some(DynamicPhase::Executing)
+                        && plan.scope_of(i).is_none()
+                })
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            for i in pending {
+                let attempt = state.nodes[i].attempt;
+                let closure = self.read_dynamic(&wdir, &plan.nodes[i].id, attempt)?;
+                Arc::make_mut(&mut plan)
+                    .extend_dynamic(i, attempt, &closure)
+                    .map_err(|e| Error::Corrupt("dynamic workflow", e.to_string()))?;
+            }
+        }
+        Ok(Some(Live {
+            revision: rec.revision,
+            state,
+            exec,
+            plan,
+        }))
     }
 
     fn fail_outright(&self, k: &ExecKey, msg: &str) -> Result<(), Error> {
@@ -281,7 +346,7 @@ impl Controller {
             self.forget(k);
             return Ok(());
         }
-        let (mut live, loaded) = match self.live_state(k, head.revision) {
+        let mut live = match self.live_state(k, head.revision) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
             Err(Error::Corrupt(what, msg)) => {
@@ -289,17 +354,15 @@ impl Controller {
             }
             Err(e) => return Err(e),
         };
-        let plan = &loaded.plan;
         let mut engine_cfg = self.cfg.engine.clone();
-        if let Some(n) = loaded
-            .exec
-            .spec
-            .as_ref()
-            .map(|s| s.max_parallelism)
-            .filter(|n| *n > 0)
-        {
-            engine_cfg.max_parallelism = n as u32;
+        let spec = live.exec.spec.clone().unwrap_or_default();
+        if spec.max_parallelism > 0 {
+            engine_cfg.max_parallelism = spec.max_parallelism as u32;
         }
+        engine_cfg.recover = spec.metadata.as_ref().is_some_and(|m| {
+            m.mode == admin::execution_metadata::ExecutionMode::Recovered as i32
+                && m.reference_execution.is_some()
+        });
         let wdir = layout::workflow_dir(&k.project, &k.domain, &k.name);
         let outputs_uri = self
             .blob
@@ -314,16 +377,16 @@ impl Controller {
                     cause: cause.clone(),
                 });
             }
-            for (node, attempt) in live.state.live_attempts().collect::<Vec<_>>() {
-                let spec = self.attempt_spec(k, &loaded, node, attempt, &wdir)?;
-                let status = self.executor.status(&spec)?;
-                obs.push(Observation::Task {
-                    node,
-                    attempt,
-                    status,
-                });
+            let cx = effects::Cx {
+                c: self,
+                k,
+                exec: &live.exec,
+                wdir: &wdir,
+            };
+            for w in contrail_engine::watches(&live.plan, &live.state) {
+                obs.push(cx.observe(&live.plan, &live.state, w)?);
             }
-            let step = contrail_engine::step(plan, &engine_cfg, &live.state, &obs, now);
+            let step = contrail_engine::step(&live.plan, &engine_cfg, &live.state, &obs, now);
             if step.is_noop(&live.state) {
                 if let Some(at) = step.wake_at {
                     self.schedule(k, at, now);
@@ -331,14 +394,15 @@ impl Controller {
                 settled = true;
                 break;
             }
+            let mut plan = live.plan.clone();
             for e in &step.effects {
-                if let Some(o) = self.perform(k, &loaded, &step.state, e, &wdir)? {
+                if let Some(o) = cx.perform(&mut plan, &step.state, e)? {
                     carry.push(o);
                 }
             }
             let commit = self.render(
                 k,
-                &loaded,
+                &plan,
                 head.abort_cause.is_some(),
                 &live.state,
                 &step,
@@ -358,8 +422,10 @@ impl Controller {
                 }
             }
             live.state = step.state;
+            live.plan = plan;
             if live.state.phase.is_terminal() {
                 self.forget(k);
+                self.wake_parent(&live.exec);
                 return Ok(());
             }
             if let Some(at) = step.wake_at {
@@ -380,195 +446,34 @@ impl Controller {
         Ok(())
     }
 
+    /// A child execution ended: its parent's launch-plan node can move on now.
+    fn wake_parent(&self, exec: &admin::Execution) {
+        let parent = exec
+            .spec
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .and_then(|m| m.parent_node_execution.as_ref())
+            .and_then(|p| p.execution_id.as_ref());
+        if let Some(p) = parent {
+            self.wake(ExecKey {
+                project: p.project.clone(),
+                domain: p.domain.clone(),
+                name: p.name.clone(),
+            });
+        }
+    }
+
     fn schedule(&self, k: &ExecKey, at: i64, now: i64) {
         let delay = Duration::from_nanos((at - now).max(0) as u64);
         self.queue
             .add_at(k.clone(), tokio::time::Instant::now() + delay);
     }
 
-    fn attempt_spec(
-        &self,
-        k: &ExecKey,
-        l: &Loaded,
-        node: usize,
-        attempt: u32,
-        wdir: &str,
-    ) -> Result<AttemptSpec, Error> {
-        let p = &l.plan.nodes[node];
-        let task = l.plan.task(node).cloned().unwrap_or_default();
-        let spec = l.exec.spec.as_ref();
-        let raw_base = spec
-            .and_then(|s| s.raw_output_data_config.as_ref())
-            .map(|r| r.output_location_prefix.trim_end_matches('/').to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.blob.uri(layout::RAW_DATA));
-        let raw_for = |a: u32| {
-            let unique = attempt_id(k, &p.id, a);
-            format!("{raw_base}/{}/{unique}", ids::shard(&unique))
-        };
-        let raw = raw_for(attempt);
-        let envs = spec
-            .and_then(|s| s.envs.as_ref())
-            .map(|e| {
-                e.values
-                    .iter()
-                    .map(|kv| (kv.key.clone(), kv.value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let closure = l.exec.closure.as_ref();
-        Ok(AttemptSpec {
-            id: attempt_id(k, &p.id, attempt),
-            project: k.project.clone(),
-            domain: k.domain.clone(),
-            execution: k.name.clone(),
-            workflow: closure
-                .and_then(|c| c.workflow_id.as_ref())
-                .map(|w| w.name.clone())
-                .unwrap_or_default(),
-            launch_plan: spec
-                .and_then(|s| s.launch_plan.as_ref())
-                .map(|lp| lp.name.clone())
-                .unwrap_or_default(),
-            node_id: p.id.clone(),
-            attempt,
-            task,
-            paths: AttemptPaths {
-                inputs: self.blob.uri(&layout::node_inputs(wdir, &p.id)),
-                output_prefix: self.blob.uri(&layout::attempt_dir(wdir, &p.id, attempt)),
-                checkpoint_prefix: format!("{raw}/_flytecheckpoints"),
-                prev_checkpoint_prefix: (attempt > 0)
-                    .then(|| format!("{}/_flytecheckpoints", raw_for(attempt - 1))),
-                raw_output_prefix: raw,
-            },
-            inputs: core::LiteralMap::default(),
-            envs,
-        })
-    }
-
-    fn read_map(&self, key: &str) -> Result<core::LiteralMap, Error> {
-        let bytes = self.blob.get(key)?;
-        core::LiteralMap::decode(bytes.as_slice())
-            .map_err(|e| Error::Corrupt("literal map", format!("{key}: {e}")))
-    }
-
-    /// The outputs of every node the bindings read from.
-    fn upstream_outputs(
-        &self,
-        k: &ExecKey,
-        l: &Loaded,
-        state: &ExecState,
-        bindings: &[core::Binding],
-        wdir: &str,
-    ) -> Result<BTreeMap<String, core::LiteralMap>, Error> {
-        fn sources(b: &core::BindingData, out: &mut Vec<String>) {
-            use core::binding_data::Value;
-            match &b.value {
-                Some(Value::Promise(p)) => out.push(p.node_id.clone()),
-                Some(Value::Collection(c)) => c.bindings.iter().for_each(|x| sources(x, out)),
-                Some(Value::Map(m)) => m.bindings.values().for_each(|x| sources(x, out)),
-                _ => {}
-            }
-        }
-        let mut ids = Vec::new();
-        for b in bindings.iter().filter_map(|b| b.binding.as_ref()) {
-            sources(b, &mut ids);
-        }
-        let mut out = BTreeMap::new();
-        for id in ids {
-            if out.contains_key(&id) {
-                continue;
-            }
-            let key = if id.is_empty() || id == START_NODE {
-                layout::execution_inputs(&k.project, &k.domain, &k.name)
-            } else if let Some(&i) = l.plan.index.get(&id) {
-                layout::attempt_outputs(wdir, &id, state.nodes[i].attempt)
-            } else {
-                continue;
-            };
-            out.insert(id, self.read_map(&key)?);
-        }
-        Ok(out)
-    }
-
-    /// Performs one effect. Data problems come back as observations; IO problems as errors
-    /// (the round is retried).
-    fn perform(
-        self: &Arc<Self>,
-        k: &ExecKey,
-        l: &Loaded,
-        state: &ExecState,
-        e: &Effect,
-        wdir: &str,
-    ) -> Result<Option<Observation>, Error> {
-        match e {
-            Effect::PublishStart => {
-                let inputs = self
-                    .blob
-                    .get(&layout::execution_inputs(&k.project, &k.domain, &k.name))?;
-                self.blob
-                    .put(&layout::attempt_outputs(wdir, "start-node", 0), &inputs)?;
-                Ok(None)
-            }
-            Effect::Launch { node, attempt } => {
-                let p = &l.plan.nodes[*node];
-                let ups = self.upstream_outputs(k, l, state, &p.node.inputs, wdir)?;
-                let inputs = match resolve::resolve_bindings(&p.node.inputs, &|id| ups.get(id)) {
-                    Ok(m) => m,
-                    Err(err) => {
-                        return Ok(Some(Observation::LaunchRejected {
-                            node: *node,
-                            attempt: *attempt,
-                            failure: Failure::system("BindingResolutionFailure", err.0, false),
-                        }));
-                    }
-                };
-                self.blob
-                    .put(&layout::node_inputs(wdir, &p.id), &inputs.encode_to_vec())?;
-                let mut spec = self.attempt_spec(k, l, *node, *attempt, wdir)?;
-                spec.inputs = inputs;
-                let me = Arc::downgrade(self);
-                let key = k.clone();
-                self.executor.launch(
-                    &spec,
-                    Box::new(move || {
-                        if let Some(c) = me.upgrade() {
-                            c.wake(key.clone());
-                        }
-                    }),
-                )?;
-                Ok(None)
-            }
-            Effect::Abort { node, attempt } => {
-                let spec = self.attempt_spec(k, l, *node, *attempt, wdir)?;
-                self.executor.abort(&spec)?;
-                Ok(None)
-            }
-            Effect::PublishOutputs => {
-                let ups = self.upstream_outputs(k, l, state, &l.plan.outputs, wdir)?;
-                match resolve::resolve_bindings(&l.plan.outputs, &|id| ups.get(id)) {
-                    Ok(m) => {
-                        self.blob.put(
-                            &layout::attempt_outputs(wdir, "end-node", 0),
-                            &m.encode_to_vec(),
-                        )?;
-                        Ok(Some(Observation::OutputsPublished))
-                    }
-                    Err(err) => Ok(Some(Observation::OutputsRejected(Failure::system(
-                        "OutputResolutionFailure",
-                        err.0,
-                        false,
-                    )))),
-                }
-            }
-        }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn render(
         &self,
         k: &ExecKey,
-        l: &Loaded,
+        plan: &Plan,
         aborting: bool,
         old: &ExecState,
         step: &contrail_engine::Step,
@@ -587,29 +492,35 @@ impl Controller {
                 name: k.name.clone(),
                 ..Default::default()
             });
-        let node_inputs = |i: usize| {
-            self.blob
-                .uri(&layout::node_inputs(wdir, &l.plan.nodes[i].id))
-        };
+        let node_inputs = |i: usize| self.blob.uri(&layout::node_inputs(wdir, &plan.nodes[i].id));
         let attempt_outputs = |i: usize, a: u32| {
             self.blob
-                .uri(&layout::attempt_outputs(wdir, &l.plan.nodes[i].id, a))
+                .uri(&layout::attempt_outputs(wdir, &plan.nodes[i].id, a))
+        };
+        let attempt_file = |i: usize, a: u32, file: &str| {
+            self.blob.uri(&format!(
+                "{}/{file}",
+                layout::attempt_dir(wdir, &plan.nodes[i].id, a)
+            ))
         };
         // Logs need only the attempt's identity, not a whole launch description.
         let logs = |i: usize, a: u32| {
             self.executor.logs(&AttemptSpec {
-                id: attempt_id(k, &l.plan.nodes[i].id, a),
+                id: attempt_id(k, &plan.nodes[i].id, None, a),
                 project: k.project.clone(),
                 domain: k.domain.clone(),
                 ..Default::default()
             })
         };
+        let child = |i: usize| effects::child_id(k, plan, i);
         let ids = render::Ids {
             exec: exec_id,
-            plan: &l.plan,
+            plan,
             node_inputs: &node_inputs,
             attempt_outputs: &attempt_outputs,
+            attempt_file: &attempt_file,
             logs: &logs,
+            child: &child,
         };
         let new = &step.state;
         *exec = render::execution(exec.clone(), new, aborting, outputs_uri, now);
@@ -628,9 +539,10 @@ impl Controller {
                 payload: render::workflow_event(&ids, new, outputs_uri, now).encode_to_vec(),
             });
         }
+        let default = NodeState::default();
         for &i in &step.changed {
-            let (o, n) = (&old.nodes[i], &new.nodes[i]);
-            if n.phase == contrail_engine::NodePhase::NotYetStarted {
+            let (o, n) = (old.nodes.get(i).unwrap_or(&default), &new.nodes[i]);
+            if n.phase == contrail_engine::NodePhase::NotYetStarted && !n.not_recoverable {
                 continue;
             }
             let created = n.queued_at.or(n.started_at).unwrap_or(now);
@@ -640,10 +552,11 @@ impl Controller {
                     payload: render::node_event(&ids, i, n, now).encode_to_vec(),
                 });
             }
+            let p = &plan.nodes[i];
             c.nodes.push(NodeRecord {
                 exec: k.clone(),
-                node_id: l.plan.nodes[i].id.clone(),
-                parent_id: String::new(),
+                node_id: p.id.clone(),
+                parent_id: p.parent.map(|x| plan.nodes[x].id.clone()).unwrap_or_default(),
                 phase: contrail_engine::node_phase(n.phase) as i32,
                 record: render::node(&ids, i, n, created, now).encode_to_vec(),
                 state: n.encode(),
@@ -661,7 +574,7 @@ impl Controller {
                 }
                 c.tasks.push(TaskRecord {
                     exec: k.clone(),
-                    node_id: l.plan.nodes[i].id.clone(),
+                    node_id: p.id.clone(),
                     attempt: t.attempt,
                     phase: contrail_engine::task_phase(t.phase) as i32,
                     record: render::task(&ids, i, t, now).encode_to_vec(),

@@ -47,7 +47,11 @@ pub struct Ids<'a> {
     pub node_inputs: &'a dyn Fn(usize) -> String,
     /// URI of an attempt's outputs.pb.
     pub attempt_outputs: &'a dyn Fn(usize, u32) -> String,
+    /// URI of a file in an attempt's output directory.
+    pub attempt_file: &'a dyn Fn(usize, u32, &str) -> String,
     pub logs: &'a dyn Fn(usize, u32) -> Vec<core::TaskLog>,
+    /// The child execution of a launch-plan node.
+    pub child: &'a dyn Fn(usize) -> core::WorkflowExecutionIdentifier,
 }
 
 impl Ids<'_> {
@@ -108,13 +112,29 @@ pub fn node(
     use admin::node_execution_closure::{OutputResult, TargetMetadata};
     let p = &ids.plan.nodes[i];
     let output_result = match n.phase {
-        NodePhase::Succeeded => Some(OutputResult::OutputUri((ids.attempt_outputs)(i, n.attempt))),
+        NodePhase::Succeeded | NodePhase::Recovered => {
+            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, n.attempt)))
+        }
         NodePhase::Failed | NodePhase::TimedOut => {
             n.error.as_ref().map(|f| OutputResult::Error(error(f)))
         }
         _ => None,
     };
-    let is_task = ids.plan.task(i).is_some();
+    use contrail_engine::NodeKind;
+    let kind = &p.kind;
+    let dynamic = n.dynamic.is_some();
+    let target_metadata = match kind {
+        NodeKind::Task(_) => Some(TargetMetadata::TaskNodeMetadata(admin::TaskNodeMetadata {
+            cache_status: core::CatalogCacheStatus::CacheDisabled as i32,
+            ..Default::default()
+        })),
+        NodeKind::LaunchPlan(_) if n.phase != NodePhase::Queued => {
+            Some(TargetMetadata::WorkflowNodeMetadata(admin::WorkflowNodeMetadata {
+                execution_id: Some((ids.child)(i)),
+            }))
+        }
+        _ => None,
+    };
     admin::NodeExecution {
         id: Some(ids.node_id(i)),
         input_uri: if i == 0 {
@@ -129,16 +149,20 @@ pub fn node(
             created_at: Some(ts(created_at)),
             updated_at: Some(ts(now)),
             output_result,
-            target_metadata: is_task.then(|| {
-                TargetMetadata::TaskNodeMetadata(admin::TaskNodeMetadata {
-                    cache_status: core::CatalogCacheStatus::CacheDisabled as i32,
-                    ..Default::default()
-                })
-            }),
+            target_metadata,
+            dynamic_job_spec_uri: if dynamic {
+                (ids.attempt_file)(i, n.attempt, "futures.pb")
+            } else {
+                String::new()
+            },
             ..Default::default()
         }),
         metadata: Some(admin::NodeExecutionMetaData {
-            spec_node_id: p.id.clone(),
+            spec_node_id: p.spec_id.clone(),
+            is_parent_node: dynamic
+                || matches!(kind, NodeKind::Branch(_) | NodeKind::Subworkflow(_)),
+            is_dynamic: dynamic,
+            is_array: matches!(kind, NodeKind::Array(_)),
             ..Default::default()
         }),
     }
@@ -199,10 +223,22 @@ pub fn node_event(ids: &Ids<'_>, i: usize, n: &NodeState, now: i64) -> event::No
         producer_id: "contrail".into(),
         phase: node_phase(n.phase) as i32,
         occurred_at: Some(ts(now)),
-        spec_node_id: ids.plan.nodes[i].id.clone(),
-        node_name: ids.plan.nodes[i].id.clone(),
+        spec_node_id: ids.plan.nodes[i].spec_id.clone(),
+        node_name: ids.plan.nodes[i].spec_id.clone(),
+        is_parent: n.dynamic.is_some()
+            || matches!(
+                ids.plan.nodes[i].kind,
+                contrail_engine::NodeKind::Branch(_) | contrail_engine::NodeKind::Subworkflow(_)
+            ),
+        is_dynamic: n.dynamic.is_some(),
+        is_array: matches!(ids.plan.nodes[i].kind, contrail_engine::NodeKind::Array(_)),
+        parent_node_metadata: ids.plan.nodes[i].parent.map(|p| {
+            event::ParentNodeExecutionMetadata {
+                node_id: ids.plan.nodes[p].id.clone(),
+            }
+        }),
         output_result: match n.phase {
-            NodePhase::Succeeded => {
+            NodePhase::Succeeded | NodePhase::Recovered => {
                 Some(OutputResult::OutputUri((ids.attempt_outputs)(i, n.attempt)))
             }
             _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),

@@ -9,6 +9,7 @@
 //! attempt ids, idempotent writes). A crash between performing an effect and committing the
 //! state it came with only means the next round asks for it again.
 
+mod branch;
 mod phase;
 mod plan;
 pub mod resolve;
@@ -16,11 +17,15 @@ mod state;
 mod step;
 
 pub use phase::{node_phase, task_phase, workflow_phase};
-pub use plan::{NodeKind, Plan, PlanError, PlanNode};
+pub use branch::evaluate as evaluate_condition;
+pub use plan::{ArraySpec, Branch, FailurePolicy, Gate, NodeKind, Plan, PlanError, PlanNode, Scope};
 pub use state::{
-    AttemptState, ErrorKind, ExecState, Failure, NodePhase, NodeState, TaskPhase, WorkflowPhase,
+    ArrayState, AttemptState, DynamicPhase, ErrorKind, ExecState, Failure, Item, NodePhase,
+    NodeState, TaskPhase, WorkflowPhase,
 };
-pub use step::{Config, Effect, Observation, Step, TaskStatus, step};
+pub use step::{
+    ChildStatus, Config, Effect, Observation, Step, TaskStatus, Watch, step, watches,
+};
 
 /// Nanoseconds since the Unix epoch, as handed in by the caller.
 pub type Nanos = i64;

@@ -29,6 +29,7 @@ pub fn node_phase(p: NodePhase) -> node_execution::Phase {
         NodePhase::Skipped => P::Skipped,
         NodePhase::TimedOut => P::TimedOut,
         NodePhase::Aborted => P::Aborted,
+        NodePhase::Recovered => P::Recovered,
     }
 }
 

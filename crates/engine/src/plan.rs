@@ -1,9 +1,20 @@
-//! A compiled workflow closure turned into what the engine walks: nodes in topological
-//! order with their upstream/downstream indexes, retry budgets and timeouts.
+//! A compiled workflow closure turned into what the engine walks: one flat arena of nodes
+//! (nested ones included) grouped into scopes.
+//!
+//! A *scope* is one workflow template being run: the root workflow, an inlined
+//! subworkflow, or the workflow a dynamic task produced. Its members form a DAG in
+//! topological order; promises in their bindings name sibling nodes by their spec ids, and
+//! `start-node` (or `""`) means the scope's inputs. Branch children live in the scope of
+//! their branch (their bindings read the branch's siblings) but run only when their branch
+//! picks them. Every node has a unique id (`<owner>-<attempt>-<spec id>` below a
+//! subworkflow or dynamic node, as Flyte names them); records, blob paths and stored node
+//! states are keyed by it.
 
+use crate::Nanos;
 use contrail_compiler::{END_NODE, START_NODE};
 use contrail_idl::core::{
-    self, CompiledWorkflowClosure, TaskTemplate, node::Target, task_node::Reference,
+    self, CompiledWorkflowClosure, TaskTemplate, WorkflowTemplate, array_node, gate_node,
+    if_else_block, node::Target, task_node::Reference, workflow_node,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,38 +24,91 @@ pub enum PlanError {
     NoPrimary,
     #[error("node {0}: references task {1} that is not in the closure")]
     MissingTask(String, String),
+    #[error("node {0}: references sub-workflow {1} that is not in the closure")]
+    MissingSubWorkflow(String, String),
     #[error("node {0}: upstream node {1} does not exist")]
     MissingUpstream(String, String),
     #[error("workflow graph has a cycle through {0}")]
     Cycle(String),
     #[error("workflow has no {0}")]
     MissingNode(&'static str),
+    #[error("node {0}: sub-workflows nest deeper than {1} levels")]
+    TooDeep(String, usize),
+}
+
+/// How deep subworkflows may nest inside one plan (a guard against recursive references).
+const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Branch {
+    /// `if` then `elif`s, in order: the condition and the plan index of the node it runs.
+    pub cases: Vec<(core::BooleanExpression, usize)>,
+    pub else_node: Option<usize>,
+    /// The user's error when nothing matches (`.else_().fail(...)`).
+    pub else_fail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    Sleep(Nanos),
+    Signal { signal_id: String, var: String },
+    Approve { signal_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArraySpec {
+    /// Index into `Plan::tasks` of the task every item runs.
+    pub task: usize,
+    /// Items running at once; `None` means the execution's max parallelism.
+    pub parallelism: Option<u32>,
+    pub min_successes: Option<u32>,
+    pub min_success_ratio: Option<f32>,
+    /// Inputs passed whole to every item instead of being split.
+    pub bound_inputs: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     Start,
     End,
-    /// A task node; the index is into `Plan::tasks`.
+    /// A task node; the index is into `Plan::tasks`. A task that writes `futures.pb` turns
+    /// into a dynamic node whose scope is added to the plan at run time.
     Task(usize),
-    /// A node kind this engine cannot run yet; the text names it.
+    Branch(Branch),
+    /// An inlined subworkflow: the index is into `Plan::scopes`.
+    Subworkflow(usize),
+    /// A child execution of this launch plan.
+    LaunchPlan(core::Identifier),
+    Gate(Gate),
+    Array(ArraySpec),
+    /// A node kind this engine cannot run; the text names it.
     Unsupported(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanNode {
+    /// Unique within the execution: names the node's records, blobs and stored state.
     pub id: String,
+    /// The id in its workflow template (`spec_node_id`).
+    pub spec_id: String,
+    /// The node this one runs inside (branch, subworkflow or dynamic node).
+    pub parent: Option<usize>,
+    /// The scope whose ids and inputs the node's bindings read.
+    pub scope: usize,
     pub kind: NodeKind,
+    /// Upstream members of the same scope.
     pub upstream: Vec<usize>,
     /// Attempts a RECOVERABLE user error may use (retries + 1).
     pub max_attempts: u32,
-    /// Per-attempt timeout in nanoseconds.
+    /// Per-attempt timeout (task nodes) or overall timeout (gates), in nanoseconds.
     pub timeout: Option<i64>,
+    /// The scope's failure handler (`on_failure`): runs only after the scope failed.
+    pub on_failure: bool,
     /// The node as compiled (bindings, metadata).
     pub node: core::Node,
 }
 
-/// How the workflow reacts to a failed node.
+/// How a scope reacts to a failed member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailurePolicy {
     FailImmediately,
@@ -52,14 +116,32 @@ pub enum FailurePolicy {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    /// The node running this scope; `None` for the root workflow.
+    pub owner: Option<usize>,
+    /// Spec id → plan index, for promise resolution.
+    pub ids: BTreeMap<String, usize>,
+    /// The DAG members in topological order (for the root: start first, end last).
+    pub members: Vec<usize>,
+    /// The scope's output bindings.
+    pub outputs: Vec<core::Binding>,
+    pub failure_policy: FailurePolicy,
+    pub failure_node: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Topological order; `nodes[0]` is the start node.
+    /// Parents come before their children; within a scope, topological order. `nodes[0]`
+    /// is the root start node.
     pub nodes: Vec<PlanNode>,
+    /// Unique id → index.
     pub index: BTreeMap<String, usize>,
+    pub scopes: Vec<Scope>,
     pub tasks: Vec<TaskTemplate>,
+    /// The root end node.
     pub end: usize,
     pub failure_policy: FailurePolicy,
-    /// The workflow's output bindings (the end node's inputs).
+    /// The root workflow's output bindings (the end node's inputs).
     pub outputs: Vec<core::Binding>,
 }
 
@@ -79,26 +161,129 @@ fn same_id(a: &core::Identifier, b: &core::Identifier) -> bool {
         && a.version == b.version
 }
 
+/// Templates a scope may reference as subworkflows.
+type Subs<'a> = &'a [core::CompiledWorkflow];
+
 impl Plan {
     pub fn new(closure: &CompiledWorkflowClosure) -> Result<Plan, PlanError> {
         let primary = closure.primary.as_ref().ok_or(PlanError::NoPrimary)?;
         let template = primary.template.as_ref().ok_or(PlanError::NoPrimary)?;
-        let tasks: Vec<TaskTemplate> = closure
-            .tasks
+        let mut plan = Plan {
+            nodes: Vec::new(),
+            index: BTreeMap::new(),
+            scopes: Vec::new(),
+            tasks: closure
+                .tasks
+                .iter()
+                .filter_map(|t| t.template.clone())
+                .collect(),
+            end: 0,
+            failure_policy: FailurePolicy::FailImmediately,
+            outputs: template.outputs.clone(),
+        };
+        let root = plan.add_scope(
+            template,
+            primary.connections.as_ref(),
+            None,
+            "",
+            &closure.sub_workflows,
+            0,
+        )?;
+        plan.end = plan.index[END_NODE];
+        plan.failure_policy = plan.scopes[root].failure_policy;
+        Ok(plan)
+    }
+
+    /// Adds the workflow a dynamic node produced as the scope of `owner` (run by its
+    /// `attempt`). Deterministic: the same closure gives the same unique ids.
+    pub fn extend_dynamic(
+        &mut self,
+        owner: usize,
+        attempt: u32,
+        closure: &CompiledWorkflowClosure,
+    ) -> Result<usize, PlanError> {
+        let primary = closure.primary.as_ref().ok_or(PlanError::NoPrimary)?;
+        let template = primary.template.as_ref().ok_or(PlanError::NoPrimary)?;
+        self.tasks
+            .extend(closure.tasks.iter().filter_map(|t| t.template.clone()));
+        let prefix = format!("{}-{attempt}-", self.nodes[owner].id);
+        self.add_scope(
+            template,
+            primary.connections.as_ref(),
+            Some(owner),
+            &prefix,
+            &closure.sub_workflows,
+            self.depth(owner) + 1,
+        )
+    }
+
+    /// The scope a subworkflow or dynamic node runs, if it has one yet.
+    pub fn scope_of(&self, owner: usize) -> Option<usize> {
+        match self.nodes[owner].kind {
+            NodeKind::Subworkflow(s) => Some(s),
+            _ => self.scopes.iter().position(|s| s.owner == Some(owner)),
+        }
+    }
+
+    fn depth(&self, mut i: usize) -> usize {
+        let mut d = 0;
+        while let Some(p) = self.nodes[i].parent {
+            d += 1;
+            i = p;
+        }
+        d
+    }
+
+    /// Whether `i` runs (directly or transitively) inside `ancestor`.
+    pub fn is_inside(&self, mut i: usize, ancestor: usize) -> bool {
+        while let Some(p) = self.nodes[i].parent {
+            if p == ancestor {
+                return true;
+            }
+            i = p;
+        }
+        false
+    }
+
+    pub fn task(&self, node: usize) -> Option<&TaskTemplate> {
+        match &self.nodes[node].kind {
+            NodeKind::Task(i) => self.tasks.get(*i),
+            NodeKind::Array(a) => self.tasks.get(a.task),
+            _ => None,
+        }
+    }
+
+    fn add_scope(
+        &mut self,
+        template: &WorkflowTemplate,
+        conns: Option<&core::ConnectionSet>,
+        owner: Option<usize>,
+        prefix: &str,
+        subs: Subs<'_>,
+        depth: usize,
+    ) -> Result<usize, PlanError> {
+        if depth > MAX_DEPTH {
+            let at = owner.map(|o| self.nodes[o].id.clone()).unwrap_or_default();
+            return Err(PlanError::TooDeep(at, MAX_DEPTH));
+        }
+        let root = owner.is_none();
+        let nodes: Vec<&core::Node> = template
+            .nodes
             .iter()
-            .filter_map(|t| t.template.clone())
+            .filter(|n| root || (n.id != START_NODE && n.id != END_NODE))
             .collect();
-        let by_id: BTreeMap<&str, &core::Node> =
-            template.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-        for required in [START_NODE, END_NODE] {
-            if !by_id.contains_key(required) {
-                return Err(PlanError::MissingNode(required));
+        let by_id: BTreeMap<&str, &core::Node> = nodes.iter().map(|n| (n.id.as_str(), *n)).collect();
+        if root {
+            for required in [START_NODE, END_NODE] {
+                if !by_id.contains_key(required) {
+                    return Err(PlanError::MissingNode(required));
+                }
             }
         }
-        // Upstream sets: compiled connections, plus explicit upstream ids and promise sources.
-        let conns = primary.connections.as_ref();
+        // Upstream sets: compiled connections, explicit upstream ids and promise sources;
+        // within a nested scope the start node is always "done" and is dropped.
         let mut ups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for n in &template.nodes {
+        for n in &nodes {
             let set = ups.entry(n.id.as_str()).or_default();
             if let Some(c) = conns.and_then(|c| c.upstream.get(&n.id)) {
                 set.extend(c.ids.iter().map(String::as_str));
@@ -108,6 +293,10 @@ impl Plan {
                 set.extend(promise_sources(&n.inputs));
             }
             set.remove(n.id.as_str());
+            if !root {
+                set.remove(START_NODE);
+                set.remove("");
+            }
             for u in set.iter() {
                 if !by_id.contains_key(u) {
                     return Err(PlanError::MissingUpstream(n.id.clone(), u.to_string()));
@@ -123,16 +312,15 @@ impl Plan {
         let mut remaining = ups.clone();
         let mut placed: BTreeSet<&str> = BTreeSet::new();
         while !remaining.is_empty() {
-            let ready: Vec<&str> = remaining
+            let mut ready: Vec<&str> = remaining
                 .iter()
                 .filter(|(_, u)| u.iter().all(|x| placed.contains(x)))
                 .map(|(id, _)| *id)
                 .collect();
             if ready.is_empty() {
                 let stuck = remaining.keys().next().copied().unwrap_or_default();
-                return Err(PlanError::Cycle(stuck.to_string()));
+                return Err(PlanError::Cycle(format!("{prefix}{stuck}")));
             }
-            let mut ready = ready;
             ready.sort_by_key(|id| (*id != START_NODE, *id == END_NODE, *id));
             for id in ready {
                 remaining.remove(id);
@@ -140,79 +328,211 @@ impl Plan {
                 order.push(id);
             }
         }
-        let index: BTreeMap<String, usize> = order
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.to_string(), i))
-            .collect();
-        let mut nodes = Vec::with_capacity(order.len());
-        for id in &order {
-            let n = by_id[id];
-            let kind = match (*id, &n.target) {
-                (START_NODE, _) => NodeKind::Start,
-                (END_NODE, _) => NodeKind::End,
-                (_, Some(Target::TaskNode(t))) => {
-                    let Some(Reference::ReferenceId(rid)) = &t.reference else {
-                        return Err(PlanError::MissingTask(n.id.clone(), "<none>".into()));
-                    };
-                    let i = tasks
-                        .iter()
-                        .position(|t| t.id.as_ref().is_some_and(|x| same_id(x, rid)))
-                        .ok_or_else(|| PlanError::MissingTask(n.id.clone(), rid.name.clone()))?;
-                    NodeKind::Task(i)
-                }
-                (_, Some(Target::WorkflowNode(_))) => NodeKind::Unsupported("workflow"),
-                (_, Some(Target::BranchNode(_))) => NodeKind::Unsupported("branch"),
-                (_, Some(Target::GateNode(_))) => NodeKind::Unsupported("gate"),
-                (_, Some(Target::ArrayNode(_))) => NodeKind::Unsupported("array"),
-                (_, None) => NodeKind::Unsupported("empty"),
-            };
-            let task_meta = match kind {
-                NodeKind::Task(i) => tasks[i].metadata.as_ref(),
-                _ => None,
-            };
-            let retries = n
-                .metadata
-                .as_ref()
-                .and_then(|m| m.retries.as_ref())
-                .or(task_meta.and_then(|m| m.retries.as_ref()))
-                .map(|r| r.retries)
-                .unwrap_or(0);
-            let timeout = n
-                .metadata
-                .as_ref()
-                .and_then(|m| m.timeout.as_ref())
-                .or(task_meta.and_then(|m| m.timeout.as_ref()))
-                .and_then(nanos);
-            let upstream = ups[id].iter().map(|u| index[*u]).collect();
-            nodes.push(PlanNode {
-                id: id.to_string(),
-                kind,
-                upstream,
-                max_attempts: retries.saturating_add(1),
-                timeout,
-                node: n.clone(),
-            });
-        }
-        let failure_policy = match template.metadata.as_ref().map(|m| m.on_failure) {
-            Some(1) => FailurePolicy::FailAfterExecutableNodesComplete,
-            _ => FailurePolicy::FailImmediately,
-        };
-        Ok(Plan {
-            end: index[END_NODE],
-            nodes,
-            index,
-            tasks,
-            failure_policy,
+        let scope = self.scopes.len();
+        self.scopes.push(Scope {
+            owner,
+            ids: BTreeMap::new(),
+            members: Vec::new(),
             outputs: template.outputs.clone(),
-        })
+            failure_policy: match template.metadata.as_ref().map(|m| m.on_failure) {
+                Some(1) => FailurePolicy::FailAfterExecutableNodesComplete,
+                _ => FailurePolicy::FailImmediately,
+            },
+            failure_node: None,
+        });
+        // Members first (so a whole scope's DAG is contiguous), then what they contain.
+        let mut members = Vec::with_capacity(order.len());
+        for id in &order {
+            let i = self.push(by_id[id], prefix, owner, scope);
+            members.push(i);
+        }
+        for &i in &members {
+            let up = ups[self.nodes[i].spec_id.as_str()]
+                .iter()
+                .map(|u| self.scopes[scope].ids[*u])
+                .collect();
+            self.nodes[i].upstream = up;
+        }
+        let failure = template
+            .failure_node
+            .as_ref()
+            .map(|f| self.push(f, prefix, owner, scope));
+        if let Some(f) = failure {
+            self.nodes[f].on_failure = true;
+        }
+        self.scopes[scope].members = members.clone();
+        self.scopes[scope].failure_node = failure;
+        for i in members.into_iter().chain(failure) {
+            self.resolve_kind(i, prefix, subs, depth)?;
+        }
+        Ok(scope)
     }
 
-    pub fn task(&self, node: usize) -> Option<&TaskTemplate> {
-        match self.nodes[node].kind {
-            NodeKind::Task(i) => self.tasks.get(i),
+    fn push(&mut self, n: &core::Node, prefix: &str, parent: Option<usize>, scope: usize) -> usize {
+        let i = self.nodes.len();
+        let id = format!("{prefix}{}", n.id);
+        self.index.insert(id.clone(), i);
+        self.scopes[scope].ids.insert(n.id.clone(), i);
+        self.nodes.push(PlanNode {
+            id,
+            spec_id: n.id.clone(),
+            parent,
+            scope,
+            kind: NodeKind::Unsupported("unresolved"),
+            upstream: Vec::new(),
+            max_attempts: 1,
+            timeout: None,
+            on_failure: false,
+            node: n.clone(),
+        });
+        i
+    }
+
+    fn find_task(&self, node: &str, t: &core::TaskNode) -> Result<usize, PlanError> {
+        let Some(Reference::ReferenceId(rid)) = &t.reference else {
+            return Err(PlanError::MissingTask(node.into(), "<none>".into()));
+        };
+        self.tasks
+            .iter()
+            .rposition(|t| t.id.as_ref().is_some_and(|x| same_id(x, rid)))
+            .ok_or_else(|| PlanError::MissingTask(node.into(), rid.name.clone()))
+    }
+
+    /// Works out what node `i` is; adds the nodes and scopes it contains.
+    fn resolve_kind(
+        &mut self,
+        i: usize,
+        prefix: &str,
+        subs: Subs<'_>,
+        depth: usize,
+    ) -> Result<(), PlanError> {
+        let n = self.nodes[i].node.clone();
+        let scope = self.nodes[i].scope;
+        let uid = self.nodes[i].id.clone();
+        let kind = match (n.id.as_str(), &n.target) {
+            (START_NODE, _) if self.scopes[scope].owner.is_none() => NodeKind::Start,
+            (END_NODE, _) if self.scopes[scope].owner.is_none() => NodeKind::End,
+            (_, Some(Target::TaskNode(t))) => NodeKind::Task(self.find_task(&uid, t)?),
+            (_, Some(Target::BranchNode(b))) => {
+                let ie = b.if_else.as_deref().cloned().unwrap_or_default();
+                let child = |plan: &mut Plan, c: &core::Node| -> Result<usize, PlanError> {
+                    let ci = plan.push(c, prefix, Some(i), scope);
+                    plan.resolve_kind(ci, prefix, subs, depth)?;
+                    Ok(ci)
+                };
+                let mut cases = Vec::new();
+                for case in ie.case.as_deref().into_iter().chain(ie.other.iter()) {
+                    let Some(then) = case.then_node.as_deref() else {
+                        continue;
+                    };
+                    let ci = child(self, then)?;
+                    cases.push((case.condition.clone().unwrap_or_default(), ci));
+                }
+                let (else_node, else_fail) = match &ie.default {
+                    Some(if_else_block::Default::ElseNode(e)) => (Some(child(self, e)?), None),
+                    Some(if_else_block::Default::Error(e)) => (None, Some(e.message.clone())),
+                    None => (None, None),
+                };
+                NodeKind::Branch(Branch {
+                    cases,
+                    else_node,
+                    else_fail,
+                })
+            }
+            (_, Some(Target::WorkflowNode(w))) => match &w.reference {
+                Some(workflow_node::Reference::SubWorkflowRef(r)) => {
+                    let sub = subs
+                        .iter()
+                        .find(|s| {
+                            s.template
+                                .as_ref()
+                                .and_then(|t| t.id.as_ref())
+                                .is_some_and(|x| same_id(x, r))
+                        })
+                        .ok_or_else(|| PlanError::MissingSubWorkflow(uid.clone(), r.name.clone()))?;
+                    let t = sub.template.as_ref().ok_or(PlanError::NoPrimary)?;
+                    let s = self.add_scope(
+                        t,
+                        sub.connections.as_ref(),
+                        Some(i),
+                        &format!("{uid}-0-"),
+                        subs,
+                        depth + 1,
+                    )?;
+                    NodeKind::Subworkflow(s)
+                }
+                Some(workflow_node::Reference::LaunchplanRef(r)) => NodeKind::LaunchPlan(r.clone()),
+                None => NodeKind::Unsupported("workflow node without a reference"),
+            },
+            (_, Some(Target::GateNode(g))) => match &g.condition {
+                Some(gate_node::Condition::Sleep(s)) => NodeKind::Gate(Gate::Sleep(
+                    s.duration.as_ref().and_then(nanos).unwrap_or(0),
+                )),
+                Some(gate_node::Condition::Signal(s)) => NodeKind::Gate(Gate::Signal {
+                    signal_id: s.signal_id.clone(),
+                    var: if s.output_variable_name.is_empty() {
+                        "o0".into()
+                    } else {
+                        s.output_variable_name.clone()
+                    },
+                }),
+                Some(gate_node::Condition::Approve(a)) => NodeKind::Gate(Gate::Approve {
+                    signal_id: a.signal_id.clone(),
+                }),
+                None => NodeKind::Unsupported("gate without a condition"),
+            },
+            (_, Some(Target::ArrayNode(a))) => match a.node.as_deref().and_then(|s| s.target.as_ref()) {
+                Some(Target::TaskNode(t)) => {
+                    let task = self.find_task(&uid, t)?;
+                    NodeKind::Array(ArraySpec {
+                        task,
+                        parallelism: match a.parallelism_option {
+                            Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => Some(p),
+                            _ => None,
+                        },
+                        min_successes: match a.success_criteria {
+                            Some(array_node::SuccessCriteria::MinSuccesses(m)) => Some(m),
+                            _ => None,
+                        },
+                        min_success_ratio: match a.success_criteria {
+                            Some(array_node::SuccessCriteria::MinSuccessRatio(r)) => Some(r),
+                            _ => None,
+                        },
+                        bound_inputs: a.bound_inputs.iter().cloned().collect(),
+                    })
+                }
+                _ => NodeKind::Unsupported("array over a non-task node"),
+            },
+            (_, None) => NodeKind::Unsupported("empty"),
+        };
+        let task_meta = match &kind {
+            NodeKind::Task(t) => self.tasks[*t].metadata.as_ref(),
+            NodeKind::Array(a) => self.tasks[a.task].metadata.as_ref(),
             _ => None,
-        }
+        };
+        let sub_meta = match &n.target {
+            Some(Target::ArrayNode(a)) => a.node.as_ref().and_then(|s| s.metadata.as_ref()),
+            _ => None,
+        };
+        let retries = [n.metadata.as_ref(), sub_meta]
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.retries.as_ref())
+            .map(|r| r.retries)
+            .max()
+            .or(task_meta.and_then(|m| m.retries.as_ref()).map(|r| r.retries))
+            .unwrap_or(0);
+        let timeout = n
+            .metadata
+            .as_ref()
+            .and_then(|m| m.timeout.as_ref())
+            .or(task_meta.and_then(|m| m.timeout.as_ref()))
+            .and_then(nanos);
+        let p = &mut self.nodes[i];
+        p.kind = kind;
+        p.max_attempts = retries.saturating_add(1);
+        p.timeout = timeout;
+        Ok(())
     }
 }
 

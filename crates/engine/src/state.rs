@@ -2,6 +2,7 @@
 
 use crate::Nanos;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum WorkflowPhase {
@@ -40,14 +41,25 @@ pub enum NodePhase {
     Skipped,
     TimedOut,
     Aborted,
+    /// Outputs taken from the execution this one recovers.
+    Recovered,
 }
 
 impl NodePhase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Skipped | Self::TimedOut | Self::Aborted
+            Self::Succeeded
+                | Self::Failed
+                | Self::Skipped
+                | Self::TimedOut
+                | Self::Aborted
+                | Self::Recovered
         )
+    }
+    /// Produced its outputs (itself or by recovery).
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Recovered)
     }
     /// Holds a parallelism slot.
     pub fn is_active(self) -> bool {
@@ -137,6 +149,132 @@ pub struct NodeState {
     pub retry_at: Option<Nanos>,
     pub error: Option<Failure>,
     pub task: Option<AttemptState>,
+    /// Branch: the unique id of the node the conditions chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<String>,
+    /// Dynamic node: where its generated workflow stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicPhase>,
+    /// Everything it waited for is done; its outputs are being written.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publishing: bool,
+    /// Recovery: the original execution had no usable result for this node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_recoverable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DynamicPhase {
+    /// The task wrote futures.pb; it is being compiled into a workflow.
+    Compiling,
+    /// The generated workflow is part of the plan and runs.
+    Executing,
+}
+
+/// Per-item state of an array node, kept compact: one byte per item plus sparse maps for
+/// what only some items have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ArrayState {
+    /// One character per item: see [`Item`].
+    pub items: String,
+    /// Current attempt of items past their first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attempts: BTreeMap<u32, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub system_failures: BTreeMap<u32, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retry_at: BTreeMap<u32, Nanos>,
+    /// The failure of items that failed for good (or last failed, while waiting to retry).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<u32, Failure>,
+}
+
+/// The phase of one array item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    NotStarted,
+    Queued,
+    Running,
+    RetryWait,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+impl Item {
+    fn code(self) -> char {
+        match self {
+            Item::NotStarted => '.',
+            Item::Queued => 'q',
+            Item::Running => 'r',
+            Item::RetryWait => 'w',
+            Item::Succeeded => 's',
+            Item::Failed => 'f',
+            Item::Aborted => 'a',
+        }
+    }
+    fn of(c: u8) -> Item {
+        match c {
+            b'q' => Item::Queued,
+            b'r' => Item::Running,
+            b'w' => Item::RetryWait,
+            b's' => Item::Succeeded,
+            b'f' => Item::Failed,
+            b'a' => Item::Aborted,
+            _ => Item::NotStarted,
+        }
+    }
+    pub fn is_live(self) -> bool {
+        matches!(self, Item::Queued | Item::Running)
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Item::Succeeded | Item::Failed | Item::Aborted)
+    }
+}
+
+impl ArrayState {
+    pub fn new(size: usize) -> Self {
+        ArrayState {
+            items: ".".repeat(size),
+            ..Default::default()
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn get(&self, i: u32) -> Item {
+        self.items
+            .as_bytes()
+            .get(i as usize)
+            .map_or(Item::NotStarted, |c| Item::of(*c))
+    }
+    pub fn set(&mut self, i: u32, p: Item) {
+        let i = i as usize;
+        if i < self.items.len() {
+            let mut buf = [0u8; 4];
+            self.items.replace_range(i..i + 1, p.code().encode_utf8(&mut buf));
+        }
+    }
+    pub fn attempt(&self, i: u32) -> u32 {
+        self.attempts.get(&i).copied().unwrap_or(0)
+    }
+    pub fn count(&self, p: Item) -> usize {
+        let c = p.code() as u8;
+        self.items.bytes().filter(|b| *b == c).count()
+    }
+    /// Items (and their attempts) the executor should be asked about.
+    pub fn live(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.items
+            .bytes()
+            .enumerate()
+            .filter(|(_, c)| Item::of(*c).is_live())
+            .map(|(i, _)| (i as u32, self.attempt(i as u32)))
+    }
 }
 
 impl NodeState {
@@ -166,14 +304,6 @@ impl ExecState {
             nodes: vec![NodeState::default(); n],
             ..Default::default()
         }
-    }
-
-    /// (node, attempt) of every task attempt the executor should be asked about.
-    pub fn live_attempts(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| {
-            (n.task.is_some() && matches!(n.phase, NodePhase::Queued | NodePhase::Running))
-                .then_some((i, n.attempt))
-        })
     }
 
     /// The execution-level part (everything but `nodes`).
@@ -206,5 +336,8 @@ impl ExecState {
 impl NodeState {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 }

@@ -1,15 +1,24 @@
 //! One round of the engine.
+//!
+//! A round: apply what was observed, settle containers from the inside out (a branch whose
+//! chosen node finished, a subworkflow whose members are all done, an array whose items
+//! are), then walk the plan forward starting whatever became ready. Every node kind is a
+//! small state machine over `NodeState`; anything that touches the world is an [`Effect`]
+//! and comes back as an [`Observation`].
 
 use crate::Nanos;
-use crate::plan::{FailurePolicy, NodeKind, Plan};
+use crate::plan::{FailurePolicy, Gate, NodeKind, Plan};
 use crate::state::{
-    AttemptState, ErrorKind, ExecState, Failure, NodePhase, TaskPhase, WorkflowPhase,
+    ArrayState, AttemptState, DynamicPhase, ErrorKind, ExecState, Failure, Item, NodePhase,
+    NodeState, TaskPhase, WorkflowPhase,
 };
+use contrail_idl::core;
 
 /// Knobs that are not part of the workflow itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Most task nodes holding a slot (queued, running or waiting to retry); 0 = unlimited.
+    /// Also the default number of items an array node runs at once.
     pub max_parallelism: u32,
     /// SYSTEM failures a node may absorb before it fails.
     pub max_system_failures: u32,
@@ -18,6 +27,8 @@ pub struct Config {
     pub backoff_max: Nanos,
     /// The whole execution fails with TIMED_OUT after this long.
     pub workflow_timeout: Option<Nanos>,
+    /// This execution recovers another one: each node first asks for the original's result.
+    pub recover: bool,
 }
 
 impl Default for Config {
@@ -28,6 +39,7 @@ impl Default for Config {
             backoff_base: 500_000_000,
             backoff_max: 30_000_000_000,
             workflow_timeout: None,
+            recover: false,
         }
     }
 }
@@ -45,13 +57,28 @@ pub enum TaskStatus {
         started_at: Option<Nanos>,
     },
     Succeeded,
+    /// Finished by writing `futures.pb`: a workflow to run instead of outputs.
+    Dynamic,
     Failed(Failure),
 }
 
+/// What a child execution looks like from its parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildStatus {
+    /// No such execution (yet).
+    Unknown,
+    Running,
+    Succeeded,
+    Failed(Failure),
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
+    /// A task attempt (of a task node, or of one item of an array node).
     Task {
         node: usize,
+        item: Option<u32>,
         attempt: u32,
         status: TaskStatus,
     },
@@ -59,9 +86,34 @@ pub enum Observation {
     /// retrying cannot help).
     LaunchRejected {
         node: usize,
+        item: Option<u32>,
         attempt: u32,
         failure: Failure,
     },
+    /// A non-task node's inputs were resolved and written (or cannot be).
+    Inputs {
+        node: usize,
+        result: Result<core::LiteralMap, Failure>,
+    },
+    /// A node's outputs were written (or cannot be built).
+    NodeOutputs {
+        node: usize,
+        result: Result<(), Failure>,
+    },
+    /// A dynamic node's futures were compiled and added to the plan (or do not compile).
+    Dynamic {
+        node: usize,
+        result: Result<(), Failure>,
+    },
+    /// The child execution of a launch-plan node.
+    Child { node: usize, status: ChildStatus },
+    /// The value of a gate's signal, if set.
+    Signal {
+        node: usize,
+        value: Option<core::Literal>,
+    },
+    /// Whether the recovered execution's result for this node was reused.
+    Recovery { node: usize, recovered: bool },
     /// The workflow outputs were written.
     OutputsPublished,
     /// The workflow outputs cannot be built from the node outputs.
@@ -74,12 +126,89 @@ pub enum Observation {
 pub enum Effect {
     /// Make the workflow inputs available as the start node's outputs.
     PublishStart,
-    /// Resolve the node's inputs and start this attempt (idempotent per node/attempt).
-    Launch { node: usize, attempt: u32 },
+    /// Resolve the node's inputs and start this attempt (idempotent per node/item/attempt).
+    Launch {
+        node: usize,
+        item: Option<u32>,
+        attempt: u32,
+    },
     /// Stop this attempt and release what it holds.
-    Abort { node: usize, attempt: u32 },
+    Abort {
+        node: usize,
+        item: Option<u32>,
+        attempt: u32,
+    },
+    /// Resolve a non-task node's input bindings, write them, report them back.
+    ResolveInputs { node: usize },
+    /// Write a non-task (or dynamic) node's outputs, as its kind defines them.
+    PublishNode { node: usize },
+    /// Compile the futures.pb of a dynamic node and extend the plan with it.
+    CompileDynamic { node: usize },
+    /// Create the child execution of a launch-plan node (idempotent by name).
+    LaunchChild { node: usize },
+    AbortChild { node: usize },
+    /// Make the gate's signal exist so it can be listed and set.
+    CreateSignal { node: usize },
+    /// Reuse the recovered execution's result for this node, if it had one.
+    TryRecover { node: usize },
     /// Resolve the workflow's output bindings and write them.
     PublishOutputs,
+}
+
+/// Something outside the engine the controller must look at before a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    Attempt {
+        node: usize,
+        item: Option<u32>,
+        attempt: u32,
+    },
+    Child {
+        node: usize,
+    },
+    Signal {
+        node: usize,
+    },
+}
+
+/// What the controller must observe for the next round.
+pub fn watches(plan: &Plan, s: &ExecState) -> Vec<Watch> {
+    let mut out = Vec::new();
+    for (i, (p, n)) in plan.nodes.iter().zip(&s.nodes).enumerate() {
+        if !matches!(n.phase, NodePhase::Queued | NodePhase::Running) || n.publishing {
+            continue;
+        }
+        match &p.kind {
+            NodeKind::Task(_) => {
+                if n.task.as_ref().is_some_and(|t| !t.phase.is_terminal()) {
+                    out.push(Watch::Attempt {
+                        node: i,
+                        item: None,
+                        attempt: n.attempt,
+                    });
+                }
+            }
+            NodeKind::Array(_) => {
+                if let Some(a) = &n.array {
+                    out.extend(a.live().map(|(item, attempt)| Watch::Attempt {
+                        node: i,
+                        item: Some(item),
+                        attempt,
+                    }));
+                }
+            }
+            NodeKind::LaunchPlan(_) if n.phase == NodePhase::Running => {
+                out.push(Watch::Child { node: i })
+            }
+            NodeKind::Gate(Gate::Signal { .. } | Gate::Approve { .. })
+                if n.phase == NodePhase::Running =>
+            {
+                out.push(Watch::Signal { node: i })
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +216,7 @@ pub struct Step {
     pub state: ExecState,
     pub effects: Vec<Effect>,
     /// The engine wants another round at this time even if nothing is observed
-    /// (retry backoff, timeouts).
+    /// (retry backoff, timeouts, sleeping gates).
     pub wake_at: Option<Nanos>,
     /// Indexes of the nodes whose state differs from the previous state.
     pub changed: Vec<usize>,
@@ -117,12 +246,8 @@ struct Round<'a> {
 /// Runs one round. Pure: the result depends only on the arguments.
 pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], now: Nanos) -> Step {
     let mut s = prev.clone();
-    if s.nodes.len() != plan.nodes.len() {
-        s = ExecState {
-            nodes: ExecState::new(plan.nodes.len()).nodes,
-            ..s
-        };
-    }
+    // A plan grows when dynamic nodes add their workflows; their nodes start fresh.
+    s.nodes.resize(plan.nodes.len(), NodeState::default());
     let mut r = Round {
         plan,
         cfg,
@@ -136,7 +261,7 @@ pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], no
         r.s.nodes
             .iter()
             .enumerate()
-            .filter(|(i, n)| prev.nodes.get(*i) != Some(n))
+            .filter(|(i, n)| prev.nodes.get(*i).map_or(**n != NodeState::default(), |p| p != *n))
             .map(|(i, _)| i)
             .collect();
     Step {
@@ -145,6 +270,13 @@ pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], no
         wake_at,
         changed,
     }
+}
+
+fn backoff(cfg: &Config, attempt: u32) -> Nanos {
+    cfg.backoff_base
+        .saturating_mul(1i64 << attempt.min(30))
+        .min(cfg.backoff_max)
+        .max(1)
 }
 
 impl Round<'_> {
@@ -156,7 +288,7 @@ impl Round<'_> {
             Observation::AbortRequested { cause } => Some(cause.clone()),
             _ => None,
         }) {
-            self.stop_all(NodePhase::Aborted);
+            self.stop(None, NodePhase::Aborted, true);
             self.s.abort_cause = Some(cause);
             self.finish(WorkflowPhase::Aborted, None);
             return;
@@ -174,7 +306,7 @@ impl Round<'_> {
         if let (Some(t), Some(started)) = (self.cfg.workflow_timeout, self.s.started_at)
             && self.now >= started.saturating_add(t)
         {
-            self.stop_all(NodePhase::Aborted);
+            self.stop(None, NodePhase::Aborted, true);
             let secs = t as f64 / 1e9;
             self.finish(
                 WorkflowPhase::TimedOut,
@@ -191,6 +323,7 @@ impl Round<'_> {
             self.observe(o);
         }
         self.check_deadlines();
+        self.settle();
         if self.s.phase == WorkflowPhase::Succeeding {
             if obs.contains(&Observation::OutputsPublished) {
                 let end = &mut self.s.nodes[self.plan.end];
@@ -211,17 +344,21 @@ impl Round<'_> {
             }
             return;
         }
-        let first_failure = self.first_failure();
-        if first_failure.is_some() && self.plan.failure_policy == FailurePolicy::FailImmediately {
-            self.stop_all(NodePhase::Aborted);
-            self.finish(WorkflowPhase::Failed, first_failure);
-            return;
+        if let Some(f) = self.first_failure(0) {
+            if self.plan.failure_policy == FailurePolicy::FailImmediately {
+                self.stop(None, NodePhase::Aborted, false);
+            }
+            if self.plan.failure_policy == FailurePolicy::FailImmediately || !self.scope_active(0)
+            {
+                self.fail_root(f);
+                return;
+            }
         }
         self.walk();
-        if let Some(f) = self.first_failure()
-            && !self.s.nodes.iter().any(|n| n.phase.is_active())
+        if let Some(f) = self.first_failure(0)
+            && !self.scope_active(0)
         {
-            self.finish(WorkflowPhase::Failed, Some(f));
+            self.fail_root(f);
         }
     }
 
@@ -233,41 +370,100 @@ impl Round<'_> {
         }
     }
 
-    /// The failure of the first failed or timed-out node, in plan order.
-    fn first_failure(&self) -> Option<Failure> {
-        self.plan
-            .nodes
-            .iter()
-            .zip(&self.s.nodes)
-            .find_map(|(p, n)| match n.phase {
-                NodePhase::Failed | NodePhase::TimedOut => {
-                    Some(n.error.clone().unwrap_or_else(|| {
-                        Failure::system("NodeFailed", format!("node {} failed", p.id), false)
-                    }))
+    /// The root failed with `f`: run its failure node first, if it has one.
+    fn fail_root(&mut self, f: Failure) {
+        if let Some(h) = self.plan.scopes[0].failure_node {
+            match self.s.nodes[h].phase {
+                NodePhase::NotYetStarted => {
+                    if matches!(self.plan.nodes[h].kind, NodeKind::Task(_)) {
+                        self.launch(h, 0);
+                        return;
+                    }
                 }
-                _ => None,
-            })
+                p if p.is_active() => return,
+                _ => {}
+            }
+        }
+        self.finish(WorkflowPhase::Failed, Some(f));
     }
 
-    /// Aborts every live attempt; nodes waiting to retry stop as well.
-    fn stop_all(&mut self, phase: NodePhase) {
-        for (i, n) in self.s.nodes.iter_mut().enumerate() {
-            if !n.phase.is_active() {
+    /// The failure of the first failed or timed-out member of a scope, in plan order.
+    fn first_failure(&self, scope: usize) -> Option<Failure> {
+        self.plan.scopes[scope].members.iter().find_map(|&i| {
+            let n = &self.s.nodes[i];
+            match n.phase {
+                NodePhase::Failed | NodePhase::TimedOut => Some(n.error.clone().unwrap_or_else(
+                    || {
+                        Failure::system(
+                            "NodeFailed",
+                            format!("node {} failed", self.plan.nodes[i].id),
+                            false,
+                        )
+                    },
+                )),
+                _ => None,
+            }
+        })
+    }
+
+    fn scope_active(&self, scope: usize) -> bool {
+        self.plan.scopes[scope]
+            .members
+            .iter()
+            .any(|&i| self.s.nodes[i].phase.is_active())
+    }
+
+    /// Stops every active node (inside `within`, or everywhere), aborting what runs.
+    /// Failure handlers keep running unless `handlers_too`.
+    fn stop(&mut self, within: Option<usize>, phase: NodePhase, handlers_too: bool) {
+        for i in 0..self.s.nodes.len() {
+            let p = &self.plan.nodes[i];
+            if !self.s.nodes[i].phase.is_active()
+                || within.is_some_and(|w| !self.plan.is_inside(i, w))
+                || (p.on_failure && !handlers_too)
+            {
                 continue;
             }
-            if matches!(n.phase, NodePhase::Queued | NodePhase::Running) {
-                self.fx.push(Effect::Abort {
-                    node: i,
-                    attempt: n.attempt,
-                });
-                if let Some(t) = n.task.as_mut().filter(|t| !t.phase.is_terminal()) {
-                    t.phase = TaskPhase::Aborted;
-                    t.finished_at = Some(self.now);
+            let now = self.now;
+            let n = &mut self.s.nodes[i];
+            match &p.kind {
+                NodeKind::Task(_) if matches!(n.phase, NodePhase::Queued | NodePhase::Running) => {
+                    if let Some(t) = n.task.as_mut().filter(|t| !t.phase.is_terminal()) {
+                        self.fx.push(Effect::Abort {
+                            node: i,
+                            item: None,
+                            attempt: n.attempt,
+                        });
+                        t.phase = TaskPhase::Aborted;
+                        t.finished_at = Some(now);
+                    }
                 }
+                NodeKind::Array(_) => {
+                    if let Some(a) = n.array.as_mut() {
+                        for (item, attempt) in a.live().collect::<Vec<_>>() {
+                            self.fx.push(Effect::Abort {
+                                node: i,
+                                item: Some(item),
+                                attempt,
+                            });
+                        }
+                        for item in 0..a.len() as u32 {
+                            if !a.get(item).is_terminal() {
+                                a.set(item, Item::Aborted);
+                            }
+                        }
+                        a.retry_at.clear();
+                    }
+                }
+                NodeKind::LaunchPlan(_) if n.phase == NodePhase::Running => {
+                    self.fx.push(Effect::AbortChild { node: i });
+                }
+                _ => {}
             }
             n.phase = phase;
-            n.finished_at = Some(self.now);
+            n.finished_at = Some(now);
             n.retry_at = None;
+            n.publishing = false;
         }
     }
 
@@ -277,6 +473,24 @@ impl Round<'_> {
             if n.phase == NodePhase::RetryWait && n.retry_at.is_some_and(|t| t <= self.now) {
                 let attempt = n.attempt + 1;
                 self.launch(i, attempt);
+            }
+            let now = self.now;
+            if let Some(a) = self.s.nodes[i].array.as_mut() {
+                let due: Vec<u32> = a
+                    .retry_at
+                    .iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for item in due {
+                    a.retry_at.remove(&item);
+                    a.set(item, Item::Queued);
+                    self.fx.push(Effect::Launch {
+                        node: i,
+                        item: Some(item),
+                        attempt: a.attempt(item),
+                    });
+                }
             }
         }
     }
@@ -296,27 +510,193 @@ impl Round<'_> {
             finished_at: None,
             error: None,
         });
-        self.fx.push(Effect::Launch { node: i, attempt });
+        self.fx.push(Effect::Launch {
+            node: i,
+            item: None,
+            attempt,
+        });
+    }
+
+    /// Marks a node failed for good.
+    fn fail_node(&mut self, i: usize, f: Failure) {
+        let now = self.now;
+        let n = &mut self.s.nodes[i];
+        n.phase = NodePhase::Failed;
+        n.started_at.get_or_insert(now);
+        n.finished_at = Some(now);
+        n.publishing = false;
+        n.error = Some(f);
+    }
+
+    fn run_node(&mut self, i: usize) {
+        let now = self.now;
+        let n = &mut self.s.nodes[i];
+        n.phase = NodePhase::Running;
+        n.started_at.get_or_insert(now);
     }
 
     fn observe(&mut self, o: &Observation) {
-        let now = self.now;
-        let (node, attempt) = match o {
+        match o {
+            Observation::Task {
+                node,
+                item: Some(item),
+                attempt,
+                status,
+            } => self.observe_item(*node, *item, *attempt, Ok(status)),
+            Observation::LaunchRejected {
+                node,
+                item: Some(item),
+                attempt,
+                failure,
+            } => self.observe_item(*node, *item, *attempt, Err(failure)),
             Observation::Task { node, attempt, .. }
-            | Observation::LaunchRejected { node, attempt, .. } => (*node, *attempt),
-            _ => return,
-        };
+            | Observation::LaunchRejected { node, attempt, .. } => {
+                self.observe_task(*node, *attempt, o)
+            }
+            Observation::Inputs { node, result } => self.observe_inputs(*node, result),
+            Observation::NodeOutputs { node, result } => {
+                let Some(n) = self.s.nodes.get_mut(*node) else {
+                    return;
+                };
+                if !n.publishing || n.phase.is_terminal() {
+                    return;
+                }
+                match result {
+                    Ok(()) => {
+                        n.publishing = false;
+                        n.phase = NodePhase::Succeeded;
+                        n.error = None;
+                        n.finished_at = Some(self.now);
+                    }
+                    Err(f) => self.fail_node(*node, f.clone()),
+                }
+            }
+            Observation::Dynamic { node, result } => {
+                let Some(n) = self.s.nodes.get_mut(*node) else {
+                    return;
+                };
+                if n.dynamic != Some(DynamicPhase::Compiling) || n.phase.is_terminal() {
+                    return;
+                }
+                match result {
+                    Ok(()) => n.dynamic = Some(DynamicPhase::Executing),
+                    Err(f) => self.fail_node(*node, f.clone()),
+                }
+            }
+            Observation::Child { node, status } => {
+                let Some(n) = self.s.nodes.get(*node) else {
+                    return;
+                };
+                if n.phase != NodePhase::Running || n.publishing {
+                    return;
+                }
+                match status {
+                    ChildStatus::Unknown => {
+                        if !self.fx.contains(&Effect::LaunchChild { node: *node }) {
+                            self.fx.push(Effect::LaunchChild { node: *node });
+                        }
+                    }
+                    ChildStatus::Running => {}
+                    ChildStatus::Succeeded => self.s.nodes[*node].publishing = true,
+                    ChildStatus::Failed(f) => self.fail_node(*node, f.clone()),
+                    ChildStatus::Aborted => self.fail_node(
+                        *node,
+                        Failure::user(
+                            "RemoteChildWorkflowExecutionFailed",
+                            "the child execution was aborted",
+                            false,
+                        ),
+                    ),
+                }
+            }
+            Observation::Signal { node, value } => {
+                let Some(n) = self.s.nodes.get(*node) else {
+                    return;
+                };
+                if n.phase != NodePhase::Running || n.publishing {
+                    return;
+                }
+                let Some(v) = value else { return };
+                match &self.plan.nodes[*node].kind {
+                    NodeKind::Gate(Gate::Approve { signal_id }) => {
+                        use contrail_idl::core::{literal, primitive, scalar};
+                        let approved = match &v.value {
+                            Some(literal::Value::Scalar(sc)) => match &sc.value {
+                                Some(scalar::Value::Primitive(p)) => match p.value {
+                                    Some(primitive::Value::Boolean(b)) => Some(b),
+                                    _ => None,
+                                },
+                                _ => None,
+                            },
+                            _ => None,
+                        };
+                        match approved {
+                            Some(true) => self.s.nodes[*node].publishing = true,
+                            Some(false) => self.fail_node(
+                                *node,
+                                Failure::user(
+                                    "ReceivedRejectSignal",
+                                    format!("approval '{signal_id}' was rejected"),
+                                    false,
+                                ),
+                            ),
+                            None => self.fail_node(
+                                *node,
+                                Failure::user(
+                                    "InvalidSignal",
+                                    format!("approval '{signal_id}' was set to a non-boolean"),
+                                    false,
+                                ),
+                            ),
+                        }
+                    }
+                    _ => self.s.nodes[*node].publishing = true,
+                }
+            }
+            Observation::Recovery { node, recovered } => {
+                let now = self.now;
+                let Some(n) = self.s.nodes.get_mut(*node) else {
+                    return;
+                };
+                if n.phase != NodePhase::NotYetStarted {
+                    return;
+                }
+                if *recovered {
+                    n.phase = NodePhase::Recovered;
+                    n.queued_at = Some(now);
+                    n.started_at = Some(now);
+                    n.finished_at = Some(now);
+                } else {
+                    n.not_recoverable = true;
+                }
+            }
+            Observation::OutputsPublished
+            | Observation::OutputsRejected(_)
+            | Observation::AbortRequested { .. } => {}
+        }
+    }
+
+    fn observe_task(&mut self, node: usize, attempt: u32, o: &Observation) {
+        let now = self.now;
         let Some(n) = self.s.nodes.get_mut(node) else {
             return;
         };
-        if n.attempt != attempt || !matches!(n.phase, NodePhase::Queued | NodePhase::Running) {
+        if n.attempt != attempt
+            || !matches!(n.phase, NodePhase::Queued | NodePhase::Running)
+            || n.task.as_ref().is_none_or(|t| t.phase.is_terminal())
+        {
             return; // about an older attempt, or the node moved on
         }
         match o {
             Observation::Task { status, .. } => match status {
                 TaskStatus::Unknown => {
-                    if !self.fx.contains(&Effect::Launch { node, attempt }) {
-                        self.fx.push(Effect::Launch { node, attempt });
+                    let e = Effect::Launch {
+                        node,
+                        item: None,
+                        attempt,
+                    };
+                    if !self.fx.contains(&e) {
+                        self.fx.push(e);
                     }
                 }
                 TaskStatus::Queued => {}
@@ -334,15 +714,20 @@ impl Round<'_> {
                         t.started_at.get_or_insert(at);
                     }
                 }
-                TaskStatus::Succeeded => {
-                    n.phase = NodePhase::Succeeded;
-                    n.started_at.get_or_insert(now);
-                    n.finished_at = Some(now);
-                    n.error = None;
+                TaskStatus::Succeeded | TaskStatus::Dynamic => {
                     if let Some(t) = n.task.as_mut() {
                         t.phase = TaskPhase::Succeeded;
                         t.started_at.get_or_insert(now);
                         t.finished_at = Some(now);
+                    }
+                    n.started_at.get_or_insert(now);
+                    n.error = None;
+                    if *status == TaskStatus::Dynamic {
+                        n.phase = NodePhase::Running;
+                        n.dynamic = Some(DynamicPhase::Compiling);
+                    } else {
+                        n.phase = NodePhase::Succeeded;
+                        n.finished_at = Some(now);
                     }
                 }
                 TaskStatus::Failed(f) => self.fail_attempt(node, f.clone(), true),
@@ -350,6 +735,200 @@ impl Round<'_> {
             Observation::LaunchRejected { failure, .. } => {
                 self.fail_attempt(node, failure.clone(), false)
             }
+            _ => {}
+        }
+    }
+
+    fn observe_item(
+        &mut self,
+        node: usize,
+        item: u32,
+        attempt: u32,
+        status: Result<&TaskStatus, &Failure>,
+    ) {
+        let now = self.now;
+        let max_attempts = self.plan.nodes[node].max_attempts;
+        let max_sys = self.cfg.max_system_failures;
+        let Some(n) = self.s.nodes.get_mut(node) else {
+            return;
+        };
+        if n.phase != NodePhase::Running {
+            return;
+        }
+        let Some(a) = n.array.as_mut() else { return };
+        if !a.get(item).is_live() || a.attempt(item) != attempt {
+            return;
+        }
+        let (f, may_retry) = match status {
+            Ok(TaskStatus::Unknown) => {
+                let e = Effect::Launch {
+                    node,
+                    item: Some(item),
+                    attempt,
+                };
+                if !self.fx.contains(&e) {
+                    self.fx.push(e);
+                }
+                return;
+            }
+            Ok(TaskStatus::Queued | TaskStatus::Waiting) => return,
+            Ok(TaskStatus::Running { .. }) => {
+                a.set(item, Item::Running);
+                return;
+            }
+            Ok(TaskStatus::Succeeded) => {
+                a.set(item, Item::Succeeded);
+                a.errors.remove(&item);
+                return;
+            }
+            Ok(TaskStatus::Dynamic) => (
+                Failure::user(
+                    "DynamicInArray",
+                    "an array item produced a dynamic workflow, which array nodes do not run",
+                    false,
+                ),
+                false,
+            ),
+            Ok(TaskStatus::Failed(f)) => (f.clone(), true),
+            Err(f) => (f.clone(), false),
+        };
+        let sys = a.system_failures.get(&item).copied().unwrap_or(0);
+        let retry = may_retry
+            && f.recoverable
+            && match f.kind {
+                ErrorKind::System => sys < max_sys,
+                ErrorKind::User => attempt + 1 - sys < max_attempts,
+            };
+        if f.kind == ErrorKind::System {
+            a.system_failures.insert(item, sys + 1);
+        }
+        if retry {
+            a.attempts.insert(item, attempt + 1);
+            a.set(item, Item::RetryWait);
+            a.retry_at
+                .insert(item, now.saturating_add(backoff(self.cfg, attempt)));
+        } else {
+            a.set(item, Item::Failed);
+        }
+        a.errors.insert(item, f);
+    }
+
+    fn observe_inputs(&mut self, node: usize, result: &Result<core::LiteralMap, Failure>) {
+        let now = self.now;
+        let Some(n) = self.s.nodes.get(node) else {
+            return;
+        };
+        if n.phase != NodePhase::Queued || n.task.is_some() {
+            return;
+        }
+        let inputs = match result {
+            Ok(m) => m,
+            Err(f) => return self.fail_node(node, f.clone()),
+        };
+        let p = &self.plan.nodes[node];
+        match &p.kind {
+            NodeKind::Branch(b) => {
+                let mut chosen = None;
+                for (cond, child) in &b.cases {
+                    match crate::branch::evaluate(cond, inputs) {
+                        Ok(true) => {
+                            chosen = Some(*child);
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            return self.fail_node(
+                                node,
+                                Failure::user(
+                                    "BranchEvaluationFailed",
+                                    format!("branch {}: {e}", p.id),
+                                    false,
+                                ),
+                            );
+                        }
+                    }
+                }
+                let Some(chosen) = chosen.or(b.else_node) else {
+                    let msg = b.else_fail.clone().unwrap_or_else(|| {
+                        format!("branch {}: no branch satisfied its condition", p.id)
+                    });
+                    let code = if b.else_fail.is_some() {
+                        "UserDefinedError"
+                    } else {
+                        "MalformedBranchUserError"
+                    };
+                    return self.fail_node(node, Failure::user(code, msg, false));
+                };
+                let others = b
+                    .cases
+                    .iter()
+                    .map(|c| c.1)
+                    .chain(b.else_node)
+                    .filter(|c| *c != chosen);
+                for o in others {
+                    let n = &mut self.s.nodes[o];
+                    n.phase = NodePhase::Skipped;
+                    n.queued_at = Some(now);
+                    n.finished_at = Some(now);
+                }
+                self.s.nodes[node].chosen = Some(self.plan.nodes[chosen].id.clone());
+                self.run_node(node);
+            }
+            NodeKind::Array(spec) => {
+                let mut size: Option<usize> = None;
+                for (name, lit) in &inputs.literals {
+                    if spec.bound_inputs.contains(name) {
+                        continue;
+                    }
+                    if let Some(core::literal::Value::Collection(c)) = &lit.value {
+                        let len = c.literals.len();
+                        if size.is_some_and(|s| s != len) {
+                            return self.fail_node(
+                                node,
+                                Failure::user(
+                                    "InvalidArrayLength",
+                                    format!(
+                                        "array node {}: input '{name}' has {len} items, others have {}",
+                                        p.id,
+                                        size.unwrap_or_default()
+                                    ),
+                                    false,
+                                ),
+                            );
+                        }
+                        size = Some(len);
+                    }
+                }
+                let size = match size {
+                    Some(s) => s,
+                    None if !inputs.literals.is_empty()
+                        && inputs.literals.keys().all(|k| spec.bound_inputs.contains(k)) =>
+                    {
+                        1
+                    }
+                    None => {
+                        return self.fail_node(
+                            node,
+                            Failure::user(
+                                "InvalidArrayLength",
+                                format!("array node {}: no input is a collection", p.id),
+                                false,
+                            ),
+                        );
+                    }
+                };
+                self.s.nodes[node].array = Some(ArrayState::new(size));
+                self.run_node(node);
+            }
+            NodeKind::LaunchPlan(_) => {
+                self.run_node(node);
+                self.fx.push(Effect::LaunchChild { node });
+            }
+            NodeKind::Gate(Gate::Signal { .. } | Gate::Approve { .. }) => {
+                self.run_node(node);
+                self.fx.push(Effect::CreateSignal { node });
+            }
+            NodeKind::Subworkflow(_) | NodeKind::Gate(Gate::Sleep(_)) => self.run_node(node),
             _ => {}
         }
     }
@@ -379,15 +958,8 @@ impl Round<'_> {
             };
         n.started_at.get_or_insert(now);
         if retry {
-            let shift = n.attempt.min(30);
-            let delay = self
-                .cfg
-                .backoff_base
-                .saturating_mul(1i64 << shift)
-                .min(self.cfg.backoff_max)
-                .max(1);
             n.phase = NodePhase::RetryWait;
-            n.retry_at = Some(now.saturating_add(delay));
+            n.retry_at = Some(now.saturating_add(backoff(self.cfg, n.attempt)));
             n.error = Some(f);
         } else {
             let attempts = n.attempt + 1;
@@ -414,46 +986,257 @@ impl Round<'_> {
                 continue;
             };
             let n = &self.s.nodes[i];
-            if !matches!(n.phase, NodePhase::Queued | NodePhase::Running) {
+            if !matches!(n.phase, NodePhase::Queued | NodePhase::Running) || n.publishing {
                 continue;
             }
-            let Some(t) = &n.task else { continue };
-            let since = t.started_at.unwrap_or(t.created_at);
-            if self.now >= since.saturating_add(timeout) {
-                let attempt = n.attempt;
-                self.fx.push(Effect::Abort { node: i, attempt });
-                let secs = timeout as f64 / 1e9;
-                self.fail_attempt(
-                    i,
-                    Failure::user(
-                        "TimeoutExpired",
-                        format!("task attempt {attempt} exceeded its timeout of {secs}s"),
-                        true,
-                    ),
-                    true,
-                );
+            match &self.plan.nodes[i].kind {
+                NodeKind::Task(_) => {
+                    let Some(t) = n.task.as_ref().filter(|t| !t.phase.is_terminal()) else {
+                        continue;
+                    };
+                    let since = t.started_at.unwrap_or(t.created_at);
+                    if self.now >= since.saturating_add(timeout) {
+                        let attempt = n.attempt;
+                        self.fx.push(Effect::Abort {
+                            node: i,
+                            item: None,
+                            attempt,
+                        });
+                        let secs = timeout as f64 / 1e9;
+                        self.fail_attempt(
+                            i,
+                            Failure::user(
+                                "TimeoutExpired",
+                                format!("task attempt {attempt} exceeded its timeout of {secs}s"),
+                                true,
+                            ),
+                            true,
+                        );
+                    }
+                }
+                NodeKind::Gate(_) => {
+                    let Some(since) = n.started_at else { continue };
+                    if self.now >= since.saturating_add(timeout) {
+                        let secs = timeout as f64 / 1e9;
+                        let id = self.plan.nodes[i].id.clone();
+                        self.fail_node(
+                            i,
+                            Failure::user(
+                                "TimeoutExpired",
+                                format!("gate {id} was not satisfied within {secs}s"),
+                                false,
+                            ),
+                        );
+                        self.s.nodes[i].phase = NodePhase::TimedOut;
+                    }
+                }
+                _ => {}
             }
         }
     }
 
-    /// Skips what can never run, launches what is ready (within the parallelism budget, in
-    /// plan order so no branch starves), and starts publishing outputs when all is done.
-    fn walk(&mut self) {
-        let mut active = self.s.nodes.iter().filter(|n| n.phase.is_active()).count() as u32;
-        let max = self.cfg.max_parallelism;
-        for i in 1..self.plan.nodes.len() {
-            if self.s.nodes[i].phase != NodePhase::NotYetStarted {
+    /// Brings running containers up to date with what runs inside them, innermost first.
+    fn settle(&mut self) {
+        for i in (0..self.s.nodes.len()).rev() {
+            if self.s.nodes[i].phase != NodePhase::Running {
+                continue;
+            }
+            if self.s.nodes[i].publishing {
+                self.fx.push(Effect::PublishNode { node: i });
                 continue;
             }
             let p = &self.plan.nodes[i];
-            let ups = p.upstream.iter().map(|&u| &self.s.nodes[u]);
-            if ups.clone().any(|u| u.blocks_downstream()) {
-                let n = &mut self.s.nodes[i];
-                n.phase = NodePhase::Skipped;
-                n.finished_at = Some(self.now);
+            match &p.kind {
+                NodeKind::Branch(_) => {
+                    let chosen = self.s.nodes[i]
+                        .chosen
+                        .as_ref()
+                        .and_then(|c| self.plan.index.get(c).copied());
+                    let Some(c) = chosen else { continue };
+                    let child = &self.s.nodes[c];
+                    if child.phase.is_success() {
+                        self.publish(i);
+                    } else if child.phase.is_terminal() {
+                        let f = child.error.clone().unwrap_or_else(|| {
+                            Failure::system("BranchNodeFailed", "the chosen node did not finish", false)
+                        });
+                        self.fail_node(i, f);
+                    }
+                }
+                NodeKind::Subworkflow(s) => self.settle_scope(i, *s),
+                NodeKind::Task(_) => match self.s.nodes[i].dynamic {
+                    Some(DynamicPhase::Compiling) => {
+                        self.fx.push(Effect::CompileDynamic { node: i })
+                    }
+                    Some(DynamicPhase::Executing) => {
+                        if let Some(s) = self.plan.scope_of(i) {
+                            self.settle_scope(i, s);
+                        }
+                    }
+                    None => {}
+                },
+                NodeKind::Gate(Gate::Sleep(d)) => {
+                    let since = self.s.nodes[i].started_at.unwrap_or(self.now);
+                    if self.now >= since.saturating_add(*d) {
+                        self.publish(i);
+                    }
+                }
+                NodeKind::Array(spec) => {
+                    let Some(a) = &self.s.nodes[i].array else {
+                        continue;
+                    };
+                    let size = a.len() as u32;
+                    let failed = a.count(Item::Failed) as u32;
+                    let min = spec
+                        .min_successes
+                        .or(spec
+                            .min_success_ratio
+                            .map(|r| (r.clamp(0.0, 1.0) as f64 * size as f64).ceil() as u32))
+                        .unwrap_or(size)
+                        .min(size);
+                    if size - failed < min {
+                        let first = a.errors.iter().find(|(k, _)| a.get(**k) == Item::Failed);
+                        let detail = first
+                            .map(|(k, f)| format!("; item {k}: {}", f.message))
+                            .unwrap_or_default();
+                        let kind = first.map_or(ErrorKind::User, |(_, f)| f.kind);
+                        let f = Failure {
+                            code: "ArrayNodeFailed".into(),
+                            message: format!(
+                                "{failed} of {size} items failed, at most {} may{detail}",
+                                size - min
+                            ),
+                            kind,
+                            recoverable: false,
+                        };
+                        self.stop_items(i);
+                        self.fail_node(i, f);
+                    } else if a.items.bytes().all(|c| matches!(c, b's' | b'f' | b'a')) {
+                        self.publish(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn publish(&mut self, i: usize) {
+        self.s.nodes[i].publishing = true;
+        self.fx.push(Effect::PublishNode { node: i });
+    }
+
+    fn stop_items(&mut self, i: usize) {
+        if let Some(a) = self.s.nodes[i].array.as_mut() {
+            for (item, attempt) in a.live().collect::<Vec<_>>() {
+                self.fx.push(Effect::Abort {
+                    node: i,
+                    item: Some(item),
+                    attempt,
+                });
+            }
+            for item in 0..a.len() as u32 {
+                if !a.get(item).is_terminal() {
+                    a.set(item, Item::Aborted);
+                }
+            }
+            a.retry_at.clear();
+        }
+    }
+
+    /// A subworkflow or dynamic node whose scope runs: fail or publish when it is done.
+    fn settle_scope(&mut self, owner: usize, scope: usize) {
+        if let Some(f) = self.first_failure(scope) {
+            let immediately = self.plan.scopes[scope].failure_policy == FailurePolicy::FailImmediately;
+            if immediately {
+                self.stop(Some(owner), NodePhase::Aborted, true);
+            }
+            if immediately || !self.scope_active(scope) {
+                self.fail_node(owner, f);
+            }
+            return;
+        }
+        let done = self.plan.scopes[scope]
+            .members
+            .iter()
+            .all(|&m| self.s.nodes[m].phase.is_terminal());
+        if done {
+            self.publish(owner);
+        }
+    }
+
+    /// Whether node `i` may start now, must be skipped, or waits.
+    fn readiness(&self, i: usize) -> Option<bool> {
+        let p = &self.plan.nodes[i];
+        if let Some(par) = p.parent {
+            let ps = &self.s.nodes[par];
+            if ps.phase != NodePhase::Running || ps.publishing {
+                return None;
+            }
+            match &self.plan.nodes[par].kind {
+                NodeKind::Branch(_) => {
+                    return (ps.chosen.as_deref() == Some(p.id.as_str())).then_some(true);
+                }
+                NodeKind::Task(_) if ps.dynamic != Some(DynamicPhase::Executing) => return None,
+                _ => {}
+            }
+        }
+        let ups = p.upstream.iter().map(|&u| &self.s.nodes[u]);
+        if ups.clone().any(|u| u.blocks_downstream()) {
+            return Some(false);
+        }
+        ups.clone().all(|u| u.phase.is_success()).then_some(true)
+    }
+
+    /// Skips what can never run, starts what is ready (task nodes within the parallelism
+    /// budget, in plan order so no branch starves), tops up array items, and starts
+    /// publishing the workflow outputs when all is done.
+    fn walk(&mut self) {
+        let max = self.cfg.max_parallelism;
+        let mut active = self
+            .plan
+            .nodes
+            .iter()
+            .zip(&self.s.nodes)
+            .filter(|(p, n)| {
+                n.phase.is_active()
+                    && match p.kind {
+                        NodeKind::Task(_) => n.dynamic.is_none(),
+                        NodeKind::LaunchPlan(_) => true,
+                        _ => false,
+                    }
+            })
+            .count() as u32;
+        for i in 1..self.plan.nodes.len() {
+            if self.s.nodes[i].phase == NodePhase::Running
+                && let NodeKind::Array(spec) = &self.plan.nodes[i].kind
+            {
+                let limit = spec.parallelism.unwrap_or(max);
+                self.top_up_items(i, limit);
                 continue;
             }
-            if !ups.clone().all(|u| u.phase == NodePhase::Succeeded) {
+            if self.s.nodes[i].phase != NodePhase::NotYetStarted || self.plan.nodes[i].on_failure {
+                continue;
+            }
+            match self.readiness(i) {
+                None => continue,
+                Some(false) => {
+                    let n = &mut self.s.nodes[i];
+                    n.phase = NodePhase::Skipped;
+                    n.finished_at = Some(self.now);
+                    continue;
+                }
+                Some(true) => {}
+            }
+            let p = &self.plan.nodes[i];
+            let slot = matches!(p.kind, NodeKind::Task(_) | NodeKind::LaunchPlan(_));
+            if slot && max != 0 && active >= max {
+                continue;
+            }
+            if self.cfg.recover
+                && !self.s.nodes[i].not_recoverable
+                && !matches!(p.kind, NodeKind::Start | NodeKind::End)
+            {
+                self.fx.push(Effect::TryRecover { node: i });
                 continue;
             }
             match &p.kind {
@@ -467,27 +1250,52 @@ impl Round<'_> {
                     self.fx.push(Effect::PublishOutputs);
                 }
                 NodeKind::Task(_) => {
-                    if max == 0 || active < max {
-                        active += 1;
-                        self.launch(i, 0);
-                    }
+                    active += 1;
+                    self.launch(i, 0);
                 }
                 NodeKind::Unsupported(kind) => {
+                    let msg = format!("node {}: {kind} is not supported", p.id);
+                    self.fail_node(i, Failure::system("UnsupportedNode", msg, false));
+                }
+                _ => {
+                    if slot {
+                        active += 1;
+                    }
                     let n = &mut self.s.nodes[i];
-                    n.phase = NodePhase::Failed;
+                    n.phase = NodePhase::Queued;
                     n.queued_at = Some(self.now);
-                    n.started_at = Some(self.now);
-                    n.finished_at = Some(self.now);
-                    n.error = Some(Failure::system(
-                        "UnsupportedNode",
-                        format!(
-                            "node {}: {kind} nodes are not supported by this engine yet",
-                            p.id
-                        ),
-                        false,
-                    ));
+                    self.fx.push(Effect::ResolveInputs { node: i });
                 }
             }
+        }
+    }
+
+    fn top_up_items(&mut self, i: usize, limit: u32) {
+        if self.s.nodes[i].publishing {
+            return;
+        }
+        let Some(a) = self.s.nodes[i].array.as_mut() else {
+            return;
+        };
+        let mut live = a
+            .items
+            .bytes()
+            .filter(|c| matches!(c, b'q' | b'r' | b'w'))
+            .count() as u32;
+        let mut item = 0u32;
+        while (limit == 0 || live < limit) && (item as usize) < a.len() {
+            match a.items.as_bytes()[item as usize..].iter().position(|c| *c == b'.') {
+                Some(off) => item += off as u32,
+                None => break,
+            }
+            a.set(item, Item::Queued);
+            self.fx.push(Effect::Launch {
+                node: i,
+                item: Some(item),
+                attempt: a.attempt(item),
+            });
+            live += 1;
+            item += 1;
         }
     }
 
@@ -504,10 +1312,27 @@ impl Round<'_> {
             if let Some(r) = n.retry_at.filter(|_| n.phase == NodePhase::RetryWait) {
                 consider(r);
             }
+            if let Some(a) = &n.array
+                && n.phase == NodePhase::Running
+                && let Some(r) = a.retry_at.values().min()
+            {
+                consider(*r);
+            }
+            if !matches!(n.phase, NodePhase::Queued | NodePhase::Running) || n.publishing {
+                continue;
+            }
             if let (Some(timeout), Some(t)) = (p.timeout, &n.task)
-                && matches!(n.phase, NodePhase::Queued | NodePhase::Running)
+                && !t.phase.is_terminal()
             {
                 consider(t.started_at.unwrap_or(t.created_at).saturating_add(timeout));
+            }
+            if let (NodeKind::Gate(g), Some(since)) = (&p.kind, n.started_at) {
+                if let Some(timeout) = p.timeout {
+                    consider(since.saturating_add(timeout));
+                }
+                if let Gate::Sleep(d) = g {
+                    consider(since.saturating_add(*d));
+                }
             }
         }
         at

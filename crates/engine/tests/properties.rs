@@ -4,7 +4,8 @@
 mod common;
 
 use contrail_engine::{
-    Config, Effect, ExecState, Failure, NodePhase, Observation, Plan, TaskStatus, WorkflowPhase,
+    Config, Effect, ExecState, Failure, NodePhase, Observation, Plan, TaskStatus, Watch,
+    WorkflowPhase, watches,
     step,
 };
 use proptest::prelude::*;
@@ -156,10 +157,11 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
     let mut now = 0i64;
     for _round in 0..5_000 {
         let mut obs = std::mem::take(&mut carry);
-        for (n, a) in state.live_attempts() {
+        for (n, a) in attempts(&plan, &state) {
             let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
             obs.push(Observation::Task {
                 node: n,
+                item: None,
                 attempt: a,
                 status: st,
             });
@@ -183,7 +185,7 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         let mut results = Vec::new();
         for e in &s.effects {
             match e {
-                Effect::Launch { node, attempt } => {
+                Effect::Launch { node, attempt, .. } => {
                     if rng.chance(10) {
                         continue;
                     }
@@ -200,22 +202,23 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
                         aborted: false,
                     });
                 }
-                Effect::Abort { node, attempt } => {
+                Effect::Abort { node, attempt, .. } => {
                     if let Some(a) = world.get_mut(&(*node, *attempt)) {
                         a.aborted = true;
                     }
                 }
                 Effect::PublishOutputs => results.push(Observation::OutputsPublished),
-                Effect::PublishStart => {}
+                _ => {}
             }
         }
         // No new observations, no new effects: observing the same world twice is a no-op.
         if !s.state.phase.is_terminal() {
             let mut again = results.clone();
-            for (n, a) in s.state.live_attempts() {
+            for (n, a) in attempts(&plan, &s.state) {
                 let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
                 again.push(Observation::Task {
                     node: n,
+                    item: None,
                     attempt: a,
                     status: st,
                 });
@@ -262,4 +265,15 @@ proptest! {
     fn every_execution_terminates_and_the_invariants_hold(c in case()) {
         simulate(&c)?;
     }
+}
+
+/// The task attempts the controller would ask the executor about.
+fn attempts(plan: &Plan, s: &ExecState) -> Vec<(usize, u32)> {
+    watches(plan, s)
+        .into_iter()
+        .filter_map(|w| match w {
+            Watch::Attempt { node, attempt, .. } => Some((node, attempt)),
+            _ => None,
+        })
+        .collect()
 }

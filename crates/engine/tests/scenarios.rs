@@ -37,6 +37,7 @@ impl Run {
     fn task(&self, id: &str, attempt: u32, status: TaskStatus) -> Observation {
         Observation::Task {
             node: self.idx(id),
+            item: None,
             attempt,
             status,
         }
@@ -45,6 +46,7 @@ impl Run {
     fn launch(&self, id: &str, attempt: u32) -> Effect {
         Effect::Launch {
             node: self.idx(id),
+            item: None,
             attempt,
         }
     }
@@ -52,6 +54,7 @@ impl Run {
     fn abort(&self, id: &str, attempt: u32) -> Effect {
         Effect::Abort {
             node: self.idx(id),
+            item: None,
             attempt,
         }
     }
@@ -310,6 +313,7 @@ fn a_binding_that_cannot_be_resolved_fails_the_node_without_retrying() {
     r.round(
         &[Observation::LaunchRejected {
             node: r.idx("n0"),
+            item: None,
             attempt: 0,
             failure: Failure::system("BindingResolutionFailure", "no such output", false),
         }],

@@ -48,11 +48,7 @@ pub fn decide(exit: &Exit, left: &Leftovers) -> TaskStatus {
         _ if left.aborted => {
             TaskStatus::Failed(Failure::system("Aborted", "attempt was aborted", false))
         }
-        Exit::Code(0) if left.futures_written => TaskStatus::Failed(Failure::system(
-            "DynamicNotSupported",
-            "the task produced futures.pb (a dynamic workflow), which this engine cannot run yet",
-            false,
-        )),
+        Exit::Code(0) | Exit::Lost if left.futures_written => TaskStatus::Dynamic,
         Exit::Code(0) | Exit::Lost if left.outputs_written => TaskStatus::Succeeded,
         Exit::Code(0) if left.no_outputs_declared => TaskStatus::Succeeded,
         Exit::Code(0) => TaskStatus::Failed(Failure::user(

@@ -7,7 +7,7 @@ mod s3;
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig};
 use contrail_blob::BlobStore;
-use contrail_controller::{Config as ControllerConfig, Controller};
+use contrail_controller::{ChildRequest, Config as ControllerConfig, Controller, LaunchError, Launcher};
 use contrail_engine::Config as EngineConfig;
 use contrail_executor_local::{LocalConfig, LocalExecutor};
 use contrail_store::Store;
@@ -270,9 +270,15 @@ async fn start(args: StartArgs) -> Result<(), String> {
             store.clone(),
             blob.clone(),
             &s3_addr,
+            &addr,
             &access_key,
             &secret_key,
         )?;
+        c.set_launcher(Arc::new(ChildLauncher(Api::new(
+            store.clone(),
+            blob.clone(),
+            ApiConfig::default(),
+        ))));
         let mut rx = stop_rx.clone();
         tokio::spawn(c.clone().run(async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -335,6 +341,22 @@ async fn start(args: StartArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Lets the controller create child executions through the API's own validation.
+struct ChildLauncher(Api);
+
+impl Launcher for ChildLauncher {
+    fn launch_child(&self, req: ChildRequest) -> Result<(), LaunchError> {
+        use contrail_api::ApiError;
+        match self.0.create_child_execution(req.child, req.spec, req.inputs) {
+            Ok(()) => Ok(()),
+            Err(e @ (ApiError::Invalid(_) | ApiError::NotFound(_))) => {
+                Err(LaunchError::Invalid(e.to_string()))
+            }
+            Err(e) => Err(LaunchError::Unavailable(e.to_string())),
+        }
+    }
+}
+
 /// Total memory of this machine, from /proc/meminfo (0 when unknown: no memory admission).
 fn machine_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -355,6 +377,7 @@ fn controller(
     store: Arc<dyn Store>,
     blob: BlobStore,
     s3_addr: &str,
+    api_addr: &str,
     access_key: &str,
     secret_key: &str,
 ) -> Result<Arc<Controller>, String> {
@@ -366,6 +389,9 @@ fn controller(
         ("FLYTE_AWS_ENDPOINT", format!("http://{s3_addr}")),
         ("FLYTE_AWS_ACCESS_KEY_ID", access_key.to_string()),
         ("FLYTE_AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
+        // Eager workflows talk to the admin API from inside their task.
+        ("FLYTE_PLATFORM_URL", api_addr.to_string()),
+        ("FLYTE_PLATFORM_INSECURE", "true".to_string()),
     ] {
         base_env.push((k.to_string(), v));
     }

@@ -3,7 +3,8 @@
 use crate::{SqliteStore, backend, column};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
-    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, TaskRecord, is_terminal_phase,
+    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
+    is_terminal_phase, Error,
 };
 use rusqlite::{OptionalExtension, params, types::Value};
 
@@ -425,6 +426,89 @@ impl ExecutionStore for SqliteStore {
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)
     }
+
+    fn get_or_create_signal(
+        &self,
+        k: &ExecKey,
+        signal_id: &str,
+        ty: &[u8],
+        now: i64,
+    ) -> Result<SignalRecord> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO signals \
+                 (project, domain, exec_name, signal_id, type, value, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                params![k.project, k.domain, k.name, signal_id, ty, now, now],
+            )
+            .map_err(backend)?;
+        self.get_signal(k, signal_id)?
+            .ok_or_else(|| Error::Backend(format!("signal {signal_id} vanished")))
+    }
+
+    fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {SIGNAL_COLS} FROM signals \
+                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, signal_id], signal_row)
+                    .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn set_signal(&self, k: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE signals SET value=?, updated_at=? \
+                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=?",
+                params![value, now, k.project, k.domain, k.name, signal_id],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
+        self.select_page(
+            format!(
+                "SELECT {SIGNAL_COLS} FROM signals WHERE project=? AND domain=? AND exec_name=?"
+            ),
+            vec![
+                Value::Text(k.project.clone()),
+                Value::Text(k.domain.clone()),
+                Value::Text(k.name.clone()),
+            ],
+            q,
+            |c| match c {
+                Column::Name => "signal_id",
+                Column::UpdatedAt => "updated_at",
+                _ => "created_at",
+            },
+            false,
+            signal_row,
+        )
+    }
+}
+
+const SIGNAL_COLS: &str =
+    "project, domain, exec_name, signal_id, type, value, created_at, updated_at";
+
+fn signal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignalRecord> {
+    Ok(SignalRecord {
+        exec: ExecKey {
+            project: r.get(0)?,
+            domain: r.get(1)?,
+            name: r.get(2)?,
+        },
+        signal_id: r.get(3)?,
+        ty: r.get(4)?,
+        value: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
 }
 
 #[cfg(test)]

@@ -106,6 +106,20 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_exec ON events (project, domain, exec_name, seq);
 "#,
+    r#"
+CREATE TABLE signals (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    signal_id TEXT NOT NULL,
+    type BLOB NOT NULL,
+    value BLOB,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (project, domain, exec_name, signal_id)
+);
+"#,
 ];
 
 pub struct SqliteStore {

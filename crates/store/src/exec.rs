@@ -178,6 +178,32 @@ pub trait ExecutionStore: Send + Sync + 'static {
     ) -> Result<Option<TaskRecord>>;
     /// The event log of one execution, oldest first.
     fn list_events(&self, key: &ExecKey) -> Result<Vec<EventRecord>>;
+
+    /// The signal a gate waits for, created (with its type) if it does not exist yet.
+    fn get_or_create_signal(
+        &self,
+        key: &ExecKey,
+        signal_id: &str,
+        ty: &[u8],
+        now: i64,
+    ) -> Result<SignalRecord>;
+    fn get_signal(&self, key: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>>;
+    /// Sets an existing signal's value; `false` when there is no such signal.
+    fn set_signal(&self, key: &ExecKey, signal_id: &str, value: &[u8], now: i64)
+    -> Result<bool>;
+    fn list_signals(&self, key: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>>;
+}
+
+/// A signal a gate node waits for: its type (an encoded `core.LiteralType`) and, once
+/// someone set it, its value (an encoded `core.Literal`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignalRecord {
+    pub exec: ExecKey,
+    pub signal_id: String,
+    pub ty: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// What `request_abort` found.

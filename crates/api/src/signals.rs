@@ -1,0 +1,126 @@
+//! SignalService: the values gate nodes wait for. The controller creates a signal when a
+//! gate starts waiting; users list and set it (FlyteRemote `set_signal`, `approve`,
+//! `reject`). A value is type-checked against the signal's type before it is stored, and
+//! setting it wakes the execution.
+
+use crate::error::{ApiError, ApiResult, invalid};
+use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
+use crate::admin::ok;
+use crate::executions::{as_binding, exec_key};
+use crate::{Api, validate};
+use contrail_idl::admin as a;
+use contrail_idl::core as c;
+use contrail_idl::service::signal_service_server::SignalService;
+use contrail_store::{ListQuery, SignalRecord};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+
+fn signal_of(r: &SignalRecord) -> ApiResult<a::Signal> {
+    Ok(a::Signal {
+        id: Some(c::SignalIdentifier {
+            signal_id: r.signal_id.clone(),
+            execution_id: Some(c::WorkflowExecutionIdentifier {
+                project: r.exec.project.clone(),
+                domain: r.exec.domain.clone(),
+                name: r.exec.name.clone(),
+                org: String::new(),
+            }),
+        }),
+        r#type: Some(c::LiteralType::decode(r.ty.as_slice())?),
+        value: r
+            .value
+            .as_ref()
+            .map(|v| c::Literal::decode(v.as_slice()))
+            .transpose()?,
+    })
+}
+
+fn signal_key(
+    id: Option<&c::SignalIdentifier>,
+) -> ApiResult<(contrail_store::ExecKey, String)> {
+    let id = id.ok_or_else(|| invalid("id is missing"))?;
+    validate::text("id.signal_id", &id.signal_id)?;
+    let k = exec_key("id.execution_id", id.execution_id.as_ref())?;
+    Ok((k, id.signal_id.clone()))
+}
+
+impl Api {
+    fn get_or_create_signal_impl(&self, r: a::SignalGetOrCreateRequest) -> ApiResult<a::Signal> {
+        let (k, id) = signal_key(r.id.as_ref())?;
+        let ty = r.r#type.ok_or_else(|| invalid("type is missing"))?;
+        if self.store.get_execution(&k)?.is_none() {
+            return Err(ApiError::NotFound(format!("execution {k} does not exist")));
+        }
+        let rec =
+            self.store
+                .get_or_create_signal(&k, &id, &ty.encode_to_vec(), self.now_nanos())?;
+        signal_of(&rec)
+    }
+
+    fn list_signals_impl(&self, r: a::SignalListRequest) -> ApiResult<a::SignalList> {
+        let k = exec_key("workflow_execution_id", r.workflow_execution_id.as_ref())?;
+        let q = ListQuery {
+            project: k.project.clone(),
+            domain: k.domain.clone(),
+            name: None,
+            filters: parse_filters(&r.filters)?,
+            sort: parse_sort(r.sort_by.as_ref())?,
+            limit: limit(r.limit) + 1,
+            offset: parse_token(&r.token)?,
+        };
+        let rows = self.store.list_signals(&k, &q)?;
+        let (rows, token) = page(rows, q.offset, q.limit - 1);
+        Ok(a::SignalList {
+            signals: rows.iter().map(signal_of).collect::<ApiResult<_>>()?,
+            token,
+        })
+    }
+
+    fn set_signal_impl(&self, r: a::SignalSetRequest) -> ApiResult<a::SignalSetResponse> {
+        let (k, id) = signal_key(r.id.as_ref())?;
+        let value = r.value.ok_or_else(|| invalid("value is missing"))?;
+        let rec = self.store.get_signal(&k, &id)?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "signal {id} of execution {k} does not exist (the gate has not been reached yet)"
+            ))
+        })?;
+        let ty = c::LiteralType::decode(rec.ty.as_slice())?;
+        let b = as_binding(&value).ok_or_else(|| invalid("value: offloaded literals cannot be signal values"))?;
+        contrail_compiler::check_constant(&b, &ty).map_err(|e| {
+            invalid(format!(
+                "value does not match the type of signal {id} ({}): {e}",
+                contrail_compiler::describe(&ty)
+            ))
+        })?;
+        self.store
+            .set_signal(&k, &id, &value.encode_to_vec(), self.now_nanos())?;
+        tracing::info!(execution = %k, signal = %id, "signal set");
+        self.wake_execution(&k);
+        Ok(a::SignalSetResponse {})
+    }
+}
+
+#[tonic::async_trait]
+impl SignalService for Api {
+    async fn get_or_create_signal(
+        &self,
+        r: Request<a::SignalGetOrCreateRequest>,
+    ) -> Result<Response<a::Signal>, Status> {
+        ok(self.get_or_create_signal_impl(r.into_inner()))
+    }
+
+    async fn list_signals(
+        &self,
+        r: Request<a::SignalListRequest>,
+    ) -> Result<Response<a::SignalList>, Status> {
+        ok(self.list_signals_impl(r.into_inner()))
+    }
+
+    async fn set_signal(
+        &self,
+        r: Request<a::SignalSetRequest>,
+    ) -> Result<Response<a::SignalSetResponse>, Status> {
+        ok(self.set_signal_impl(r.into_inner()))
+    }
+}

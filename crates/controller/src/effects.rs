@@ -1,0 +1,744 @@
+//! The controller's hands and eyes: what each [`Effect`] does to the world and how each
+//! [`Watch`] is looked at. Every effect is safe to repeat; data problems come back as
+//! observations (the node fails), IO problems as errors (the round is retried).
+
+use crate::{ChildRequest, Controller, Error, LaunchError, attempt_id};
+use contrail_blob::layout;
+use contrail_compiler::{Key, References, compile_workflow};
+use contrail_engine::{
+    ChildStatus, Effect, ExecState, Failure, Gate, Item, NodeKind, Observation, Plan, Watch, ids,
+    resolve,
+};
+use contrail_executor::{AttemptPaths, AttemptSpec};
+use contrail_idl::{admin, core};
+use contrail_store::ExecKey;
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Promises on this node id (or `""`) read the scope's inputs.
+const START_NODE: &str = "start-node";
+
+/// The deterministic name of a launch-plan node's child execution (Flyte's rule:
+/// `<parent>-<node>-<attempt>`, hashed beyond 20 characters).
+pub(crate) fn child_id(k: &ExecKey, plan: &Plan, i: usize) -> core::WorkflowExecutionIdentifier {
+    core::WorkflowExecutionIdentifier {
+        project: k.project.clone(),
+        domain: k.domain.clone(),
+        name: ids::fixed_length_unique_id(20, &[&k.name, &plan.nodes[i].id, "0"]),
+        org: String::new(),
+    }
+}
+
+fn key_of(id: &core::WorkflowExecutionIdentifier) -> ExecKey {
+    ExecKey {
+        project: id.project.clone(),
+        domain: id.domain.clone(),
+        name: id.name.clone(),
+    }
+}
+
+fn none_literal() -> core::Literal {
+    resolve::scalar_literal(core::scalar::Value::NoneType(core::Void {}))
+}
+
+/// One execution's context for a round.
+pub(crate) struct Cx<'a> {
+    pub c: &'a Arc<Controller>,
+    pub k: &'a ExecKey,
+    pub exec: &'a admin::Execution,
+    pub wdir: &'a str,
+}
+
+impl Controller {
+    pub(crate) fn read_map(&self, key: &str) -> Result<core::LiteralMap, Error> {
+        let bytes = self.blob.get(key)?;
+        core::LiteralMap::decode(bytes.as_slice())
+            .map_err(|e| Error::Corrupt("literal map", format!("{key}: {e}")))
+    }
+
+    /// The compiled workflow a dynamic node produced (written when it was compiled).
+    pub(crate) fn read_dynamic(
+        &self,
+        wdir: &str,
+        node_id: &str,
+        attempt: u32,
+    ) -> Result<core::CompiledWorkflowClosure, Error> {
+        let key = format!(
+            "{}/dynamic_compiled.pb",
+            layout::attempt_dir(wdir, node_id, attempt)
+        );
+        let bytes = self.blob.get(&key)?;
+        core::CompiledWorkflowClosure::decode(bytes.as_slice())
+            .map_err(|e| Error::Corrupt("dynamic workflow", format!("{key}: {e}")))
+    }
+}
+
+impl Cx<'_> {
+    fn node_dir(&self, plan: &Plan, i: usize, attempt: u32) -> String {
+        layout::attempt_dir(self.wdir, &plan.nodes[i].id, attempt)
+    }
+
+    fn outputs_key(&self, plan: &Plan, i: usize, attempt: u32) -> String {
+        layout::attempt_outputs(self.wdir, &plan.nodes[i].id, attempt)
+    }
+
+    pub(crate) fn attempt_spec(
+        &self,
+        plan: &Plan,
+        node: usize,
+        item: Option<u32>,
+        attempt: u32,
+    ) -> AttemptSpec {
+        let (k, p) = (self.k, &plan.nodes[node]);
+        let task = plan.task(node).cloned().unwrap_or_default();
+        let spec = self.exec.spec.as_ref();
+        let raw_base = spec
+            .and_then(|s| s.raw_output_data_config.as_ref())
+            .map(|r| r.output_location_prefix.trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.c.blob.uri(layout::RAW_DATA));
+        let raw_for = |a: u32| {
+            let unique = attempt_id(k, &p.id, item, a);
+            format!("{raw_base}/{}/{unique}", ids::shard(&unique))
+        };
+        let raw = raw_for(attempt);
+        let mut envs: Vec<(String, String)> = spec
+            .and_then(|s| s.envs.as_ref())
+            .map(|e| {
+                e.values
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let output_prefix = match item {
+            None => self.node_dir(plan, node, attempt),
+            Some(i) => {
+                envs.push(("FLYTE_K8S_ARRAY_INDEX".into(), i.to_string()));
+                envs.push((
+                    "BATCH_JOB_ARRAY_INDEX_VAR_NAME".into(),
+                    "FLYTE_K8S_ARRAY_INDEX".into(),
+                ));
+                format!("{}/{i}/{attempt}", self.node_dir(plan, node, 0))
+            }
+        };
+        let closure = self.exec.closure.as_ref();
+        AttemptSpec {
+            id: attempt_id(k, &p.id, item, attempt),
+            project: k.project.clone(),
+            domain: k.domain.clone(),
+            execution: k.name.clone(),
+            workflow: closure
+                .and_then(|c| c.workflow_id.as_ref())
+                .map(|w| w.name.clone())
+                .unwrap_or_default(),
+            launch_plan: spec
+                .and_then(|s| s.launch_plan.as_ref())
+                .map(|lp| lp.name.clone())
+                .unwrap_or_default(),
+            node_id: p.id.clone(),
+            attempt,
+            task,
+            paths: AttemptPaths {
+                inputs: self.c.blob.uri(&layout::node_inputs(self.wdir, &p.id)),
+                output_prefix: self.c.blob.uri(&output_prefix),
+                checkpoint_prefix: format!("{raw}/_flytecheckpoints"),
+                prev_checkpoint_prefix: (attempt > 0)
+                    .then(|| format!("{}/_flytecheckpoints", raw_for(attempt - 1))),
+                raw_output_prefix: raw,
+            },
+            inputs: core::LiteralMap::default(),
+            envs,
+        }
+    }
+
+    /// Looks at one thing the engine waits on.
+    pub(crate) fn observe(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        w: Watch,
+    ) -> Result<Observation, Error> {
+        Ok(match w {
+            Watch::Attempt {
+                node,
+                item,
+                attempt,
+            } => {
+                let spec = self.attempt_spec(plan, node, item, attempt);
+                Observation::Task {
+                    node,
+                    item,
+                    attempt,
+                    status: self.c.executor.status(&spec)?,
+                }
+            }
+            Watch::Child { node } => {
+                let child = key_of(&child_id(self.k, plan, node));
+                let status = match self.c.store.get_execution(&child)? {
+                    None => ChildStatus::Unknown,
+                    Some(rec) if !rec.is_terminal() => ChildStatus::Running,
+                    Some(rec) => {
+                        use core::workflow_execution::Phase;
+                        let e = admin::Execution::decode(rec.record.as_slice()).unwrap_or_default();
+                        let closure = e.closure.unwrap_or_default();
+                        match Phase::try_from(rec.phase) {
+                            Ok(Phase::Succeeded) => ChildStatus::Succeeded,
+                            Ok(Phase::Aborted) => ChildStatus::Aborted,
+                            _ => {
+                                use admin::execution_closure::OutputResult;
+                                let (code, msg) = match closure.output_result {
+                                    Some(OutputResult::Error(err)) => (err.code, err.message),
+                                    _ => ("ChildFailed".into(), "failed".into()),
+                                };
+                                ChildStatus::Failed(Failure::user(
+                                    &code,
+                                    format!("child execution {} failed: {msg}", child.name),
+                                    false,
+                                ))
+                            }
+                        }
+                    }
+                };
+                let _ = state;
+                Observation::Child { node, status }
+            }
+            Watch::Signal { node } => {
+                let id = match &plan.nodes[node].kind {
+                    NodeKind::Gate(Gate::Signal { signal_id, .. } | Gate::Approve { signal_id }) => {
+                        signal_id.clone()
+                    }
+                    _ => String::new(),
+                };
+                let value = self
+                    .c
+                    .store
+                    .get_signal(self.k, &id)?
+                    .and_then(|s| s.value)
+                    .map(|v| core::Literal::decode(v.as_slice()))
+                    .transpose()
+                    .map_err(|e| Error::Corrupt("signal value", e.to_string()))?;
+                Observation::Signal { node, value }
+            }
+        })
+    }
+
+    /// Where the scope of node `i`'s bindings takes a promise's node outputs from.
+    fn source_key(&self, plan: &Plan, state: &ExecState, scope: usize, id: &str) -> Option<String> {
+        if id.is_empty() || id == START_NODE {
+            return Some(match plan.scopes[scope].owner {
+                None => layout::execution_inputs(&self.k.project, &self.k.domain, &self.k.name),
+                Some(o) => layout::node_inputs(self.wdir, &plan.nodes[o].id),
+            });
+        }
+        let &i = plan.scopes[scope].ids.get(id)?;
+        Some(self.outputs_key(plan, i, state.nodes[i].attempt))
+    }
+
+    /// Resolves bindings in a scope; `Ok(Err(_))` is a data error.
+    fn resolve(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        scope: usize,
+        bindings: &[core::Binding],
+    ) -> Result<Result<core::LiteralMap, String>, Error> {
+        fn sources(b: &core::BindingData, out: &mut Vec<String>) {
+            use core::binding_data::Value;
+            match &b.value {
+                Some(Value::Promise(p)) => out.push(p.node_id.clone()),
+                Some(Value::Collection(c)) => c.bindings.iter().for_each(|x| sources(x, out)),
+                Some(Value::Map(m)) => m.bindings.values().for_each(|x| sources(x, out)),
+                _ => {}
+            }
+        }
+        let mut wanted = Vec::new();
+        for b in bindings.iter().filter_map(|b| b.binding.as_ref()) {
+            sources(b, &mut wanted);
+        }
+        let mut ups = BTreeMap::new();
+        for id in wanted {
+            if ups.contains_key(&id) {
+                continue;
+            }
+            let Some(key) = self.source_key(plan, state, scope, &id) else {
+                continue;
+            };
+            ups.insert(id, self.c.read_map(&key)?);
+        }
+        Ok(resolve::resolve_bindings(bindings, &|id| ups.get(id)).map_err(|e| e.0))
+    }
+
+    fn copy_map(&self, from: &str, to: &str) -> Result<(), Error> {
+        let bytes = if self.c.blob.exists(from)? {
+            self.c.blob.get(from)?
+        } else {
+            core::LiteralMap::default().encode_to_vec()
+        };
+        self.c.blob.put(to, &bytes)?;
+        Ok(())
+    }
+
+    /// Performs one effect. `plan` grows when a dynamic node's workflow is compiled.
+    pub(crate) fn perform(
+        &self,
+        plan: &mut Arc<Plan>,
+        state: &ExecState,
+        e: &Effect,
+    ) -> Result<Option<Observation>, Error> {
+        let (k, blob) = (self.k, &self.c.blob);
+        match e {
+            Effect::PublishStart => {
+                let inputs = blob.get(&layout::execution_inputs(&k.project, &k.domain, &k.name))?;
+                blob.put(&layout::attempt_outputs(self.wdir, START_NODE, 0), &inputs)?;
+                Ok(None)
+            }
+            Effect::Launch {
+                node,
+                item,
+                attempt,
+            } => {
+                let p = &plan.nodes[*node];
+                let inputs_key = layout::node_inputs(self.wdir, &p.id);
+                let inputs = if item.is_some() {
+                    self.c.read_map(&inputs_key)?
+                } else {
+                    match self.resolve(plan, state, p.scope, &p.node.inputs)? {
+                        Ok(m) => {
+                            blob.put(&inputs_key, &m.encode_to_vec())?;
+                            m
+                        }
+                        Err(msg) => {
+                            return Ok(Some(Observation::LaunchRejected {
+                                node: *node,
+                                item: *item,
+                                attempt: *attempt,
+                                failure: Failure::system("BindingResolutionFailure", msg, false),
+                            }));
+                        }
+                    }
+                };
+                let mut spec = self.attempt_spec(plan, *node, *item, *attempt);
+                spec.inputs = inputs;
+                let me = Arc::downgrade(self.c);
+                let key = k.clone();
+                self.c.executor.launch(
+                    &spec,
+                    Box::new(move || {
+                        if let Some(c) = me.upgrade() {
+                            c.wake(key.clone());
+                        }
+                    }),
+                )?;
+                Ok(None)
+            }
+            Effect::Abort {
+                node,
+                item,
+                attempt,
+            } => {
+                let spec = self.attempt_spec(plan, *node, *item, *attempt);
+                self.c.executor.abort(&spec)?;
+                Ok(None)
+            }
+            Effect::ResolveInputs { node } => {
+                let p = &plan.nodes[*node];
+                let result = match self.resolve(plan, state, p.scope, &p.node.inputs)? {
+                    Ok(m) => {
+                        blob.put(&layout::node_inputs(self.wdir, &p.id), &m.encode_to_vec())?;
+                        Ok(m)
+                    }
+                    Err(msg) => Err(Failure::system("BindingResolutionFailure", msg, false)),
+                };
+                Ok(Some(Observation::Inputs {
+                    node: *node,
+                    result,
+                }))
+            }
+            Effect::PublishNode { node } => {
+                let result = self.publish_node(plan, state, *node)?;
+                Ok(Some(Observation::NodeOutputs {
+                    node: *node,
+                    result,
+                }))
+            }
+            Effect::CompileDynamic { node } => {
+                let attempt = state.nodes[*node].attempt;
+                let result = match self.compile_dynamic(plan, *node, attempt)? {
+                    Ok(closure) => {
+                        let dir = self.node_dir(plan, *node, attempt);
+                        blob.put(
+                            &format!("{dir}/dynamic_compiled.pb"),
+                            &closure.encode_to_vec(),
+                        )?;
+                        if plan.scope_of(*node).is_none() {
+                            Arc::make_mut(plan)
+                                .extend_dynamic(*node, attempt, &closure)
+                                .map_err(|e| Error::Corrupt("dynamic workflow", e.to_string()))?;
+                        }
+                        Ok(())
+                    }
+                    Err(msg) => Err(Failure::user("DynamicWorkflowBuildFailed", msg, false)),
+                };
+                Ok(Some(Observation::Dynamic {
+                    node: *node,
+                    result,
+                }))
+            }
+            Effect::LaunchChild { node } => {
+                let NodeKind::LaunchPlan(lp) = &plan.nodes[*node].kind else {
+                    return Ok(None);
+                };
+                let launcher = crate::lock(&self.c.launcher).clone();
+                let Some(launcher) = launcher else {
+                    return Err(Error::Launch("no launcher is configured".into()));
+                };
+                let parent_spec = self.exec.spec.clone().unwrap_or_default();
+                let meta = parent_spec.metadata.clone().unwrap_or_default();
+                let inputs = self
+                    .c
+                    .read_map(&layout::node_inputs(self.wdir, &plan.nodes[*node].id))?;
+                let child = child_id(k, plan, *node);
+                let spec = admin::ExecutionSpec {
+                    launch_plan: Some(lp.clone()),
+                    metadata: Some(admin::ExecutionMetadata {
+                        mode: admin::execution_metadata::ExecutionMode::ChildWorkflow as i32,
+                        principal: meta.principal.clone(),
+                        nesting: meta.nesting + 1,
+                        parent_node_execution: Some(core::NodeExecutionIdentifier {
+                            node_id: plan.nodes[*node].id.clone(),
+                            execution_id: self.exec.id.clone(),
+                        }),
+                        ..Default::default()
+                    }),
+                    labels: parent_spec.labels.clone(),
+                    annotations: parent_spec.annotations.clone(),
+                    security_context: parent_spec.security_context.clone(),
+                    raw_output_data_config: parent_spec.raw_output_data_config.clone(),
+                    max_parallelism: parent_spec.max_parallelism,
+                    interruptible: parent_spec.interruptible,
+                    overwrite_cache: parent_spec.overwrite_cache,
+                    envs: parent_spec.envs.clone(),
+                    ..Default::default()
+                };
+                match launcher.launch_child(ChildRequest {
+                    child: key_of(&child),
+                    spec,
+                    inputs,
+                }) {
+                    Ok(()) => {
+                        self.c.wake(key_of(&child));
+                        Ok(None)
+                    }
+                    Err(LaunchError::Invalid(msg)) => Ok(Some(Observation::Child {
+                        node: *node,
+                        status: ChildStatus::Failed(Failure::user(
+                            "ChildExecutionRejected",
+                            msg,
+                            false,
+                        )),
+                    })),
+                    Err(LaunchError::Unavailable(msg)) => Err(Error::Launch(msg)),
+                }
+            }
+            Effect::AbortChild { node } => {
+                let child = key_of(&child_id(k, plan, *node));
+                let cause = format!("cascading abort: parent execution {} was stopped", k.name);
+                self.c.store.request_abort(&child, &cause, crate::now_nanos())?;
+                self.c.wake(child);
+                Ok(None)
+            }
+            Effect::CreateSignal { node } => {
+                use core::gate_node::Condition;
+                let (id, ty) = match plan.nodes[*node].node.target.as_ref() {
+                    Some(core::node::Target::GateNode(g)) => match &g.condition {
+                        Some(Condition::Signal(s)) => {
+                            (s.signal_id.clone(), s.r#type.clone().unwrap_or_default())
+                        }
+                        Some(Condition::Approve(a)) => (
+                            a.signal_id.clone(),
+                            core::LiteralType {
+                                r#type: Some(core::literal_type::Type::Simple(
+                                    core::SimpleType::Boolean as i32,
+                                )),
+                                ..Default::default()
+                            },
+                        ),
+                        _ => return Ok(None),
+                    },
+                    _ => return Ok(None),
+                };
+                self.c
+                    .store
+                    .get_or_create_signal(k, &id, &ty.encode_to_vec(), crate::now_nanos())?;
+                Ok(None)
+            }
+            Effect::TryRecover { node } => {
+                let recovered = self.try_recover(plan, *node)?;
+                Ok(Some(Observation::Recovery {
+                    node: *node,
+                    recovered,
+                }))
+            }
+            Effect::PublishOutputs => {
+                match self.resolve(plan, state, 0, &plan.outputs)? {
+                    Ok(m) => {
+                        blob.put(
+                            &layout::attempt_outputs(self.wdir, "end-node", 0),
+                            &m.encode_to_vec(),
+                        )?;
+                        Ok(Some(Observation::OutputsPublished))
+                    }
+                    Err(msg) => Ok(Some(Observation::OutputsRejected(Failure::system(
+                        "OutputResolutionFailure",
+                        msg,
+                        false,
+                    )))),
+                }
+            }
+        }
+    }
+
+    /// Writes a finished container's outputs, as its kind defines them.
+    fn publish_node(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        i: usize,
+    ) -> Result<Result<(), Failure>, Error> {
+        let blob = &self.c.blob;
+        let attempt = state.nodes[i].attempt;
+        let out = self.outputs_key(plan, i, attempt);
+        let inputs_key = layout::node_inputs(self.wdir, &plan.nodes[i].id);
+        match &plan.nodes[i].kind {
+            NodeKind::Branch(_) => {
+                let chosen = state.nodes[i]
+                    .chosen
+                    .as_ref()
+                    .and_then(|c| plan.index.get(c).copied());
+                if let Some(c) = chosen {
+                    self.copy_map(&self.outputs_key(plan, c, state.nodes[c].attempt), &out)?;
+                }
+            }
+            NodeKind::Subworkflow(_) | NodeKind::Task(_) => {
+                let Some(scope) = plan.scope_of(i) else {
+                    return Ok(Err(Failure::system(
+                        "SubWorkflowMissing",
+                        "the node's workflow is not part of the plan",
+                        false,
+                    )));
+                };
+                match self.resolve(plan, state, scope, &plan.scopes[scope].outputs)? {
+                    Ok(m) => blob.put(&out, &m.encode_to_vec())?,
+                    Err(msg) => {
+                        return Ok(Err(Failure::system("OutputResolutionFailure", msg, false)));
+                    }
+                }
+            }
+            NodeKind::Gate(Gate::Sleep(_)) => {
+                blob.put(&out, &core::LiteralMap::default().encode_to_vec())?
+            }
+            NodeKind::Gate(Gate::Approve { .. }) => self.copy_map(&inputs_key, &out)?,
+            NodeKind::Gate(Gate::Signal { signal_id, var }) => {
+                let value = self
+                    .c
+                    .store
+                    .get_signal(self.k, signal_id)?
+                    .and_then(|s| s.value)
+                    .map(|v| core::Literal::decode(v.as_slice()))
+                    .transpose()
+                    .map_err(|e| Error::Corrupt("signal value", e.to_string()))?;
+                let Some(v) = value else {
+                    return Ok(Err(Failure::system(
+                        "SignalMissing",
+                        format!("signal {signal_id} has no value"),
+                        true,
+                    )));
+                };
+                let m = core::LiteralMap {
+                    literals: [(var.clone(), v)].into_iter().collect(),
+                };
+                blob.put(&out, &m.encode_to_vec())?;
+            }
+            NodeKind::LaunchPlan(_) => {
+                let child = child_id(self.k, plan, i);
+                let from = layout::attempt_outputs(
+                    &layout::workflow_dir(&child.project, &child.domain, &child.name),
+                    "end-node",
+                    0,
+                );
+                self.copy_map(&from, &out)?;
+            }
+            NodeKind::Array(_) => {
+                let Some(a) = &state.nodes[i].array else {
+                    return Ok(Ok(()));
+                };
+                let names: Vec<String> = plan
+                    .task(i)
+                    .and_then(|t| t.interface.as_ref())
+                    .and_then(|x| x.outputs.as_ref())
+                    .map(|v| v.variables.keys().cloned().collect())
+                    .unwrap_or_default();
+                let mut cols: BTreeMap<String, Vec<core::Literal>> =
+                    names.iter().map(|n| (n.clone(), Vec::new())).collect();
+                let base = self.node_dir(plan, i, 0);
+                for item in 0..a.len() as u32 {
+                    let got = if a.get(item) == Item::Succeeded && !names.is_empty() {
+                        let key = format!("{base}/{item}/{}/outputs.pb", a.attempt(item));
+                        Some(self.c.read_map(&key)?)
+                    } else {
+                        None
+                    };
+                    for (name, col) in cols.iter_mut() {
+                        let lit = got
+                            .as_ref()
+                            .and_then(|m| m.literals.get(name).cloned())
+                            .unwrap_or_else(none_literal);
+                        col.push(lit);
+                    }
+                }
+                let m = core::LiteralMap {
+                    literals: cols
+                        .into_iter()
+                        .map(|(n, literals)| {
+                            (
+                                n,
+                                core::Literal {
+                                    value: Some(core::literal::Value::Collection(
+                                        core::LiteralCollection { literals },
+                                    )),
+                                    ..Default::default()
+                                },
+                            )
+                        })
+                        .collect(),
+                };
+                blob.put(&out, &m.encode_to_vec())?;
+            }
+            _ => {}
+        }
+        Ok(Ok(()))
+    }
+
+    /// Compiles a dynamic node's futures.pb into a workflow closure; `Ok(Err(_))` is the
+    /// user's mistake.
+    fn compile_dynamic(
+        &self,
+        plan: &Plan,
+        node: usize,
+        attempt: u32,
+    ) -> Result<Result<core::CompiledWorkflowClosure, String>, Error> {
+        let dir = self.node_dir(plan, node, attempt);
+        let bytes = self.c.blob.get(&format!("{dir}/futures.pb"))?;
+        let djs = match core::DynamicJobSpec::decode(bytes.as_slice()) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(format!("futures.pb does not decode: {e}"))),
+        };
+        let parent = plan.task(node).cloned().unwrap_or_default();
+        let parent_id = parent.id.clone().unwrap_or_default();
+        let id = core::Identifier {
+            resource_type: core::ResourceType::Workflow as i32,
+            project: parent_id.project.clone(),
+            domain: parent_id.domain.clone(),
+            name: format!("dynamic_{}", plan.nodes[node].id),
+            version: parent_id.version.clone(),
+            org: String::new(),
+        };
+        let spec = admin::WorkflowSpec {
+            template: Some(core::WorkflowTemplate {
+                id: Some(id),
+                interface: parent.interface.clone(),
+                nodes: djs.nodes.clone(),
+                outputs: djs.outputs.clone(),
+                metadata: Some(core::WorkflowMetadata::default()),
+                ..Default::default()
+            }),
+            sub_workflows: djs.subworkflows.clone(),
+            description: None,
+        };
+        let mut refs = References::default();
+        for t in &djs.tasks {
+            if let Some(tid) = &t.id {
+                refs.tasks.insert(Key::of(tid), t.clone());
+            }
+        }
+        let req = contrail_compiler::requirements(&spec);
+        for lp in &req.launch_plans {
+            if let Some(iface) = self.c.launch_plan_interface(lp)? {
+                refs.launch_plans.insert(lp.clone(), iface);
+            }
+        }
+        Ok(compile_workflow(&spec, &refs).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        }))
+    }
+
+    /// Reuses the recovered execution's result for node `i`, if it succeeded there.
+    fn try_recover(&self, plan: &Plan, i: usize) -> Result<bool, Error> {
+        let Some(orig) = self
+            .exec
+            .spec
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .and_then(|m| m.reference_execution.as_ref())
+        else {
+            return Ok(false);
+        };
+        let orig = key_of(orig);
+        let id = &plan.nodes[i].id;
+        let Some(rec) = self.c.store.get_node_execution(&orig, id)? else {
+            return Ok(false);
+        };
+        use core::node_execution::Phase;
+        if rec.phase != Phase::Succeeded as i32 && rec.phase != Phase::Recovered as i32 {
+            return Ok(false);
+        }
+        let ne = admin::NodeExecution::decode(rec.record.as_slice())
+            .map_err(|e| Error::Corrupt("node execution", e.to_string()))?;
+        #[allow(deprecated)]
+        let out_uri = match ne.closure.and_then(|c| c.output_result) {
+            Some(admin::node_execution_closure::OutputResult::OutputUri(u)) => u,
+            _ => return Ok(false),
+        };
+        let from = self.c.blob.key_of(&out_uri)?.to_string();
+        self.copy_map(&from, &self.outputs_key(plan, i, 0))?;
+        if !ne.input_uri.is_empty()
+            && let Ok(from) = self.c.blob.key_of(&ne.input_uri)
+        {
+            self.copy_map(from, &layout::node_inputs(self.wdir, id))?;
+        }
+        Ok(true)
+    }
+}
+
+impl Controller {
+    /// The interface of a registered launch plan (for launch-plan nodes inside dynamic
+    /// workflows).
+    fn launch_plan_interface(
+        &self,
+        key: &Key,
+    ) -> Result<Option<contrail_compiler::LaunchPlanInterface>, Error> {
+        let ek = contrail_store::EntityKey {
+            project: key.project.clone(),
+            domain: key.domain.clone(),
+            name: key.name.clone(),
+            version: key.version.clone(),
+        };
+        let Some(rec) = self
+            .store
+            .get_entity(contrail_store::EntityKind::LaunchPlan, &ek)?
+        else {
+            return Ok(None);
+        };
+        let c = admin::LaunchPlanClosure::decode(rec.closure.as_slice())
+            .map_err(|e| Error::Corrupt("launch plan", e.to_string()))?;
+        Ok(Some(contrail_compiler::LaunchPlanInterface {
+            inputs: c.expected_inputs.unwrap_or_default(),
+            outputs: c.expected_outputs.unwrap_or_default(),
+        }))
+    }
+}
