@@ -41,6 +41,57 @@ fn generated_name() -> String {
     s
 }
 
+/// Filters on execution tags (`execution_tag.key` / `execution_tag.value`, what eager
+/// workflows use to find the executions they started).
+#[derive(Default)]
+struct TagFilter {
+    keys: Option<Vec<String>>,
+    values: Option<Vec<String>>,
+}
+
+impl TagFilter {
+    fn is_empty(&self) -> bool {
+        self.keys.is_none() && self.values.is_none()
+    }
+    fn matches(&self, k: &str, v: &str) -> bool {
+        self.keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k))
+            && self.values.as_ref().is_none_or(|vs| vs.iter().any(|x| x == v))
+    }
+}
+
+fn split_tag_filters(filters: &str) -> ApiResult<(String, TagFilter)> {
+    let mut rest = Vec::new();
+    let mut tags = TagFilter::default();
+    for term in filters.split('+').map(str::trim).filter(|t| !t.is_empty()) {
+        let Some((func, args)) = term.split_once('(') else {
+            rest.push(term);
+            continue;
+        };
+        let args = args.strip_suffix(')').unwrap_or(args);
+        let (field, value) = args.split_once(',').unwrap_or((args, ""));
+        let slot = match field.trim() {
+            "execution_tag.key" => &mut tags.keys,
+            "execution_tag.value" => &mut tags.values,
+            _ => {
+                rest.push(term);
+                continue;
+            }
+        };
+        let values = match func.trim() {
+            "eq" => vec![value.trim().to_string()],
+            "value_in" => value.split(';').map(|v| v.trim().to_string()).collect(),
+            other => {
+                return Err(invalid(format!(
+                    "filters: {other} is not supported on {}",
+                    field.trim()
+                )));
+            }
+        };
+        *slot = Some(values);
+    }
+    Ok((rest.join("+"), tags))
+}
+
 pub(crate) fn exec_key(field: &str, id: Option<&c::WorkflowExecutionIdentifier>) -> ApiResult<ExecKey> {
     let id = id.ok_or_else(|| invalid(format!("{field} is missing")))?;
     validate::text(&format!("{field}.project"), &id.project)?;
@@ -512,14 +563,34 @@ impl Api {
         let id = r.id.as_ref().ok_or_else(|| invalid("id is missing"))?;
         validate::text("id.project", &id.project)?;
         validate::text("id.domain", &id.domain)?;
+        let (filters, tags) = split_tag_filters(&r.filters)?;
         let q = self.query(
             &id.project,
             &id.domain,
-            Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
+            Page::of(r.limit, &r.token, &filters, r.sort_by.as_ref()),
             false,
         )?;
-        let rows = self.store.list_executions(&q)?;
-        let (rows, token) = page(rows, q.offset, q.limit - 1);
+        let (rows, token) = if tags.is_empty() {
+            let rows = self.store.list_executions(&q)?;
+            page(rows, q.offset, q.limit - 1)
+        } else {
+            // Execution tags are the labels (as in Flyte's admin): filtered here, then paged.
+            let all = ListQuery {
+                limit: u32::MAX,
+                offset: 0,
+                ..q.clone()
+            };
+            let mut rows = Vec::new();
+            for rec in self.store.list_executions(&all)? {
+                let e = a::Execution::decode(rec.record.as_slice())?;
+                let labels = e.spec.and_then(|s| s.labels).unwrap_or_default().values;
+                if labels.iter().any(|(k, v)| tags.matches(k, v)) {
+                    rows.push(rec);
+                }
+            }
+            let rows: Vec<_> = rows.into_iter().skip(q.offset as usize).collect();
+            page(rows, q.offset, q.limit - 1)
+        };
         Ok(a::ExecutionList {
             executions: rows
                 .iter()

@@ -345,7 +345,10 @@ impl Cx<'_> {
             Effect::ResolveInputs { node } => {
                 let p = &plan.nodes[*node];
                 let result = match self.resolve(plan, state, p.scope, &p.node.inputs)? {
-                    Ok(m) => {
+                    Ok(mut m) => {
+                        if matches!(p.kind, NodeKind::Array(_)) {
+                            resolve::spread_msgpack_lists(&mut m);
+                        }
                         blob.put(&layout::node_inputs(self.wdir, &p.id), &m.encode_to_vec())?;
                         Ok(m)
                     }

@@ -144,6 +144,30 @@ fn msgpack_child(v: rmpv::Value, a: &core::PromiseAttribute) -> Result<rmpv::Val
     }
 }
 
+/// For an array node: a msgpack list (what an attribute path into a dataclass yields)
+/// becomes a collection with one literal per element, so the node can be mapped over it.
+pub fn spread_msgpack_lists(m: &mut LiteralMap) {
+    for lit in m.literals.values_mut() {
+        let Some(literal::Value::Scalar(sc)) = &lit.value else {
+            continue;
+        };
+        let Some(scalar::Value::Binary(b)) = &sc.value else {
+            continue;
+        };
+        if b.tag != "msgpack" {
+            continue;
+        }
+        if let Ok(rmpv::Value::Array(items)) = rmpv::decode::read_value(&mut b.value.as_slice()) {
+            *lit = Literal {
+                value: Some(literal::Value::Collection(LiteralCollection {
+                    literals: items.into_iter().map(msgpack_literal).collect(),
+                })),
+                ..Default::default()
+            };
+        }
+    }
+}
+
 /// A literal holding one primitive.
 pub fn primitive_literal(p: primitive::Value) -> Literal {
     scalar_literal(scalar::Value::Primitive(Primitive { value: Some(p) }))

@@ -1103,7 +1103,7 @@ impl Round<'_> {
                         let f = Failure {
                             code: "ArrayNodeFailed".into(),
                             message: format!(
-                                "{failed} of {size} items failed, at most {} may{detail}",
+                                "{failed} of {size} items failed, at most {} may fail{detail}",
                                 size - min
                             ),
                             kind,
