@@ -54,8 +54,13 @@ impl TagFilter {
         self.keys.is_none() && self.values.is_none()
     }
     fn matches(&self, k: &str, v: &str) -> bool {
-        self.keys.as_ref().is_none_or(|ks| ks.iter().any(|x| x == k))
-            && self.values.as_ref().is_none_or(|vs| vs.iter().any(|x| x == v))
+        self.keys
+            .as_ref()
+            .is_none_or(|ks| ks.iter().any(|x| x == k))
+            && self
+                .values
+                .as_ref()
+                .is_none_or(|vs| vs.iter().any(|x| x == v))
     }
 }
 
@@ -92,7 +97,10 @@ fn split_tag_filters(filters: &str) -> ApiResult<(String, TagFilter)> {
     Ok((rest.join("+"), tags))
 }
 
-pub(crate) fn exec_key(field: &str, id: Option<&c::WorkflowExecutionIdentifier>) -> ApiResult<ExecKey> {
+pub(crate) fn exec_key(
+    field: &str,
+    id: Option<&c::WorkflowExecutionIdentifier>,
+) -> ApiResult<ExecKey> {
     let id = id.ok_or_else(|| invalid(format!("{field} is missing")))?;
     validate::text(&format!("{field}.project"), &id.project)?;
     validate::text(&format!("{field}.domain"), &id.domain)?;

@@ -3,10 +3,10 @@
 //! `reject`). A value is type-checked against the signal's type before it is stored, and
 //! setting it wakes the execution.
 
-use crate::error::{ApiError, ApiResult, invalid};
-use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
 use crate::admin::ok;
+use crate::error::{ApiError, ApiResult, invalid};
 use crate::executions::{as_binding, exec_key};
+use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
 use crate::{Api, validate};
 use contrail_idl::admin as a;
 use contrail_idl::core as c;
@@ -14,7 +14,6 @@ use contrail_idl::service::signal_service_server::SignalService;
 use contrail_store::{ListQuery, SignalRecord};
 use prost::Message;
 use tonic::{Request, Response, Status};
-
 
 fn signal_of(r: &SignalRecord) -> ApiResult<a::Signal> {
     Ok(a::Signal {
@@ -36,9 +35,7 @@ fn signal_of(r: &SignalRecord) -> ApiResult<a::Signal> {
     })
 }
 
-fn signal_key(
-    id: Option<&c::SignalIdentifier>,
-) -> ApiResult<(contrail_store::ExecKey, String)> {
+fn signal_key(id: Option<&c::SignalIdentifier>) -> ApiResult<(contrail_store::ExecKey, String)> {
     let id = id.ok_or_else(|| invalid("id is missing"))?;
     validate::text("id.signal_id", &id.signal_id)?;
     let k = exec_key("id.execution_id", id.execution_id.as_ref())?;
@@ -86,7 +83,8 @@ impl Api {
             ))
         })?;
         let ty = c::LiteralType::decode(rec.ty.as_slice())?;
-        let b = as_binding(&value).ok_or_else(|| invalid("value: offloaded literals cannot be signal values"))?;
+        let b = as_binding(&value)
+            .ok_or_else(|| invalid("value: offloaded literals cannot be signal values"))?;
         contrail_compiler::check_constant(&b, &ty).map_err(|e| {
             invalid(format!(
                 "value does not match the type of signal {id} ({}): {e}",

@@ -206,9 +206,9 @@ impl Cx<'_> {
             }
             Watch::Signal { node } => {
                 let id = match &plan.nodes[node].kind {
-                    NodeKind::Gate(Gate::Signal { signal_id, .. } | Gate::Approve { signal_id }) => {
-                        signal_id.clone()
-                    }
+                    NodeKind::Gate(
+                        Gate::Signal { signal_id, .. } | Gate::Approve { signal_id },
+                    ) => signal_id.clone(),
                     _ => String::new(),
                 };
                 let value = self
@@ -216,7 +216,7 @@ impl Cx<'_> {
                     .store
                     .get_signal(self.k, &id)?
                     .and_then(|s| s.value)
-                    .map(|v| core::Literal::decode(v.as_slice()))
+                    .map(|v| core::Literal::decode(v.as_slice()).map(Box::new))
                     .transpose()
                     .map_err(|e| Error::Corrupt("signal value", e.to_string()))?;
                 Observation::Signal { node, value }
@@ -448,7 +448,9 @@ impl Cx<'_> {
             Effect::AbortChild { node } => {
                 let child = key_of(&child_id(k, plan, *node));
                 let cause = format!("cascading abort: parent execution {} was stopped", k.name);
-                self.c.store.request_abort(&child, &cause, crate::now_nanos())?;
+                self.c
+                    .store
+                    .request_abort(&child, &cause, crate::now_nanos())?;
                 self.c.wake(child);
                 Ok(None)
             }
@@ -472,9 +474,12 @@ impl Cx<'_> {
                     },
                     _ => return Ok(None),
                 };
-                self.c
-                    .store
-                    .get_or_create_signal(k, &id, &ty.encode_to_vec(), crate::now_nanos())?;
+                self.c.store.get_or_create_signal(
+                    k,
+                    &id,
+                    &ty.encode_to_vec(),
+                    crate::now_nanos(),
+                )?;
                 Ok(None)
             }
             Effect::TryRecover { node } => {
@@ -484,22 +489,20 @@ impl Cx<'_> {
                     recovered,
                 }))
             }
-            Effect::PublishOutputs => {
-                match self.resolve(plan, state, 0, &plan.outputs)? {
-                    Ok(m) => {
-                        blob.put(
-                            &layout::attempt_outputs(self.wdir, "end-node", 0),
-                            &m.encode_to_vec(),
-                        )?;
-                        Ok(Some(Observation::OutputsPublished))
-                    }
-                    Err(msg) => Ok(Some(Observation::OutputsRejected(Failure::system(
-                        "OutputResolutionFailure",
-                        msg,
-                        false,
-                    )))),
+            Effect::PublishOutputs => match self.resolve(plan, state, 0, &plan.outputs)? {
+                Ok(m) => {
+                    blob.put(
+                        &layout::attempt_outputs(self.wdir, "end-node", 0),
+                        &m.encode_to_vec(),
+                    )?;
+                    Ok(Some(Observation::OutputsPublished))
                 }
-            }
+                Err(msg) => Ok(Some(Observation::OutputsRejected(Failure::system(
+                    "OutputResolutionFailure",
+                    msg,
+                    false,
+                )))),
+            },
         }
     }
 

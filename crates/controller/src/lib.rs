@@ -88,7 +88,6 @@ impl Default for Config {
     }
 }
 
-
 /// Flyte's unique id of an attempt (`<exec>-<node>-<attempt>`, hashed beyond 50 chars): it
 /// names the attempt for the executor and its raw-output prefix.
 fn attempt_id(k: &ExecKey, node_id: &str, item: Option<u32>, attempt: u32) -> String {
@@ -556,7 +555,10 @@ impl Controller {
             c.nodes.push(NodeRecord {
                 exec: k.clone(),
                 node_id: p.id.clone(),
-                parent_id: p.parent.map(|x| plan.nodes[x].id.clone()).unwrap_or_default(),
+                parent_id: p
+                    .parent
+                    .map(|x| plan.nodes[x].id.clone())
+                    .unwrap_or_default(),
                 phase: contrail_engine::node_phase(n.phase) as i32,
                 record: render::node(&ids, i, n, created, now).encode_to_vec(),
                 state: n.encode(),

@@ -128,11 +128,11 @@ pub fn node(
             cache_status: core::CatalogCacheStatus::CacheDisabled as i32,
             ..Default::default()
         })),
-        NodeKind::LaunchPlan(_) if n.phase != NodePhase::Queued => {
-            Some(TargetMetadata::WorkflowNodeMetadata(admin::WorkflowNodeMetadata {
+        NodeKind::LaunchPlan(_) if n.phase != NodePhase::Queued => Some(
+            TargetMetadata::WorkflowNodeMetadata(admin::WorkflowNodeMetadata {
                 execution_id: Some((ids.child)(i)),
-            }))
-        }
+            }),
+        ),
         _ => None,
     };
     admin::NodeExecution {

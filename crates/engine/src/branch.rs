@@ -41,22 +41,26 @@ fn operand(o: Option<&core::Operand>, inputs: &LiteralMap) -> Result<Value, Stri
             .value
             .clone()
             .ok_or_else(|| format!("{what} is an empty primitive")),
-        _ => Err(format!("{what} is not a primitive value and cannot be compared")),
+        _ => Err(format!(
+            "{what} is not a primitive value and cannot be compared"
+        )),
     };
     #[allow(deprecated)]
     match o.and_then(|o| o.val.as_ref()) {
-        Some(operand::Val::Primitive(p)) => {
-            p.value.clone().ok_or_else(|| "empty primitive operand".into())
-        }
+        Some(operand::Val::Primitive(p)) => p
+            .value
+            .clone()
+            .ok_or_else(|| "empty primitive operand".into()),
         Some(operand::Val::Scalar(s)) => from_scalar(Some(s), "operand"),
         Some(operand::Val::Var(v)) => {
-            let lit = inputs
-                .literals
-                .get(v)
-                .ok_or_else(|| format!("condition reads '{v}', which is not an input of the branch"))?;
+            let lit = inputs.literals.get(v).ok_or_else(|| {
+                format!("condition reads '{v}', which is not an input of the branch")
+            })?;
             match &lit.value {
                 Some(literal::Value::Scalar(s)) => from_scalar(Some(s), &format!("'{v}'")),
-                _ => Err(format!("'{v}' is not a primitive value and cannot be compared")),
+                _ => Err(format!(
+                    "'{v}' is not a primitive value and cannot be compared"
+                )),
             }
         }
         None => Err("missing operand".into()),
@@ -87,15 +91,14 @@ fn compare(op: Operator, l: &Value, r: &Value) -> Result<bool, String> {
             return match op {
                 Operator::Eq => Ok(a == b),
                 Operator::Neq => Ok(a != b),
-                _ => Err(format!("booleans only compare with EQ or NEQ, not {}", op.as_str_name())),
+                _ => Err(format!(
+                    "booleans only compare with EQ or NEQ, not {}",
+                    op.as_str_name()
+                )),
             };
         }
         _ => {
-            return Err(format!(
-                "cannot compare a {} with a {}",
-                kind(l),
-                kind(r)
-            ));
+            return Err(format!("cannot compare a {} with a {}", kind(l), kind(r)));
         }
     };
     Ok(match op {
@@ -152,17 +155,36 @@ mod tests {
             (".s", Value::StringValue("b".into())),
         ]);
         let t = |e: BooleanExpression| evaluate(&e, &m);
-        assert_eq!(t(cmp(Operator::Gt, var(".x"), prim(Value::Integer(10)))), Ok(true));
-        assert_eq!(t(cmp(Operator::Lte, var(".x"), prim(Value::Integer(10)))), Ok(false));
-        assert_eq!(t(cmp(Operator::Gte, var(".x"), prim(Value::Integer(11)))), Ok(true));
-        assert_eq!(t(cmp(Operator::Neq, var(".x"), prim(Value::Integer(11)))), Ok(false));
+        assert_eq!(
+            t(cmp(Operator::Gt, var(".x"), prim(Value::Integer(10)))),
+            Ok(true)
+        );
+        assert_eq!(
+            t(cmp(Operator::Lte, var(".x"), prim(Value::Integer(10)))),
+            Ok(false)
+        );
+        assert_eq!(
+            t(cmp(Operator::Gte, var(".x"), prim(Value::Integer(11)))),
+            Ok(true)
+        );
+        assert_eq!(
+            t(cmp(Operator::Neq, var(".x"), prim(Value::Integer(11)))),
+            Ok(false)
+        );
         assert_eq!(
             t(cmp(Operator::Eq, var("n0.o0"), prim(Value::Boolean(true)))),
             Ok(false)
         );
-        assert_eq!(t(cmp(Operator::Lt, var(".f"), prim(Value::FloatValue(2.0)))), Ok(true));
         assert_eq!(
-            t(cmp(Operator::Gt, var(".s"), prim(Value::StringValue("a".into())))),
+            t(cmp(Operator::Lt, var(".f"), prim(Value::FloatValue(2.0)))),
+            Ok(true)
+        );
+        assert_eq!(
+            t(cmp(
+                Operator::Gt,
+                var(".s"),
+                prim(Value::StringValue("a".into()))
+            )),
             Ok(true)
         );
         // int vs float is an error, as in Flyte; so are ordered booleans and unknown vars.
@@ -198,17 +220,25 @@ mod tests {
         let m = inputs(&[(".x", Value::Integer(3))]);
         let yes = cmp(Operator::Eq, var(".x"), prim(Value::Integer(3)));
         let no = cmp(Operator::Eq, var(".x"), prim(Value::Integer(4)));
-        let conj = |op: LogicalOperator, l: &BooleanExpression, r: &BooleanExpression| {
-            BooleanExpression {
+        let conj =
+            |op: LogicalOperator, l: &BooleanExpression, r: &BooleanExpression| BooleanExpression {
                 expr: Some(Expr::Conjunction(Box::new(ConjunctionExpression {
                     operator: op as i32,
                     left_expression: Some(Box::new(l.clone())),
                     right_expression: Some(Box::new(r.clone())),
                 }))),
-            }
-        };
-        assert_eq!(evaluate(&conj(LogicalOperator::And, &yes, &no), &m), Ok(false));
-        assert_eq!(evaluate(&conj(LogicalOperator::Or, &yes, &no), &m), Ok(true));
-        assert_eq!(evaluate(&conj(LogicalOperator::Or, &no, &no), &m), Ok(false));
+            };
+        assert_eq!(
+            evaluate(&conj(LogicalOperator::And, &yes, &no), &m),
+            Ok(false)
+        );
+        assert_eq!(
+            evaluate(&conj(LogicalOperator::Or, &yes, &no), &m),
+            Ok(true)
+        );
+        assert_eq!(
+            evaluate(&conj(LogicalOperator::Or, &no, &no), &m),
+            Ok(false)
+        );
     }
 }

@@ -16,16 +16,16 @@ pub mod resolve;
 mod state;
 mod step;
 
-pub use phase::{node_phase, task_phase, workflow_phase};
 pub use branch::evaluate as evaluate_condition;
-pub use plan::{ArraySpec, Branch, FailurePolicy, Gate, NodeKind, Plan, PlanError, PlanNode, Scope};
+pub use phase::{node_phase, task_phase, workflow_phase};
+pub use plan::{
+    ArraySpec, Branch, FailurePolicy, Gate, NodeKind, Plan, PlanError, PlanNode, Scope,
+};
 pub use state::{
     ArrayState, AttemptState, DynamicPhase, ErrorKind, ExecState, Failure, Item, NodePhase,
     NodeState, TaskPhase, WorkflowPhase,
 };
-pub use step::{
-    ChildStatus, Config, Effect, Observation, Step, TaskStatus, Watch, step, watches,
-};
+pub use step::{ChildStatus, Config, Effect, Observation, Step, TaskStatus, Watch, step, watches};
 
 /// Nanoseconds since the Unix epoch, as handed in by the caller.
 pub type Nanos = i64;

@@ -272,7 +272,8 @@ impl Plan {
             .iter()
             .filter(|n| root || (n.id != START_NODE && n.id != END_NODE))
             .collect();
-        let by_id: BTreeMap<&str, &core::Node> = nodes.iter().map(|n| (n.id.as_str(), *n)).collect();
+        let by_id: BTreeMap<&str, &core::Node> =
+            nodes.iter().map(|n| (n.id.as_str(), *n)).collect();
         if root {
             for required in [START_NODE, END_NODE] {
                 if !by_id.contains_key(required) {
@@ -449,7 +450,9 @@ impl Plan {
                                 .and_then(|t| t.id.as_ref())
                                 .is_some_and(|x| same_id(x, r))
                         })
-                        .ok_or_else(|| PlanError::MissingSubWorkflow(uid.clone(), r.name.clone()))?;
+                        .ok_or_else(|| {
+                            PlanError::MissingSubWorkflow(uid.clone(), r.name.clone())
+                        })?;
                     let t = sub.template.as_ref().ok_or(PlanError::NoPrimary)?;
                     let s = self.add_scope(
                         t,
@@ -481,28 +484,32 @@ impl Plan {
                 }),
                 None => NodeKind::Unsupported("gate without a condition"),
             },
-            (_, Some(Target::ArrayNode(a))) => match a.node.as_deref().and_then(|s| s.target.as_ref()) {
-                Some(Target::TaskNode(t)) => {
-                    let task = self.find_task(&uid, t)?;
-                    NodeKind::Array(ArraySpec {
-                        task,
-                        parallelism: match a.parallelism_option {
-                            Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => Some(p),
-                            _ => None,
-                        },
-                        min_successes: match a.success_criteria {
-                            Some(array_node::SuccessCriteria::MinSuccesses(m)) => Some(m),
-                            _ => None,
-                        },
-                        min_success_ratio: match a.success_criteria {
-                            Some(array_node::SuccessCriteria::MinSuccessRatio(r)) => Some(r),
-                            _ => None,
-                        },
-                        bound_inputs: a.bound_inputs.iter().cloned().collect(),
-                    })
+            (_, Some(Target::ArrayNode(a))) => {
+                match a.node.as_deref().and_then(|s| s.target.as_ref()) {
+                    Some(Target::TaskNode(t)) => {
+                        let task = self.find_task(&uid, t)?;
+                        NodeKind::Array(ArraySpec {
+                            task,
+                            parallelism: match a.parallelism_option {
+                                Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => {
+                                    Some(p)
+                                }
+                                _ => None,
+                            },
+                            min_successes: match a.success_criteria {
+                                Some(array_node::SuccessCriteria::MinSuccesses(m)) => Some(m),
+                                _ => None,
+                            },
+                            min_success_ratio: match a.success_criteria {
+                                Some(array_node::SuccessCriteria::MinSuccessRatio(r)) => Some(r),
+                                _ => None,
+                            },
+                            bound_inputs: a.bound_inputs.iter().cloned().collect(),
+                        })
+                    }
+                    _ => NodeKind::Unsupported("array over a non-task node"),
                 }
-                _ => NodeKind::Unsupported("array over a non-task node"),
-            },
+            }
             (_, None) => NodeKind::Unsupported("empty"),
         };
         let task_meta = match &kind {
@@ -520,7 +527,9 @@ impl Plan {
             .filter_map(|m| m.retries.as_ref())
             .map(|r| r.retries)
             .max()
-            .or(task_meta.and_then(|m| m.retries.as_ref()).map(|r| r.retries))
+            .or(task_meta
+                .and_then(|m| m.retries.as_ref())
+                .map(|r| r.retries))
             .unwrap_or(0);
         let timeout = n
             .metadata

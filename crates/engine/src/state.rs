@@ -257,7 +257,8 @@ impl ArrayState {
         let i = i as usize;
         if i < self.items.len() {
             let mut buf = [0u8; 4];
-            self.items.replace_range(i..i + 1, p.code().encode_utf8(&mut buf));
+            self.items
+                .replace_range(i..i + 1, p.code().encode_utf8(&mut buf));
         }
     }
     pub fn attempt(&self, i: u32) -> u32 {

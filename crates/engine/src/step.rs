@@ -110,7 +110,7 @@ pub enum Observation {
     /// The value of a gate's signal, if set.
     Signal {
         node: usize,
-        value: Option<core::Literal>,
+        value: Option<Box<core::Literal>>,
     },
     /// Whether the recovered execution's result for this node was reused.
     Recovery { node: usize, recovered: bool },
@@ -139,18 +139,32 @@ pub enum Effect {
         attempt: u32,
     },
     /// Resolve a non-task node's input bindings, write them, report them back.
-    ResolveInputs { node: usize },
+    ResolveInputs {
+        node: usize,
+    },
     /// Write a non-task (or dynamic) node's outputs, as its kind defines them.
-    PublishNode { node: usize },
+    PublishNode {
+        node: usize,
+    },
     /// Compile the futures.pb of a dynamic node and extend the plan with it.
-    CompileDynamic { node: usize },
+    CompileDynamic {
+        node: usize,
+    },
     /// Create the child execution of a launch-plan node (idempotent by name).
-    LaunchChild { node: usize },
-    AbortChild { node: usize },
+    LaunchChild {
+        node: usize,
+    },
+    AbortChild {
+        node: usize,
+    },
     /// Make the gate's signal exist so it can be listed and set.
-    CreateSignal { node: usize },
+    CreateSignal {
+        node: usize,
+    },
     /// Reuse the recovered execution's result for this node, if it had one.
-    TryRecover { node: usize },
+    TryRecover {
+        node: usize,
+    },
     /// Resolve the workflow's output bindings and write them.
     PublishOutputs,
 }
@@ -179,14 +193,12 @@ pub fn watches(plan: &Plan, s: &ExecState) -> Vec<Watch> {
             continue;
         }
         match &p.kind {
-            NodeKind::Task(_) => {
-                if n.task.as_ref().is_some_and(|t| !t.phase.is_terminal()) {
-                    out.push(Watch::Attempt {
-                        node: i,
-                        item: None,
-                        attempt: n.attempt,
-                    });
-                }
+            NodeKind::Task(_) if n.task.as_ref().is_some_and(|t| !t.phase.is_terminal()) => {
+                out.push(Watch::Attempt {
+                    node: i,
+                    item: None,
+                    attempt: n.attempt,
+                });
             }
             NodeKind::Array(_) => {
                 if let Some(a) = &n.array {
@@ -261,7 +273,11 @@ pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], no
         r.s.nodes
             .iter()
             .enumerate()
-            .filter(|(i, n)| prev.nodes.get(*i).map_or(**n != NodeState::default(), |p| p != *n))
+            .filter(|(i, n)| {
+                prev.nodes
+                    .get(*i)
+                    .map_or(**n != NodeState::default(), |p| p != *n)
+            })
             .map(|(i, _)| i)
             .collect();
     Step {
@@ -348,8 +364,7 @@ impl Round<'_> {
             if self.plan.failure_policy == FailurePolicy::FailImmediately {
                 self.stop(None, NodePhase::Aborted, false);
             }
-            if self.plan.failure_policy == FailurePolicy::FailImmediately || !self.scope_active(0)
-            {
+            if self.plan.failure_policy == FailurePolicy::FailImmediately || !self.scope_active(0) {
                 self.fail_root(f);
                 return;
             }
@@ -392,15 +407,15 @@ impl Round<'_> {
         self.plan.scopes[scope].members.iter().find_map(|&i| {
             let n = &self.s.nodes[i];
             match n.phase {
-                NodePhase::Failed | NodePhase::TimedOut => Some(n.error.clone().unwrap_or_else(
-                    || {
+                NodePhase::Failed | NodePhase::TimedOut => {
+                    Some(n.error.clone().unwrap_or_else(|| {
                         Failure::system(
                             "NodeFailed",
                             format!("node {} failed", self.plan.nodes[i].id),
                             false,
                         )
-                    },
-                )),
+                    }))
+                }
                 _ => None,
             }
         })
@@ -902,7 +917,10 @@ impl Round<'_> {
                 let size = match size {
                     Some(s) => s,
                     None if !inputs.literals.is_empty()
-                        && inputs.literals.keys().all(|k| spec.bound_inputs.contains(k)) =>
+                        && inputs
+                            .literals
+                            .keys()
+                            .all(|k| spec.bound_inputs.contains(k)) =>
                     {
                         1
                     }
@@ -1058,7 +1076,11 @@ impl Round<'_> {
                         self.publish(i);
                     } else if child.phase.is_terminal() {
                         let f = child.error.clone().unwrap_or_else(|| {
-                            Failure::system("BranchNodeFailed", "the chosen node did not finish", false)
+                            Failure::system(
+                                "BranchNodeFailed",
+                                "the chosen node did not finish",
+                                false,
+                            )
                         });
                         self.fail_node(i, f);
                     }
@@ -1146,7 +1168,8 @@ impl Round<'_> {
     /// A subworkflow or dynamic node whose scope runs: fail or publish when it is done.
     fn settle_scope(&mut self, owner: usize, scope: usize) {
         if let Some(f) = self.first_failure(scope) {
-            let immediately = self.plan.scopes[scope].failure_policy == FailurePolicy::FailImmediately;
+            let immediately =
+                self.plan.scopes[scope].failure_policy == FailurePolicy::FailImmediately;
             if immediately {
                 self.stop(Some(owner), NodePhase::Aborted, true);
             }
@@ -1284,7 +1307,10 @@ impl Round<'_> {
             .count() as u32;
         let mut item = 0u32;
         while (limit == 0 || live < limit) && (item as usize) < a.len() {
-            match a.items.as_bytes()[item as usize..].iter().position(|c| *c == b'.') {
+            match a.items.as_bytes()[item as usize..]
+                .iter()
+                .position(|c| *c == b'.')
+            {
                 Some(off) => item += off as u32,
                 None => break,
             }

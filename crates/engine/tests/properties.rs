@@ -5,8 +5,7 @@ mod common;
 
 use contrail_engine::{
     Config, Effect, ExecState, Failure, NodePhase, Observation, Plan, TaskStatus, Watch,
-    WorkflowPhase, watches,
-    step,
+    WorkflowPhase, step, watches,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;

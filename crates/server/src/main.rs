@@ -7,7 +7,9 @@ mod s3;
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig};
 use contrail_blob::BlobStore;
-use contrail_controller::{ChildRequest, Config as ControllerConfig, Controller, LaunchError, Launcher};
+use contrail_controller::{
+    ChildRequest, Config as ControllerConfig, Controller, LaunchError, Launcher,
+};
 use contrail_engine::Config as EngineConfig;
 use contrail_executor_local::{LocalConfig, LocalExecutor};
 use contrail_store::Store;
@@ -269,10 +271,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
             &data_dir,
             store.clone(),
             blob.clone(),
-            &s3_addr,
-            &addr,
-            &access_key,
-            &secret_key,
+            task_endpoints(&s3_addr, &addr, &access_key, &secret_key),
         )?;
         c.set_launcher(Arc::new(ChildLauncher(Api::new(
             store.clone(),
@@ -347,7 +346,10 @@ struct ChildLauncher(Api);
 impl Launcher for ChildLauncher {
     fn launch_child(&self, req: ChildRequest) -> Result<(), LaunchError> {
         use contrail_api::ApiError;
-        match self.0.create_child_execution(req.child, req.spec, req.inputs) {
+        match self
+            .0
+            .create_child_execution(req.child, req.spec, req.inputs)
+        {
             Ok(()) => Ok(()),
             Err(e @ (ApiError::Invalid(_) | ApiError::NotFound(_))) => {
                 Err(LaunchError::Invalid(e.to_string()))
@@ -371,30 +373,37 @@ fn machine_memory() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// What a task needs to reach the blob store and (eager workflows) the admin API.
+fn task_endpoints(
+    s3_addr: &str,
+    api_addr: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> Vec<(String, String)> {
+    [
+        ("FLYTE_AWS_ENDPOINT", format!("http://{s3_addr}")),
+        ("FLYTE_AWS_ACCESS_KEY_ID", access_key.to_string()),
+        ("FLYTE_AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
+        ("FLYTE_PLATFORM_URL", api_addr.to_string()),
+        ("FLYTE_PLATFORM_INSECURE", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn controller(
     args: &StartArgs,
     data_dir: &Path,
     store: Arc<dyn Store>,
     blob: BlobStore,
-    s3_addr: &str,
-    api_addr: &str,
-    access_key: &str,
-    secret_key: &str,
+    endpoints: Vec<(String, String)>,
 ) -> Result<Arc<Controller>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let mut base_env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| !k.starts_with("CONTRAIL_"))
         .collect();
-    for (k, v) in [
-        ("FLYTE_AWS_ENDPOINT", format!("http://{s3_addr}")),
-        ("FLYTE_AWS_ACCESS_KEY_ID", access_key.to_string()),
-        ("FLYTE_AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
-        // Eager workflows talk to the admin API from inside their task.
-        ("FLYTE_PLATFORM_URL", api_addr.to_string()),
-        ("FLYTE_PLATFORM_INSECURE", "true".to_string()),
-    ] {
-        base_env.push((k.to_string(), v));
-    }
+    base_env.extend(endpoints);
     let images = args
         .task_images
         .iter()

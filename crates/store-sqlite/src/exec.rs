@@ -2,9 +2,9 @@
 
 use crate::{SqliteStore, backend, column};
 use contrail_store::{
-    AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
+    AbortOutcome, Column, CommitOutcome, Error, EventRecord, ExecHead, ExecKey, ExecutionRecord,
     ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
-    is_terminal_phase, Error,
+    is_terminal_phase,
 };
 use rusqlite::{OptionalExtension, params, types::Value};
 

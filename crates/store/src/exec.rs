@@ -189,8 +189,7 @@ pub trait ExecutionStore: Send + Sync + 'static {
     ) -> Result<SignalRecord>;
     fn get_signal(&self, key: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>>;
     /// Sets an existing signal's value; `false` when there is no such signal.
-    fn set_signal(&self, key: &ExecKey, signal_id: &str, value: &[u8], now: i64)
-    -> Result<bool>;
+    fn set_signal(&self, key: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool>;
     fn list_signals(&self, key: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>>;
 }
 
