@@ -6,7 +6,7 @@ import subprocess
 
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
 
-from conftest import BIN, Server, task_env
+from conftest import BIN, Server, task_env, wait_until
 from test_executions import HERE, PYFLYTE, remote
 
 
@@ -39,5 +39,45 @@ def test_api_and_controller_run_as_separate_processes(tmp_path):
         if controller:
             controller.terminate()
             controller.wait(timeout=15)
+        api.stop()
+        api.kill_tasks()
+
+
+def test_a_signal_set_while_the_controller_is_down_takes_effect_when_it_returns(tmp_path):
+    from test_nodes import PROJECT, DOMAIN
+
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    shutil.copy(HERE / "workflows" / "nodes.py", wf / "nodes.py")
+    api = Server(tmp_path / "data", tmp_path / "api.log", ["--role", "api"])
+    api.start()
+
+    def start_controller():
+        return subprocess.Popen(
+            [str(BIN), "start", "--role", "controller", "--data-dir", str(api.data_dir),
+             "--addr", api.endpoint, "--s3-addr", f"127.0.0.1:{api.s3_port}"],
+            stdout=open(tmp_path / "controller.log", "ab"), stderr=subprocess.STDOUT, env=task_env())
+
+    controller = start_controller()
+    try:
+        config = api.write_config(tmp_path / "config.yaml")
+        p = subprocess.run([PYFLYTE, "-c", str(config), "register", "--project", PROJECT, "--domain", DOMAIN,
+                            "--version", "sig1", "nodes.py"], cwd=wf, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        r = remote(config)
+        lp = r.fetch_launch_plan(name="nodes.approve_wf", version="sig1")
+        ex = r.execute(lp, inputs={"x": 5})
+        wait_until(lambda: r.list_signals(ex.id.name), 60, "the approval signal")
+        controller.kill()
+        controller.wait()
+        r.approve("ok-to-go", ex.id.name)
+        assert r.fetch_execution(name=ex.id.name).closure.phase == WP.RUNNING
+        controller = start_controller()
+        ex = r.wait(ex, timeout=datetime.timedelta(seconds=120), poll_interval=datetime.timedelta(seconds=1))
+        assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+        assert ex.outputs["o0"] == 25
+    finally:
+        controller.kill()
+        controller.wait()
         api.stop()
         api.kill_tasks()

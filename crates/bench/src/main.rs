@@ -24,6 +24,28 @@ struct Args {
     /// Width of the fan-out workflow (0 skips it).
     #[arg(long, default_value_t = 1000)]
     fanout: usize,
+    /// Items of the map task (array node) workflow (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    map: usize,
+    /// Items of the map task running at once.
+    #[arg(long, default_value_t = 64)]
+    map_parallelism: u32,
+    /// Nodes a dynamic task generates (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    dynamic: usize,
+}
+
+/// The workflows this harness can measure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Chain,
+    Fanout,
+    /// One array node whose items run the `true` task.
+    Map {
+        parallelism: u32,
+    },
+    /// One raw-container task that writes a futures.pb of `true` nodes.
+    Dynamic,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -72,30 +94,139 @@ fn id(kind: c::ResourceType, name: &str) -> c::Identifier {
     }
 }
 
-fn workflow(name: &str, n: usize, chain: bool) -> a::WorkflowSpec {
-    let task = id(c::ResourceType::Task, "bench.true");
-    let nodes = (0..n)
-        .map(|i| c::Node {
-            id: format!("n{i}"),
-            upstream_node_ids: if chain && i > 0 {
-                vec![format!("n{}", i - 1)]
-            } else {
-                vec![]
-            },
-            target: Some(c::node::Target::TaskNode(c::TaskNode {
-                reference: Some(c::task_node::Reference::ReferenceId(task.clone())),
-                ..Default::default()
-            })),
+fn task_node(id: &str, task: &c::Identifier, ups: Vec<String>) -> c::Node {
+    c::Node {
+        id: id.into(),
+        upstream_node_ids: ups,
+        target: Some(c::node::Target::TaskNode(c::TaskNode {
+            reference: Some(c::task_node::Reference::ReferenceId(task.clone())),
             ..Default::default()
-        })
-        .collect();
+        })),
+        ..Default::default()
+    }
+}
+
+fn int_list() -> c::LiteralType {
+    c::LiteralType {
+        r#type: Some(c::literal_type::Type::CollectionType(Box::new(
+            c::LiteralType {
+                r#type: Some(c::literal_type::Type::Simple(c::SimpleType::Integer as i32)),
+                ..Default::default()
+            },
+        ))),
+        ..Default::default()
+    }
+}
+
+fn list_interface() -> c::TypedInterface {
+    c::TypedInterface {
+        inputs: Some(c::VariableMap {
+            variables: [(
+                "xs".to_string(),
+                c::Variable {
+                    r#type: Some(int_list()),
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+        outputs: Some(c::VariableMap::default()),
+    }
+}
+
+fn workflow(name: &str, n: usize, shape: Shape) -> a::WorkflowSpec {
+    let task = id(c::ResourceType::Task, "bench.true");
+    let (nodes, interface) = match shape {
+        Shape::Chain | Shape::Fanout => (
+            (0..n)
+                .map(|i| {
+                    let ups = if shape == Shape::Chain && i > 0 {
+                        vec![format!("n{}", i - 1)]
+                    } else {
+                        vec![]
+                    };
+                    task_node(&format!("n{i}"), &task, ups)
+                })
+                .collect(),
+            c::TypedInterface::default(),
+        ),
+        Shape::Map { parallelism } => {
+            let mut sub = task_node("n0", &id(c::ResourceType::Task, "bench.true-array"), vec![]);
+            sub.inputs = vec![c::Binding {
+                var: "xs".into(),
+                binding: Some(c::BindingData {
+                    value: Some(c::binding_data::Value::Promise(c::OutputReference {
+                        node_id: String::new(),
+                        var: "xs".into(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }),
+            }];
+            let array = c::Node {
+                id: "n0".into(),
+                inputs: sub.inputs.clone(),
+                target: Some(c::node::Target::ArrayNode(Box::new(c::ArrayNode {
+                    node: Some(Box::new(sub)),
+                    parallelism_option: Some(c::array_node::ParallelismOption::Parallelism(
+                        parallelism,
+                    )),
+                    ..Default::default()
+                }))),
+                ..Default::default()
+            };
+            (vec![array], list_interface())
+        }
+        Shape::Dynamic => (
+            vec![task_node(
+                "n0",
+                &id(c::ResourceType::Task, "bench.dynamic"),
+                vec![],
+            )],
+            c::TypedInterface::default(),
+        ),
+    };
     a::WorkflowSpec {
         template: Some(c::WorkflowTemplate {
             id: Some(id(c::ResourceType::Workflow, name)),
-            interface: Some(c::TypedInterface::default()),
+            interface: Some(interface),
             nodes,
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+fn raw_task(name: &str, command: Vec<String>, interface: c::TypedInterface) -> c::TaskTemplate {
+    c::TaskTemplate {
+        id: Some(id(c::ResourceType::Task, name)),
+        r#type: "raw-container".into(),
+        interface: Some(interface),
+        metadata: Some(c::TaskMetadata::default()),
+        target: Some(c::task_template::Target::Container(c::Container {
+            image: "none".into(),
+            command,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The futures.pb of the dynamic shape: `n` independent `true` nodes, the task inline.
+fn futures(n: usize) -> c::DynamicJobSpec {
+    let t = raw_task(
+        "bench.true",
+        vec!["true".into()],
+        c::TypedInterface::default(),
+    );
+    let tid = t.id.clone().unwrap_or_default();
+    c::DynamicJobSpec {
+        nodes: (0..n)
+            .map(|i| task_node(&format!("dn{i}"), &tid, vec![]))
+            .collect(),
+        min_successes: n as i64,
+        tasks: vec![t],
         ..Default::default()
     }
 }
@@ -140,7 +271,7 @@ fn task_seconds(data: &Path) -> f64 {
     total
 }
 
-async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
+async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape) -> Res<()> {
     let dir = tempfile::tempdir()?;
     let server = start(bin, dir.path())?;
     let url = format!("http://127.0.0.1:{}", server.port);
@@ -155,28 +286,43 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
         }
     };
     let mut admin = AdminServiceClient::new(channel).max_decoding_message_size(256 << 20);
-    let task = c::TaskTemplate {
-        id: Some(id(c::ResourceType::Task, "bench.true")),
-        r#type: "raw-container".into(),
-        interface: Some(c::TypedInterface::default()),
-        metadata: Some(c::TaskMetadata::default()),
-        target: Some(c::task_template::Target::Container(c::Container {
-            image: "none".into(),
-            command: vec!["true".into()],
-            ..Default::default()
-        })),
-        ..Default::default()
+    // The dynamic task copies a prepared futures.pb into its output prefix (an s3:// URI
+    // under this data directory's bucket).
+    let futures_file = dir.path().join("futures.pb");
+    std::fs::write(&futures_file, prost::Message::encode_to_vec(&futures(n)))?;
+    let copy = format!(
+        "d=$(echo {{{{.outputPrefix}}}} | sed 's#^s3://contrail#{}/blobs/contrail#'); mkdir -p $d && cp {} $d/futures.pb",
+        dir.path().display(),
+        futures_file.display()
+    );
+    let array_iface = c::TypedInterface {
+        inputs: list_interface().inputs,
+        outputs: Some(c::VariableMap::default()),
     };
-    admin
-        .create_task(a::TaskCreateRequest {
-            id: task.id.clone(),
-            spec: Some(a::TaskSpec {
-                template: Some(task),
-                ..Default::default()
-            }),
-        })
-        .await?;
-    let wf = workflow(name, n, chain);
+    for task in [
+        raw_task(
+            "bench.true",
+            vec!["true".into()],
+            c::TypedInterface::default(),
+        ),
+        raw_task("bench.true-array", vec!["true".into()], array_iface),
+        raw_task(
+            "bench.dynamic",
+            vec!["sh".into(), "-c".into(), copy],
+            c::TypedInterface::default(),
+        ),
+    ] {
+        admin
+            .create_task(a::TaskCreateRequest {
+                id: task.id.clone(),
+                spec: Some(a::TaskSpec {
+                    template: Some(task),
+                    ..Default::default()
+                }),
+            })
+            .await?;
+    }
+    let wf = workflow(name, n, shape);
     admin
         .create_workflow(a::WorkflowCreateRequest {
             id: Some(id(c::ResourceType::Workflow, name)),
@@ -202,6 +348,28 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
                 max_parallelism: n as i32,
                 ..Default::default()
             }),
+            inputs: matches!(shape, Shape::Map { .. }).then(|| c::LiteralMap {
+                literals: [(
+                    "xs".to_string(),
+                    c::Literal {
+                        value: Some(c::literal::Value::Collection(c::LiteralCollection {
+                            literals: (0..n as i64)
+                                .map(|i| c::Literal {
+                                    value: Some(c::literal::Value::Scalar(Box::new(c::Scalar {
+                                        value: Some(c::scalar::Value::Primitive(c::Primitive {
+                                            value: Some(c::primitive::Value::Integer(i)),
+                                        })),
+                                    }))),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        })),
+                        ..Default::default()
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            }),
             ..Default::default()
         })
         .await?
@@ -222,7 +390,7 @@ async fn scenario(bin: &Path, name: &str, n: usize, chain: bool) -> Res<()> {
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, rss) = usage(server.child.id());
     let tasks = task_seconds(dir.path());
-    let overhead = if chain {
+    let overhead = if shape == Shape::Chain {
         (wall - tasks) / n as f64
     } else {
         wall / n as f64
@@ -248,10 +416,19 @@ async fn main() -> Res<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     if args.chain > 0 {
-        scenario(&args.bin, "bench.chain", args.chain, true).await?;
+        scenario(&args.bin, "bench.chain", args.chain, Shape::Chain).await?;
     }
     if args.fanout > 0 {
-        scenario(&args.bin, "bench.fanout", args.fanout, false).await?;
+        scenario(&args.bin, "bench.fanout", args.fanout, Shape::Fanout).await?;
+    }
+    if args.map > 0 {
+        let shape = Shape::Map {
+            parallelism: args.map_parallelism,
+        };
+        scenario(&args.bin, "bench.map", args.map, shape).await?;
+    }
+    if args.dynamic > 0 {
+        scenario(&args.bin, "bench.dynamic", args.dynamic, Shape::Dynamic).await?;
     }
     Ok(())
 }

@@ -112,9 +112,15 @@ impl Cx<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        let mut inputs = layout::node_inputs(self.wdir, &p.id);
         let output_prefix = match item {
             None => self.node_dir(plan, node, attempt),
             Some(i) => {
+                if let NodeKind::Array(a) = &p.kind
+                    && a.individual_inputs
+                {
+                    inputs = format!("{}/{i}/inputs.pb", self.node_dir(plan, node, 0));
+                }
                 envs.push(("FLYTE_K8S_ARRAY_INDEX".into(), i.to_string()));
                 envs.push((
                     "BATCH_JOB_ARRAY_INDEX_VAR_NAME".into(),
@@ -141,7 +147,7 @@ impl Cx<'_> {
             attempt,
             task,
             paths: AttemptPaths {
-                inputs: self.c.blob.uri(&layout::node_inputs(self.wdir, &p.id)),
+                inputs: self.c.blob.uri(&inputs),
                 output_prefix: self.c.blob.uri(&output_prefix),
                 checkpoint_prefix: format!("{raw}/_flytecheckpoints"),
                 prev_checkpoint_prefix: (attempt > 0)
@@ -301,8 +307,33 @@ impl Cx<'_> {
             } => {
                 let p = &plan.nodes[*node];
                 let inputs_key = layout::node_inputs(self.wdir, &p.id);
-                let inputs = if item.is_some() {
-                    self.c.read_map(&inputs_key)?
+                let inputs = if let Some(i) = item {
+                    let whole = self.c.read_map(&inputs_key)?;
+                    match &p.kind {
+                        NodeKind::Array(a) if a.individual_inputs => {
+                            match resolve::item_inputs(&whole, *i as usize, &a.bound_inputs) {
+                                Ok(m) => {
+                                    let key =
+                                        format!("{}/{i}/inputs.pb", self.node_dir(plan, *node, 0));
+                                    blob.put(&key, &m.encode_to_vec())?;
+                                    m
+                                }
+                                Err(e) => {
+                                    return Ok(Some(Observation::LaunchRejected {
+                                        node: *node,
+                                        item: *item,
+                                        attempt: *attempt,
+                                        failure: Failure::system(
+                                            "BindingResolutionFailure",
+                                            e.0,
+                                            false,
+                                        ),
+                                    }));
+                                }
+                            }
+                        }
+                        _ => whole,
+                    }
                 } else {
                     match self.resolve(plan, state, p.scope, &p.node.inputs)? {
                         Ok(m) => {

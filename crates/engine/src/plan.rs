@@ -65,6 +65,10 @@ pub struct ArraySpec {
     pub min_success_ratio: Option<f32>,
     /// Inputs passed whole to every item instead of being split.
     pub bound_inputs: BTreeSet<String>,
+    /// Each item gets its own inputs file holding its element of every collection input
+    /// (`INDIVIDUAL_INPUT_FILES`, or a sub-node with its original scalar interface);
+    /// otherwise every item reads the whole inputs and indexes them itself.
+    pub individual_inputs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -505,6 +509,9 @@ impl Plan {
                                 _ => None,
                             },
                             bound_inputs: a.bound_inputs.iter().cloned().collect(),
+                            individual_inputs: a.data_mode
+                                == array_node::DataMode::IndividualInputFiles as i32
+                                || a.is_original_sub_node_interface == Some(true),
                         })
                     }
                     _ => NodeKind::Unsupported("array over a non-task node"),

@@ -168,6 +168,28 @@ pub fn spread_msgpack_lists(m: &mut LiteralMap) {
     }
 }
 
+/// The inputs of one array item: element `i` of every collection input, except the inputs
+/// passed whole (`bound`).
+pub fn item_inputs(
+    m: &LiteralMap,
+    i: usize,
+    bound: &std::collections::BTreeSet<String>,
+) -> Result<LiteralMap, ResolveError> {
+    let mut out = LiteralMap::default();
+    for (k, v) in &m.literals {
+        let lit = match &v.value {
+            Some(literal::Value::Collection(c)) if !bound.contains(k) => c
+                .literals
+                .get(i)
+                .cloned()
+                .ok_or_else(|| ResolveError(format!("input {k} has no element {i}")))?,
+            _ => v.clone(),
+        };
+        out.literals.insert(k.clone(), lit);
+    }
+    Ok(out)
+}
+
 /// A literal holding one primitive.
 pub fn primitive_literal(p: primitive::Value) -> Literal {
     scalar_literal(scalar::Value::Primitive(Primitive { value: Some(p) }))
@@ -249,6 +271,53 @@ mod tests {
 
     fn int(i: i64) -> Literal {
         primitive_literal(primitive::Value::Integer(i))
+    }
+
+    fn list(xs: &[i64]) -> Literal {
+        Literal {
+            value: Some(literal::Value::Collection(LiteralCollection {
+                literals: xs.iter().map(|x| int(*x)).collect(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn array_items_get_their_element_and_bound_inputs_whole() {
+        let m = LiteralMap {
+            literals: [
+                ("x".to_string(), list(&[10, 20, 30])),
+                ("k".to_string(), list(&[7, 8])),
+                ("s".to_string(), int(5)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let bound = ["k".to_string()].into_iter().collect();
+        let one = item_inputs(&m, 1, &bound).unwrap();
+        assert_eq!(one.literals["x"], int(20));
+        assert_eq!(one.literals["k"], list(&[7, 8]));
+        assert_eq!(one.literals["s"], int(5));
+        assert!(item_inputs(&m, 3, &bound).unwrap_err().0.contains("x"));
+    }
+
+    #[test]
+    fn a_msgpack_list_spreads_into_a_collection_for_array_nodes() {
+        let mut buf = Vec::new();
+        rmpv::encode::write_value(&mut buf, &rmpv::Value::Array(vec![1.into(), 2.into()])).unwrap();
+        let mut m = LiteralMap {
+            literals: [(
+                "x".to_string(),
+                scalar_literal(scalar::Value::Binary(Binary {
+                    value: buf,
+                    tag: "msgpack".into(),
+                })),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        spread_msgpack_lists(&mut m);
+        assert_eq!(m.literals["x"], list(&[1, 2]));
     }
 
     fn promise(node: &str, var: &str, path: Vec<promise_attribute::Value>) -> core::BindingData {
