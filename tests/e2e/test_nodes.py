@@ -178,6 +178,14 @@ def test_map_tasks_gather_item_outputs(config, version, wf, inputs, expected):
     assert ex.outputs["o0"] == expected
 
 
+def test_a_map_item_that_fails_recoverably_is_retried_alone(config, version, tmp_path):
+    r, ex = run(config, version, "map_retry_wf", marks=str(tmp_path), xs=[0, 1, 2])
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.outputs["o0"] == [100, 101, 102]
+    runs = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert runs == {"0": "1", "1": "2", "2": "1"}
+
+
 def test_a_map_task_below_its_success_ratio_fails_and_names_the_item(config, version):
     r, ex = run(config, version, "map_strict_wf", xs=[1, 2, 3, 4])
     assert ex.closure.phase == WP.FAILED

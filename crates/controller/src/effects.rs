@@ -308,9 +308,10 @@ impl Cx<'_> {
                 let p = &plan.nodes[*node];
                 let inputs_key = layout::node_inputs(self.wdir, &p.id);
                 let inputs = if let Some(i) = item {
-                    let whole = self.c.read_map(&inputs_key)?;
                     match &p.kind {
+                        // Each item reads its own file, holding its elements.
                         NodeKind::Array(a) if a.individual_inputs => {
+                            let whole = self.c.read_map(&inputs_key)?;
                             match resolve::item_inputs(&whole, *i as usize, &a.bound_inputs) {
                                 Ok(m) => {
                                     let key =
@@ -332,7 +333,10 @@ impl Cx<'_> {
                                 }
                             }
                         }
-                        _ => whole,
+                        // Every item reads the node's whole inputs file and indexes it
+                        // itself: nothing to load here (10,000 items would load it 10,000
+                        // times).
+                        _ => core::LiteralMap::default(),
                     }
                 } else {
                     match self.resolve(plan, state, p.scope, &p.node.inputs)? {

@@ -163,6 +163,23 @@ def map_strict_wf(xs: typing.List[int] = [1, 2, 3, 4]) -> typing.List[int]:
     return map_task(picky)(x=xs)
 
 
+@task(retries=2)
+def flaky_item(marks: str, x: int) -> int:
+    from flytekit.exceptions.user import FlyteRecoverableException
+
+    p = pathlib.Path(marks) / str(x)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if x == 1 and n == 0:
+        raise FlyteRecoverableException("first try of item 1")
+    return x + 100
+
+
+@workflow
+def map_retry_wf(marks: str, xs: typing.List[int] = [0, 1, 2]) -> typing.List[int]:
+    return map_task(functools.partial(flaky_item, marks=marks))(x=xs)
+
+
 @dataclass
 class Bag:
     xs: typing.List[int]
