@@ -40,6 +40,8 @@ struct Case {
     outcomes: Vec<Vec<Outcome>>,
     fail_after: bool,
     max_parallelism: u32,
+    /// Node i is an array node of (items, parallelism) when set.
+    arrays: Vec<Option<(usize, u32)>>,
     seed: u64,
 }
 
@@ -54,10 +56,14 @@ fn case() -> impl Strategy<Value = Case> {
             proptest::collection::vec(proptest::collection::vec(outcome(), 0..4), n),
             any::<bool>(),
             0u32..4,
+            proptest::collection::vec(
+                prop_oneof![3 => Just(None), 1 => (0usize..6, 1u32..3).prop_map(Some)],
+                n,
+            ),
             any::<u64>(),
         )
             .prop_map(
-                |(edges, retries, timeouts, outcomes, fail_after, mp, seed)| {
+                |(edges, retries, timeouts, outcomes, fail_after, mp, arrays, seed)| {
                     // Node 0 has no upstream; others depend only on earlier nodes.
                     let edges = edges
                         .into_iter()
@@ -78,6 +84,7 @@ fn case() -> impl Strategy<Value = Case> {
                         outcomes,
                         fail_after,
                         max_parallelism: mp,
+                        arrays,
                         seed,
                     }
                 },
@@ -133,14 +140,52 @@ fn active(plan: &Plan, s: &ExecState) -> usize {
         .count()
 }
 
+/// The workflow of a case: task nodes, some of them turned into array nodes over the same
+/// task.
+fn closure(c: &Case) -> contrail_idl::core::CompiledWorkflowClosure {
+    use contrail_idl::core::{self, node::Target};
+    let mut cl = common::closure(&c.edges, &c.retries, &c.timeouts, c.fail_after);
+    let t = cl.primary.as_mut().unwrap().template.as_mut().unwrap();
+    for (i, a) in c.arrays.iter().enumerate() {
+        let Some((_, parallelism)) = a else { continue };
+        let n = t
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == format!("n{i}"))
+            .unwrap();
+        let sub = n.clone();
+        n.target = Some(Target::ArrayNode(Box::new(core::ArrayNode {
+            node: Some(Box::new(sub)),
+            parallelism_option: Some(core::array_node::ParallelismOption::Parallelism(
+                *parallelism,
+            )),
+            ..Default::default()
+        })));
+    }
+    cl
+}
+
+/// The inputs an array node of `size` items resolves to.
+fn array_inputs(size: usize) -> contrail_idl::core::LiteralMap {
+    use contrail_idl::core::{self, literal};
+    let item = contrail_engine::resolve::primitive_literal(core::primitive::Value::Integer(1));
+    core::LiteralMap {
+        literals: [(
+            "x".to_string(),
+            core::Literal {
+                value: Some(literal::Value::Collection(core::LiteralCollection {
+                    literals: vec![item; size],
+                })),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+    }
+}
+
 fn simulate(c: &Case) -> Result<(), TestCaseError> {
-    let plan = Plan::new(&common::closure(
-        &c.edges,
-        &c.retries,
-        &c.timeouts,
-        c.fail_after,
-    ))
-    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let plan = Plan::new(&closure(c)).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let cfg = Config {
         max_parallelism: c.max_parallelism,
         backoff_base: S / 2,
@@ -150,17 +195,17 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         ..Config::default()
     };
     let mut rng = Rng(c.seed | 1);
-    let mut world: HashMap<(usize, u32), Attempt> = HashMap::new();
+    let mut world: HashMap<(usize, Option<u32>, u32), Attempt> = HashMap::new();
     let mut state = ExecState::new(plan.nodes.len());
     let mut carry: Vec<Observation> = Vec::new();
     let mut now = 0i64;
     for _round in 0..5_000 {
         let mut obs = std::mem::take(&mut carry);
-        for (n, a) in attempts(&plan, &state) {
-            let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
+        for (n, item, a) in attempts(&plan, &state) {
+            let st = world.get(&(n, item, a)).map_or(TaskStatus::Unknown, status);
             obs.push(Observation::Task {
                 node: n,
-                item: None,
+                item,
                 attempt: a,
                 status: st,
             });
@@ -169,6 +214,19 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         // Max parallelism holds after every round.
         if c.max_parallelism > 0 {
             prop_assert!(active(&plan, &s.state) <= c.max_parallelism as usize);
+        }
+        // No array runs more items at once than its parallelism.
+        for (i, a) in c.arrays.iter().enumerate() {
+            if let (Some((_, par)), Some(st)) =
+                (a, &s.state.nodes[plan.index[&format!("n{i}")]].array)
+            {
+                let live = st
+                    .items
+                    .bytes()
+                    .filter(|b| matches!(b, b'q' | b'r' | b'w'))
+                    .count();
+                prop_assert!(live <= *par as usize, "{} live items > {}", live, par);
+            }
         }
         // A workflow never succeeds while a node is unfinished.
         if s.state.phase == WorkflowPhase::Succeeded {
@@ -184,7 +242,11 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         let mut results = Vec::new();
         for e in &s.effects {
             match e {
-                Effect::Launch { node, attempt, .. } => {
+                Effect::Launch {
+                    node,
+                    item,
+                    attempt,
+                } => {
                     if rng.chance(10) {
                         continue;
                     }
@@ -195,29 +257,45 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
                         .and_then(|o| o.get(*attempt as usize))
                         .copied()
                         .unwrap_or(Outcome::Succeed);
-                    world.entry((*node, *attempt)).or_insert(Attempt {
+                    world.entry((*node, *item, *attempt)).or_insert(Attempt {
                         rounds_left: (rng.next() % 3) as u32,
                         outcome,
                         aborted: false,
                     });
                 }
-                Effect::Abort { node, attempt, .. } => {
-                    if let Some(a) = world.get_mut(&(*node, *attempt)) {
+                Effect::Abort {
+                    node,
+                    item,
+                    attempt,
+                } => {
+                    if let Some(a) = world.get_mut(&(*node, *item, *attempt)) {
                         a.aborted = true;
                     }
                 }
                 Effect::PublishOutputs => results.push(Observation::OutputsPublished),
+                Effect::ResolveInputs { node } => {
+                    let i = plan.nodes[*node].spec_id[1..].parse::<usize>().unwrap_or(0);
+                    let size = c.arrays.get(i).copied().flatten().map_or(0, |a| a.0);
+                    results.push(Observation::Inputs {
+                        node: *node,
+                        result: Ok(array_inputs(size)),
+                    });
+                }
+                Effect::PublishNode { node } => results.push(Observation::NodeOutputs {
+                    node: *node,
+                    result: Ok(()),
+                }),
                 _ => {}
             }
         }
         // No new observations, no new effects: observing the same world twice is a no-op.
         if !s.state.phase.is_terminal() {
             let mut again = results.clone();
-            for (n, a) in attempts(&plan, &s.state) {
-                let st = world.get(&(n, a)).map_or(TaskStatus::Unknown, status);
+            for (n, item, a) in attempts(&plan, &s.state) {
+                let st = world.get(&(n, item, a)).map_or(TaskStatus::Unknown, status);
                 again.push(Observation::Task {
                     node: n,
-                    item: None,
+                    item,
                     attempt: a,
                     status: st,
                 });
@@ -266,12 +344,16 @@ proptest! {
     }
 }
 
-/// The task attempts the controller would ask the executor about.
-fn attempts(plan: &Plan, s: &ExecState) -> Vec<(usize, u32)> {
+/// The task attempts (and array items) the controller would ask the executor about.
+fn attempts(plan: &Plan, s: &ExecState) -> Vec<(usize, Option<u32>, u32)> {
     watches(plan, s)
         .into_iter()
         .filter_map(|w| match w {
-            Watch::Attempt { node, attempt, .. } => Some((node, attempt)),
+            Watch::Attempt {
+                node,
+                item,
+                attempt,
+            } => Some((node, item, attempt)),
             _ => None,
         })
         .collect()
