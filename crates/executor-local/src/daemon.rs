@@ -31,36 +31,33 @@ fn notify(shared: &Mutex<Shared>, dir: &Path) {
         .retain_mut(|(_, c)| c.write_all(line.as_bytes()).is_ok());
 }
 
-/// Starts (or recognises as done) one attempt; the lock is held until its task ends.
+/// Starts (or recognises as done) one attempt, on its own thread; the lock is held until
+/// its task ends. Taking the lock blocks: the server probes it briefly to tell whether an
+/// attempt is supervised, and a launch must not mistake that probe for another supervisor.
 fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
-    let Ok(lock_file) = open_lock(&dir) else {
-        return;
-    };
-    if lock_file.try_lock().is_err() {
-        return; // another supervisor holds this attempt
-    }
-    match begin(&dir) {
-        Ok(Begun::Recorded) => notify(shared, &dir),
-        Ok(Begun::Running(task)) => {
-            lock(shared).running += 1;
-            let shared = shared.clone();
-            std::thread::spawn(move || {
+    lock(shared).running += 1;
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        let locked = open_lock(&dir).and_then(|f| f.lock().map(|()| f));
+        match locked.and_then(|f| begin(&dir).map(|b| (f, b))) {
+            Ok((_, Begun::Recorded)) => {}
+            Ok((lock_file, Begun::Running(task))) => {
                 if let Err(e) = task.finish() {
                     let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
                 }
                 drop(lock_file);
-                {
-                    let mut s = lock(&shared);
-                    s.running -= 1;
-                    s.last_active = Some(Instant::now());
-                }
-                notify(&shared, &dir);
-            });
+            }
+            Err(e) => {
+                let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
+            }
         }
-        Err(e) => {
-            let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
+        {
+            let mut s = lock(&shared);
+            s.running -= 1;
+            s.last_active = Some(Instant::now());
         }
-    }
+        notify(&shared, &dir);
+    });
 }
 
 /// Serves `socket` until idle for `idle`. Returns the process exit code.
@@ -214,5 +211,15 @@ mod tests {
         let b = prepare(root.path(), "b", "true");
         link2.launch(&b).unwrap();
         assert_eq!(rx2.recv_timeout(Duration::from_secs(10)).unwrap(), b);
+        // The server probing the lock at the moment of the launch (inspect) does not make
+        // the daemon drop the attempt as "supervised by someone else".
+        let c = prepare(root.path(), "c", "true");
+        let probe = open_lock(&c).unwrap();
+        probe.lock().unwrap();
+        link2.launch(&c).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(probe);
+        assert_eq!(rx2.recv_timeout(Duration::from_secs(10)).unwrap(), c);
+        assert!(matches!(inspect(&c).unwrap(), DirState::Exited(_)));
     }
 }
