@@ -31,33 +31,60 @@ fn notify(shared: &Mutex<Shared>, dir: &Path) {
         .retain_mut(|(_, c)| c.write_all(line.as_bytes()).is_ok());
 }
 
-/// Starts (or recognises as done) one attempt, on its own thread; the lock is held until
-/// its task ends. Taking the lock blocks: the server probes it briefly to tell whether an
-/// attempt is supervised, and a launch must not mistake that probe for another supervisor.
+/// Starts (or recognises as done) one attempt; the lock is held until its task ends.
+///
+/// Starts happen one after another on the connection's thread (a thousand launches start a
+/// thousand processes in turn, not at once). The lock is only briefly busy when the server
+/// probes it to tell whether an attempt is supervised, so a launch retries for a moment
+/// rather than mistaking the probe for another supervisor; if it stays busy, a real
+/// supervisor holds it and a background thread waits for it to finish.
 fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
-    lock(shared).running += 1;
-    let shared = shared.clone();
-    std::thread::spawn(move || {
-        let locked = open_lock(&dir).and_then(|f| f.lock().map(|()| f));
-        match locked.and_then(|f| begin(&dir).map(|b| (f, b))) {
-            Ok((_, Begun::Recorded)) => {}
-            Ok((lock_file, Begun::Running(task))) => {
+    let Ok(lock_file) = open_lock(&dir) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while lock_file.try_lock().is_err() {
+        if Instant::now() >= deadline {
+            lock(shared).running += 1;
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                if lock_file.lock().is_ok() {
+                    run(&shared, dir, lock_file);
+                }
+                lock(&shared).running -= 1;
+            });
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    run(shared, dir, lock_file);
+}
+
+/// With the attempt's lock held: start it, or report the end it already has.
+fn run(shared: &Arc<Mutex<Shared>>, dir: PathBuf, lock_file: std::fs::File) {
+    match begin(&dir) {
+        Ok(Begun::Recorded) => notify(shared, &dir),
+        Ok(Begun::Running(task)) => {
+            lock(shared).running += 1;
+            let shared = shared.clone();
+            std::thread::spawn(move || {
                 if let Err(e) = task.finish() {
                     let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
                 }
                 drop(lock_file);
-            }
-            Err(e) => {
-                let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
-            }
+                {
+                    let mut s = lock(&shared);
+                    s.running -= 1;
+                    s.last_active = Some(Instant::now());
+                }
+                notify(&shared, &dir);
+            });
         }
-        {
-            let mut s = lock(&shared);
-            s.running -= 1;
-            s.last_active = Some(Instant::now());
+        Err(e) => {
+            let _ = std::fs::write(dir.join("supervisor.err"), e.to_string());
+            notify(shared, &dir);
         }
-        notify(&shared, &dir);
-    });
+    }
 }
 
 /// Serves `socket` until idle for `idle`. Returns the process exit code.
