@@ -18,11 +18,12 @@ io='tokio|tonic|axum|hyper|rusqlite|sqlx|object_store|kube|s3s'
 forbid contrail-compiler "$io" "the compiler is pure: no IO, no async"
 forbid contrail-engine "$io|contrail-store|contrail-blob|contrail-executor" "the engine is pure: no IO, no async, no ports"
 forbid contrail-executor "$io" "the executor port is runtime-free"
+forbid contrail-catalog "$io|contrail-store|contrail-blob" "cache keys are pure: no IO, no async, no ports"
 forbid contrail-controller "contrail-api|contrail-store-sqlite|contrail-executor-local|tonic|axum" "the controller meets the API only through the store and names no adapter"
 forbid contrail-store "$io|contrail-store-sqlite" "the store port names no adapter"
 forbid contrail-blob "$io" "the blob port is synchronous and runtime-free"
 forbid contrail-api "contrail-controller|contrail-engine|contrail-executor.*|contrail-store-sqlite|contrail-store-postgres|s3s|s3s-fs" "the API meets the controller only through the store and names no adapter"
-for c in contrail-idl contrail-compiler contrail-engine contrail-store contrail-blob contrail-api contrail-executor contrail-controller; do
+for c in contrail-idl contrail-compiler contrail-catalog contrail-engine contrail-store contrail-blob contrail-api contrail-executor contrail-controller; do
   forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-executor-.*" "only the contrail binary wires adapters"
 done
 forbid contrail-idl "tonic" "grpc codegen is behind the idl crate's grpc feature"

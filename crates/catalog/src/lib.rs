@@ -73,7 +73,8 @@ pub fn pbhash<M: prost::Message>(m: &M, full_name: &str) -> Result<[u8; 32], Key
         .ok_or_else(|| KeyError::Hash("message", format!("{full_name} is not in the schema")))?;
     let dynamic = DynamicMessage::decode(desc, m.encode_to_vec().as_slice())
         .map_err(|e| KeyError::Hash("message", e.to_string()))?;
-    let json = serde_json::to_value(&dynamic).map_err(|e| KeyError::Hash("message", e.to_string()))?;
+    let json =
+        serde_json::to_value(&dynamic).map_err(|e| KeyError::Hash("message", e.to_string()))?;
     Ok(objecthash::hash(&json))
 }
 
@@ -102,8 +103,7 @@ fn strip_type(t: &LiteralType) -> LiteralType {
     use core::literal_type::Type;
     let mut c = t.clone();
     c.metadata = None;
-    if c
-        .annotation
+    if c.annotation
         .as_ref()
         .and_then(|a| a.annotations.as_ref())
         .is_none_or(|s| !s.fields.contains_key("cache-key-metadata"))
@@ -116,7 +116,9 @@ fn strip_type(t: &LiteralType) -> LiteralType {
         }
     }
     c.r#type = match c.r#type.take() {
-        Some(Type::CollectionType(inner)) => Some(Type::CollectionType(Box::new(strip_type(&inner)))),
+        Some(Type::CollectionType(inner)) => {
+            Some(Type::CollectionType(Box::new(strip_type(&inner))))
+        }
         Some(Type::MapValueType(inner)) => Some(Type::MapValueType(Box::new(strip_type(&inner)))),
         Some(Type::UnionType(mut u)) => {
             u.variants = u.variants.iter().map(strip_type).collect();
@@ -158,7 +160,11 @@ fn hashify(l: &Literal) -> Literal {
         },
         Some(Value::Map(m)) => Literal {
             value: Some(Value::Map(LiteralMap {
-                literals: m.literals.iter().map(|(k, v)| (k.clone(), hashify(v))).collect(),
+                literals: m
+                    .literals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), hashify(v)))
+                    .collect(),
             })),
             ..l.clone()
         },
@@ -257,7 +263,9 @@ mod tests {
     fn lit(v: P) -> Literal {
         contrail_idl::core::Literal {
             value: Some(core::literal::Value::Scalar(Box::new(core::Scalar {
-                value: Some(core::scalar::Value::Primitive(core::Primitive { value: Some(v) })),
+                value: Some(core::scalar::Value::Primitive(core::Primitive {
+                    value: Some(v),
+                })),
             }))),
             ..Default::default()
         }
@@ -265,26 +273,43 @@ mod tests {
 
     fn map(pairs: &[(&str, Literal)]) -> LiteralMap {
         LiteralMap {
-            literals: pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            literals: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         }
     }
 
     #[test]
     fn dataset_versions_match_flyte() {
         let empty = LiteralMap::default();
-        for (inputs, outputs) in [(None, None), (Some(VariableMap::default()), Some(VariableMap::default()))] {
+        for (inputs, outputs) in [
+            (None, None),
+            (Some(VariableMap::default()), Some(VariableMap::default())),
+        ] {
             let k = cache_key(&task("t", inputs, outputs), &empty).unwrap();
             assert_eq!(k.version, "1.0.0-GKw-c0Pw-GKw-c0Pw");
         }
         use contrail_idl::core::SimpleType::{Integer, String as Str};
-        let k = cache_key(&task("t", Some(vars(&[("1", Integer), ("2", Integer)])), None), &empty).unwrap();
-        assert_eq!(k.version, "1.0.0-UxVtPm0k-GKw-c0Pw");
         let k = cache_key(
-            &task("name", Some(vars(&[("test", Str)])), Some(vars(&[("test", Str)]))),
+            &task("t", Some(vars(&[("1", Integer), ("2", Integer)])), None),
             &empty,
         )
         .unwrap();
-        assert_eq!((k.name.as_str(), k.version.as_str()), ("flyte_task-name", "1.0.0-ue5g6uuI-ue5g6uuI"));
+        assert_eq!(k.version, "1.0.0-UxVtPm0k-GKw-c0Pw");
+        let k = cache_key(
+            &task(
+                "name",
+                Some(vars(&[("test", Str)])),
+                Some(vars(&[("test", Str)])),
+            ),
+            &empty,
+        )
+        .unwrap();
+        assert_eq!(
+            (k.name.as_str(), k.version.as_str()),
+            ("flyte_task-name", "1.0.0-ue5g6uuI-ue5g6uuI")
+        );
         assert_eq!((k.project.as_str(), k.domain.as_str()), ("p", "d"));
     }
 
@@ -316,9 +341,16 @@ mod tests {
         a.hash = "content-hash".into();
         let mut b = lit(P::StringValue("other bytes".into()));
         b.hash = "content-hash".into();
-        assert_eq!(tag(&map(&[("f", a)]), &[]).unwrap(), tag(&map(&[("f", b)]), &[]).unwrap());
+        assert_eq!(
+            tag(&map(&[("f", a)]), &[]).unwrap(),
+            tag(&map(&[("f", b)]), &[]).unwrap()
+        );
         let mut plain = vars(&[("x", core::SimpleType::Integer)]);
-        let k1 = cache_key(&task("t", Some(plain.clone()), None), &LiteralMap::default()).unwrap();
+        let k1 = cache_key(
+            &task("t", Some(plain.clone()), None),
+            &LiteralMap::default(),
+        )
+        .unwrap();
         plain.variables.get_mut("x").unwrap().description = "something else".into();
         let k2 = cache_key(&task("t", Some(plain), None), &LiteralMap::default()).unwrap();
         assert_eq!(k1.version, k2.version);
@@ -328,6 +360,9 @@ mod tests {
     fn a_task_without_a_cache_version_has_no_key() {
         let mut t = task("t", None, None);
         t.metadata.as_mut().unwrap().discovery_version = "  ".into();
-        assert_eq!(cache_key(&t, &LiteralMap::default()), Err(KeyError::NoCacheVersion));
+        assert_eq!(
+            cache_key(&t, &LiteralMap::default()),
+            Err(KeyError::NoCacheVersion)
+        );
     }
 }

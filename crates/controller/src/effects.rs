@@ -5,13 +5,17 @@
 use crate::{ChildRequest, Controller, Error, LaunchError, attempt_id};
 use contrail_blob::layout;
 use contrail_compiler::{Key, References, compile_workflow};
+use contrail_engine::{CacheOutcome, CatalogRef};
 use contrail_engine::{
     ChildStatus, Effect, ExecState, Failure, Gate, Item, NodeKind, Observation, Plan, Watch, ids,
     resolve,
 };
 use contrail_executor::{AttemptPaths, AttemptSpec};
 use contrail_idl::{admin, core};
-use contrail_store::ExecKey;
+use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, ExecKey};
+
+/// How long a serialized cache reservation lives without being renewed (Flyte: 3 × 10 s).
+const RESERVATION_LEASE: i64 = 30_000_000_000;
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -165,8 +169,8 @@ impl Cx<'_> {
         plan: &Plan,
         state: &ExecState,
         w: Watch,
-    ) -> Result<Observation, Error> {
-        Ok(match w {
+    ) -> Result<Option<Observation>, Error> {
+        Ok(Some(match w {
             Watch::Attempt {
                 node,
                 item,
@@ -227,7 +231,150 @@ impl Cx<'_> {
                     .map_err(|e| Error::Corrupt("signal value", e.to_string()))?;
                 Observation::Signal { node, value }
             }
-        })
+            Watch::Reservation { node } => {
+                // Keeps the lease of a serialized cache entry alive while its holder runs.
+                if let Some(key) = self.cache_key(plan, node)? {
+                    let now = crate::now_nanos();
+                    self.c.store.reserve(
+                        &key,
+                        &self.owner(plan, node),
+                        now,
+                        now + RESERVATION_LEASE,
+                    )?;
+                }
+                return Ok(None);
+            }
+        }))
+    }
+
+    /// Who holds a serialized cache reservation: the node of this execution.
+    fn owner(&self, plan: &Plan, node: usize) -> String {
+        ids::fixed_length_unique_id(50, &[&self.k.name, &plan.nodes[node].id])
+    }
+
+    /// The cache key of a node from its written inputs; `None` when none can be made.
+    fn cache_key(&self, plan: &Plan, node: usize) -> Result<Option<CatalogKey>, Error> {
+        let Some(task) = plan.task(node) else {
+            return Ok(None);
+        };
+        let inputs = self
+            .c
+            .read_map(&layout::node_inputs(self.wdir, &plan.nodes[node].id))?;
+        Ok(contrail_catalog::cache_key(task, &inputs)
+            .ok()
+            .map(|k| CatalogKey {
+                project: k.project,
+                domain: k.domain,
+                name: k.name,
+                version: k.version,
+                tag: k.tag,
+            }))
+    }
+
+    fn catalog_ref(key: &CatalogKey, a: Option<&ArtifactRecord>) -> CatalogRef {
+        CatalogRef {
+            project: key.project.clone(),
+            domain: key.domain.clone(),
+            name: key.name.clone(),
+            version: key.version.clone(),
+            tag: key.tag.clone(),
+            artifact_id: a.map(|a| a.artifact_id.clone()).unwrap_or_default(),
+            source_execution: a.map(|a| a.source.name.clone()).unwrap_or_default(),
+            source_node: a.map(|a| a.source_node.clone()).unwrap_or_default(),
+            source_attempt: a.map_or(0, |a| a.source_attempt),
+        }
+    }
+
+    /// Resolves a cacheable node's inputs, writes them, and asks the catalog.
+    fn cache_lookup(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        node: usize,
+    ) -> Result<CacheOutcome, Error> {
+        let p = &plan.nodes[node];
+        let inputs = match self.resolve(plan, state, p.scope, &p.node.inputs)? {
+            Ok(m) => m,
+            Err(msg) => return Ok(CacheOutcome::Failed(msg)),
+        };
+        self.c.blob.put(
+            &layout::node_inputs(self.wdir, &p.id),
+            &inputs.encode_to_vec(),
+        )?;
+        let Some(task) = plan.task(node) else {
+            return Ok(CacheOutcome::Failed("not a task".into()));
+        };
+        let key = match contrail_catalog::cache_key(task, &inputs) {
+            Ok(k) => CatalogKey {
+                project: k.project,
+                domain: k.domain,
+                name: k.name,
+                version: k.version,
+                tag: k.tag,
+            },
+            Err(e) => return Ok(CacheOutcome::Failed(e.to_string())),
+        };
+        let now = crate::now_nanos();
+        if let Some(a) = self.c.store.get_artifact(&key)? {
+            let from = self.c.blob.key_of(&a.outputs_uri)?.to_string();
+            self.copy_map(&from, &self.outputs_key(plan, node, 0))?;
+            self.c.store.record_use(&ArtifactUse {
+                artifact_id: a.artifact_id.clone(),
+                exec: self.k.clone(),
+                node_id: p.id.clone(),
+                at: now,
+            })?;
+            return Ok(CacheOutcome::Hit(Self::catalog_ref(&key, Some(&a))));
+        }
+        if p.cache == Some(true) {
+            let owner = self.owner(plan, node);
+            let holder = self
+                .c
+                .store
+                .reserve(&key, &owner, now, now + RESERVATION_LEASE)?;
+            if holder != owner {
+                return Ok(CacheOutcome::Wait);
+            }
+        }
+        Ok(CacheOutcome::Miss(Self::catalog_ref(&key, None)))
+    }
+
+    /// Files a succeeded cacheable node's outputs under its key.
+    fn cache_put(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        node: usize,
+    ) -> Result<Result<CatalogRef, String>, Error> {
+        let Some(key) = self.cache_key(plan, node)? else {
+            return Ok(Err("no cache key".into()));
+        };
+        let p = &plan.nodes[node];
+        let attempt = state.nodes[node].attempt;
+        let artifact_id =
+            ids::fixed_length_unique_id(50, &[&self.k.name, &p.id, &attempt.to_string()]);
+        let blob_key = format!(
+            "catalog/{}/{}/{}/{}/{}/{artifact_id}/outputs.pb",
+            key.project, key.domain, key.name, key.version, key.tag
+        );
+        let outputs = self.outputs_key(plan, node, attempt);
+        self.copy_map(&outputs, &blob_key)?;
+        let rec = ArtifactRecord {
+            key: key.clone(),
+            artifact_id,
+            outputs_uri: self.c.blob.uri(&blob_key),
+            source: self.k.clone(),
+            source_node: p.id.clone(),
+            source_attempt: attempt,
+            created_at: crate::now_nanos(),
+        };
+        let overwrite = self.exec.spec.as_ref().is_some_and(|s| s.overwrite_cache);
+        self.c.store.put_artifact(&rec, overwrite)?;
+        if p.cache == Some(true) {
+            self.c.store.release(&key, &self.owner(plan, node))?;
+        }
+        let filed = self.c.store.get_artifact(&key)?;
+        Ok(Ok(Self::catalog_ref(&key, filed.as_ref().or(Some(&rec)))))
     }
 
     /// Where the scope of node `i`'s bindings takes a promise's node outputs from.
@@ -517,6 +664,14 @@ impl Cx<'_> {
                 )?;
                 Ok(None)
             }
+            Effect::CacheLookup { node } => Ok(Some(Observation::Cache {
+                node: *node,
+                outcome: self.cache_lookup(plan, state, *node)?,
+            })),
+            Effect::CachePut { node } => Ok(Some(Observation::CachePut {
+                node: *node,
+                result: self.cache_put(plan, state, *node)?,
+            })),
             Effect::TryRecover { node } => {
                 let recovered = self.try_recover(plan, *node)?;
                 Ok(Some(Observation::Recovery {

@@ -358,6 +358,7 @@ impl Controller {
         if spec.max_parallelism > 0 {
             engine_cfg.max_parallelism = spec.max_parallelism as u32;
         }
+        engine_cfg.overwrite_cache = spec.overwrite_cache;
         engine_cfg.recover = spec.metadata.as_ref().is_some_and(|m| {
             m.mode == admin::execution_metadata::ExecutionMode::Recovered as i32
                 && m.reference_execution.is_some()
@@ -383,7 +384,7 @@ impl Controller {
                 wdir: &wdir,
             };
             for w in contrail_engine::watches(&live.plan, &live.state) {
-                obs.push(cx.observe(&live.plan, &live.state, w)?);
+                obs.extend(cx.observe(&live.plan, &live.state, w)?);
             }
             let step = contrail_engine::step(&live.plan, &engine_cfg, &live.state, &obs, now);
             if step.is_noop(&live.state) {

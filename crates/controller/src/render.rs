@@ -124,10 +124,9 @@ pub fn node(
     let kind = &p.kind;
     let dynamic = n.dynamic.is_some();
     let target_metadata = match kind {
-        NodeKind::Task(_) => Some(TargetMetadata::TaskNodeMetadata(admin::TaskNodeMetadata {
-            cache_status: core::CatalogCacheStatus::CacheDisabled as i32,
-            ..Default::default()
-        })),
+        NodeKind::Task(_) => Some(TargetMetadata::TaskNodeMetadata(task_node_metadata(
+            ids, i, n,
+        ))),
         NodeKind::LaunchPlan(_) if n.phase != NodePhase::Queued => Some(
             TargetMetadata::WorkflowNodeMetadata(admin::WorkflowNodeMetadata {
                 execution_id: Some((ids.child)(i)),
@@ -165,6 +164,62 @@ pub fn node(
             is_array: matches!(kind, NodeKind::Array(_)),
             ..Default::default()
         }),
+    }
+}
+
+/// The cache outcome FlyteRemote shows for a task node, and the catalog entry involved.
+fn task_node_metadata(ids: &Ids<'_>, i: usize, n: &NodeState) -> admin::TaskNodeMetadata {
+    use contrail_engine::CacheStatus as C;
+    use core::CatalogCacheStatus as S;
+    let Some(c) = &n.cache else {
+        return admin::TaskNodeMetadata::default();
+    };
+    let cache_status = match c.status {
+        C::Hit => S::CacheHit,
+        C::Populated => S::CachePopulated,
+        C::PutFailure => S::CachePutFailure,
+        C::LookupFailure => S::CacheLookupFailure,
+        C::Skipped => S::CacheSkipped,
+        C::Lookup | C::Waiting | C::Miss => S::CacheMiss,
+    } as i32;
+    let catalog_key = c.catalog.as_ref().map(|r| {
+        let source = (!r.source_execution.is_empty()).then(|| {
+            core::catalog_metadata::SourceExecution::SourceTaskExecution(
+                core::TaskExecutionIdentifier {
+                    task_id: ids.plan.task(i).and_then(|t| t.id.clone()),
+                    node_execution_id: Some(core::NodeExecutionIdentifier {
+                        node_id: r.source_node.clone(),
+                        execution_id: Some(core::WorkflowExecutionIdentifier {
+                            project: ids.exec.project.clone(),
+                            domain: ids.exec.domain.clone(),
+                            name: r.source_execution.clone(),
+                            org: String::new(),
+                        }),
+                    }),
+                    retry_attempt: r.source_attempt,
+                },
+            )
+        });
+        core::CatalogMetadata {
+            dataset_id: Some(core::Identifier {
+                resource_type: core::ResourceType::Dataset as i32,
+                project: r.project.clone(),
+                domain: r.domain.clone(),
+                name: r.name.clone(),
+                version: r.version.clone(),
+                org: String::new(),
+            }),
+            artifact_tag: Some(core::CatalogArtifactTag {
+                artifact_id: r.artifact_id.clone(),
+                name: r.tag.clone(),
+            }),
+            source_execution: source,
+        }
+    });
+    admin::TaskNodeMetadata {
+        cache_status,
+        catalog_key,
+        ..Default::default()
     }
 }
 

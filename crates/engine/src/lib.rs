@@ -22,10 +22,12 @@ pub use plan::{
     ArraySpec, Branch, FailurePolicy, Gate, NodeKind, Plan, PlanError, PlanNode, Scope,
 };
 pub use state::{
-    ArrayState, AttemptState, DynamicPhase, ErrorKind, ExecState, Failure, Item, NodePhase,
-    NodeState, TaskPhase, WorkflowPhase,
+    ArrayState, AttemptState, CacheState, CacheStatus, CatalogRef, DynamicPhase, ErrorKind,
+    ExecState, Failure, Item, NodePhase, NodeState, TaskPhase, WorkflowPhase,
 };
-pub use step::{ChildStatus, Config, Effect, Observation, Step, TaskStatus, Watch, step, watches};
+pub use step::{
+    CacheOutcome, ChildStatus, Config, Effect, Observation, Step, TaskStatus, Watch, step, watches,
+};
 
 /// Nanoseconds since the Unix epoch, as handed in by the caller.
 pub type Nanos = i64;

@@ -108,6 +108,9 @@ pub struct PlanNode {
     pub timeout: Option<i64>,
     /// The scope's failure handler (`on_failure`): runs only after the scope failed.
     pub on_failure: bool,
+    /// A cacheable task node (`discoverable`); `Some(true)` when identical runs are
+    /// serialized (`cache_serializable`).
+    pub cache: Option<bool>,
     /// The node as compiled (bindings, metadata).
     pub node: core::Node,
 }
@@ -388,6 +391,7 @@ impl Plan {
             max_attempts: 1,
             timeout: None,
             on_failure: false,
+            cache: None,
             node: n.clone(),
         });
         i
@@ -544,7 +548,14 @@ impl Plan {
             .and_then(|m| m.timeout.as_ref())
             .or(task_meta.and_then(|m| m.timeout.as_ref()))
             .and_then(nanos);
+        let cache = match &kind {
+            NodeKind::Task(_) => task_meta
+                .filter(|m| m.discoverable)
+                .map(|m| m.cache_serializable),
+            _ => None,
+        };
         let p = &mut self.nodes[i];
+        p.cache = cache;
         p.kind = kind;
         p.max_attempts = retries.saturating_add(1);
         p.timeout = timeout;

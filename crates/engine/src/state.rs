@@ -163,6 +163,50 @@ pub struct NodeState {
     pub not_recoverable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<ArrayState>,
+    /// Memoization of a cacheable task node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheState>,
+}
+
+/// Where a cacheable node stands with the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheStatus {
+    /// Looking its inputs up.
+    Lookup,
+    /// An identical run holds the reservation (cache_serialize); looking again later.
+    Waiting,
+    /// Reused an artifact; the task did not run.
+    Hit,
+    /// Not in the catalog: the task runs, then its outputs are filed.
+    Miss,
+    /// The outputs were filed.
+    Populated,
+    PutFailure,
+    /// No key could be made (e.g. no cache version): runs uncached.
+    LookupFailure,
+    /// `overwrite_cache`: ran without looking; its outputs replace the filed ones.
+    Skipped,
+}
+
+/// A catalog entry a node reused or filed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CatalogRef {
+    pub project: String,
+    pub domain: String,
+    pub name: String,
+    pub version: String,
+    pub tag: String,
+    pub artifact_id: String,
+    pub source_execution: String,
+    pub source_node: String,
+    pub source_attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheState {
+    pub status: CacheStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@
 use crate::Nanos;
 use crate::plan::{FailurePolicy, Gate, NodeKind, Plan};
 use crate::state::{
-    ArrayState, AttemptState, DynamicPhase, ErrorKind, ExecState, Failure, Item, NodePhase,
-    NodeState, TaskPhase, WorkflowPhase,
+    ArrayState, AttemptState, CacheState, CacheStatus, CatalogRef, DynamicPhase, ErrorKind,
+    ExecState, Failure, Item, NodePhase, NodeState, TaskPhase, WorkflowPhase,
 };
 use contrail_idl::core;
 
@@ -29,6 +29,10 @@ pub struct Config {
     pub workflow_timeout: Option<Nanos>,
     /// This execution recovers another one: each node first asks for the original's result.
     pub recover: bool,
+    /// `overwrite_cache`: cacheable nodes run without looking up and replace what is filed.
+    pub overwrite_cache: bool,
+    /// How often a node waiting for a serialized identical run looks again.
+    pub cache_poll: Nanos,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             backoff_max: 30_000_000_000,
             workflow_timeout: None,
             recover: false,
+            overwrite_cache: false,
+            cache_poll: 1_000_000_000,
         }
     }
 }
@@ -71,6 +77,19 @@ pub enum ChildStatus {
     Succeeded,
     Failed(Failure),
     Aborted,
+}
+
+/// The answer to a cache lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Filed outputs were copied to the node's outputs.
+    Hit(CatalogRef),
+    /// Not filed; the node may run (and holds the reservation when serialized).
+    Miss(CatalogRef),
+    /// Another run of the same inputs holds the reservation.
+    Wait,
+    /// No key can be made; the node runs uncached.
+    Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +133,13 @@ pub enum Observation {
     },
     /// Whether the recovered execution's result for this node was reused.
     Recovery { node: usize, recovered: bool },
+    /// What the catalog said about a cacheable node's inputs.
+    Cache { node: usize, outcome: CacheOutcome },
+    /// A cacheable node's outputs were filed (or could not be).
+    CachePut {
+        node: usize,
+        result: Result<CatalogRef, String>,
+    },
     /// The workflow outputs were written.
     OutputsPublished,
     /// The workflow outputs cannot be built from the node outputs.
@@ -165,6 +191,15 @@ pub enum Effect {
     TryRecover {
         node: usize,
     },
+    /// Resolve a cacheable node's inputs and look them up (taking the reservation when
+    /// serialized).
+    CacheLookup {
+        node: usize,
+    },
+    /// File a cacheable node's outputs (and release its reservation).
+    CachePut {
+        node: usize,
+    },
     /// Resolve the workflow's output bindings and write them.
     PublishOutputs,
 }
@@ -183,6 +218,10 @@ pub enum Watch {
     Signal {
         node: usize,
     },
+    /// A serialized cacheable node holds a reservation that must be kept alive.
+    Reservation {
+        node: usize,
+    },
 }
 
 /// What the controller must observe for the next round.
@@ -199,6 +238,13 @@ pub fn watches(plan: &Plan, s: &ExecState) -> Vec<Watch> {
                     item: None,
                     attempt: n.attempt,
                 });
+                if p.cache == Some(true)
+                    && n.cache
+                        .as_ref()
+                        .is_some_and(|c| c.status == CacheStatus::Miss)
+                {
+                    out.push(Watch::Reservation { node: i });
+                }
             }
             NodeKind::Array(_) => {
                 if let Some(a) = &n.array {
@@ -685,9 +731,64 @@ impl Round<'_> {
                     n.not_recoverable = true;
                 }
             }
+            Observation::Cache { node, outcome } => self.observe_cache(*node, outcome),
+            Observation::CachePut { node, result } => {
+                let Some(c) = self.s.nodes.get_mut(*node).and_then(|n| n.cache.as_mut()) else {
+                    return;
+                };
+                if !matches!(c.status, CacheStatus::Miss | CacheStatus::Skipped) {
+                    return;
+                }
+                match result {
+                    Ok(r) => {
+                        c.status = CacheStatus::Populated;
+                        c.catalog = Some(r.clone());
+                    }
+                    Err(_) => c.status = CacheStatus::PutFailure,
+                }
+            }
             Observation::OutputsPublished
             | Observation::OutputsRejected(_)
             | Observation::AbortRequested { .. } => {}
+        }
+    }
+
+    fn observe_cache(&mut self, node: usize, outcome: &CacheOutcome) {
+        let now = self.now;
+        let poll = self.cfg.cache_poll;
+        let Some(n) = self.s.nodes.get_mut(node) else {
+            return;
+        };
+        let pending = n
+            .cache
+            .as_ref()
+            .is_some_and(|c| matches!(c.status, CacheStatus::Lookup | CacheStatus::Waiting));
+        if n.phase != NodePhase::Queued || n.task.is_some() || !pending {
+            return;
+        }
+        let set = |n: &mut NodeState, status, catalog| {
+            n.cache = Some(CacheState { status, catalog });
+        };
+        match outcome {
+            CacheOutcome::Hit(r) => {
+                set(n, CacheStatus::Hit, Some(r.clone()));
+                n.phase = NodePhase::Succeeded;
+                n.retry_at = None;
+                n.started_at = Some(now);
+                n.finished_at = Some(now);
+            }
+            CacheOutcome::Miss(r) => {
+                set(n, CacheStatus::Miss, Some(r.clone()));
+                self.launch(node, 0);
+            }
+            CacheOutcome::Wait => {
+                set(n, CacheStatus::Waiting, None);
+                n.retry_at = Some(now.saturating_add(poll));
+            }
+            CacheOutcome::Failed(_) => {
+                set(n, CacheStatus::LookupFailure, None);
+                self.launch(node, 0);
+            }
         }
     }
 
@@ -1055,6 +1156,7 @@ impl Round<'_> {
 
     /// Brings running containers up to date with what runs inside them, innermost first.
     fn settle(&mut self) {
+        self.settle_cache();
         for i in (0..self.s.nodes.len()).rev() {
             if self.s.nodes[i].phase != NodePhase::Running {
                 continue;
@@ -1138,6 +1240,32 @@ impl Round<'_> {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Cache requests whose answers were not seen yet are asked again: a lookup until it
+    /// is answered (a waiting node only when its poll is due), a put until it is confirmed.
+    fn settle_cache(&mut self) {
+        for i in 0..self.s.nodes.len() {
+            let n = &self.s.nodes[i];
+            let Some(c) = &n.cache else { continue };
+            let e = match (n.phase, c.status) {
+                (NodePhase::Queued, CacheStatus::Lookup) if n.task.is_none() => {
+                    Effect::CacheLookup { node: i }
+                }
+                (NodePhase::Queued, CacheStatus::Waiting)
+                    if n.task.is_none() && n.retry_at.is_none_or(|t| t <= self.now) =>
+                {
+                    Effect::CacheLookup { node: i }
+                }
+                (NodePhase::Succeeded, CacheStatus::Miss | CacheStatus::Skipped) => {
+                    Effect::CachePut { node: i }
+                }
+                _ => continue,
+            };
+            if !self.fx.contains(&e) {
+                self.fx.push(e);
             }
         }
     }
@@ -1274,7 +1402,26 @@ impl Round<'_> {
                 }
                 NodeKind::Task(_) => {
                     active += 1;
-                    self.launch(i, 0);
+                    match p.cache {
+                        Some(_) if self.cfg.overwrite_cache => {
+                            self.s.nodes[i].cache = Some(CacheState {
+                                status: CacheStatus::Skipped,
+                                catalog: None,
+                            });
+                            self.launch(i, 0);
+                        }
+                        Some(_) => {
+                            let n = &mut self.s.nodes[i];
+                            n.phase = NodePhase::Queued;
+                            n.queued_at = Some(self.now);
+                            n.cache = Some(CacheState {
+                                status: CacheStatus::Lookup,
+                                catalog: None,
+                            });
+                            self.fx.push(Effect::CacheLookup { node: i });
+                        }
+                        None => self.launch(i, 0),
+                    }
                 }
                 NodeKind::Unsupported(kind) => {
                     let msg = format!("node {}: {kind} is not supported", p.id);
@@ -1336,6 +1483,14 @@ impl Round<'_> {
         }
         for (p, n) in self.plan.nodes.iter().zip(&self.s.nodes) {
             if let Some(r) = n.retry_at.filter(|_| n.phase == NodePhase::RetryWait) {
+                consider(r);
+            }
+            if let Some(r) = n.retry_at.filter(|_| {
+                n.phase == NodePhase::Queued
+                    && n.cache
+                        .as_ref()
+                        .is_some_and(|c| c.status == CacheStatus::Waiting)
+            }) {
                 consider(r);
             }
             if let Some(a) = &n.array

@@ -629,3 +629,124 @@ fn recovery_asks_for_the_original_result_first_and_runs_only_what_it_lacks() {
         vec![r.launch("n1")]
     );
 }
+
+fn cached(serializable: bool) -> core::CompiledWorkflowClosure {
+    let mut c = closure(vec![task("n0")], vec![]);
+    c.tasks[0].template.as_mut().unwrap().metadata = Some(core::TaskMetadata {
+        discoverable: true,
+        discovery_version: "1".into(),
+        cache_serializable: serializable,
+        ..Default::default()
+    });
+    c
+}
+
+fn cache(r: &Run, outcome: contrail_engine::CacheOutcome) -> Observation {
+    Observation::Cache {
+        node: r.i("n0"),
+        outcome,
+    }
+}
+
+#[test]
+fn a_cache_hit_finishes_the_node_without_running_its_task() {
+    use contrail_engine::{CacheOutcome, CacheStatus, CatalogRef};
+    let mut r = Run::new(&cached(false));
+    let n0 = r.i("n0");
+    assert_eq!(
+        r.round(&[]),
+        vec![Effect::PublishStart, Effect::CacheLookup { node: n0 }]
+    );
+    // Until answered, the lookup is asked again.
+    assert_eq!(r.round(&[]), vec![Effect::CacheLookup { node: n0 }]);
+    let hit = CatalogRef {
+        artifact_id: "a1".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.round(&[cache(&r, CacheOutcome::Hit(hit.clone()))]),
+        vec![Effect::PublishOutputs]
+    );
+    assert_eq!(r.phase("n0"), NodePhase::Succeeded);
+    let st = r.state.nodes[n0].cache.clone().unwrap();
+    assert_eq!((st.status, st.catalog), (CacheStatus::Hit, Some(hit)));
+    assert!(r.state.nodes[n0].task.is_none(), "no attempt ran");
+}
+
+#[test]
+fn a_miss_runs_the_task_then_files_its_outputs_until_confirmed() {
+    use contrail_engine::{CacheOutcome, CacheStatus, CatalogRef};
+    let mut r = Run::new(&cached(false));
+    let n0 = r.i("n0");
+    r.round(&[]);
+    let key = CatalogRef {
+        tag: "flyte_cached-x".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.round(&[cache(&r, CacheOutcome::Miss(key.clone()))]),
+        vec![r.launch("n0")]
+    );
+    let fx = r.round(&[r.done("n0", TaskStatus::Succeeded)]);
+    assert!(fx.contains(&Effect::CachePut { node: n0 }), "{fx:?}");
+    // The put is asked again until its result is seen.
+    assert!(r.round(&[]).contains(&Effect::CachePut { node: n0 }));
+    let filed = CatalogRef {
+        artifact_id: "a2".into(),
+        ..key
+    };
+    let fx = r.round(&[Observation::CachePut {
+        node: n0,
+        result: Ok(filed),
+    }]);
+    assert!(!fx.contains(&Effect::CachePut { node: n0 }));
+    assert_eq!(
+        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        CacheStatus::Populated
+    );
+}
+
+#[test]
+fn a_serialized_node_waits_for_the_holder_and_looks_again_when_its_poll_is_due() {
+    use contrail_engine::{CacheOutcome, CacheStatus, CatalogRef};
+    let mut r = Run::new(&cached(true));
+    let n0 = r.i("n0");
+    r.round(&[]);
+    assert_eq!(r.round(&[cache(&r, CacheOutcome::Wait)]), vec![]);
+    assert_eq!(
+        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        CacheStatus::Waiting
+    );
+    let s = step(&r.plan, &r.cfg, &r.state, &[], r.now);
+    assert_eq!(s.wake_at, Some(r.now + r.cfg.cache_poll));
+    // After the poll interval it looks again; the holder populated it meanwhile: a hit.
+    assert_eq!(r.round(&[]), vec![Effect::CacheLookup { node: n0 }]);
+    r.round(&[cache(&r, CacheOutcome::Hit(CatalogRef::default()))]);
+    assert_eq!(r.phase("n0"), NodePhase::Succeeded);
+    // The holder keeps its reservation alive while it runs.
+    let mut r = Run::new(&cached(true));
+    r.round(&[]);
+    r.round(&[cache(&r, CacheOutcome::Miss(CatalogRef::default()))]);
+    let w = contrail_engine::watches(&r.plan, &r.state);
+    assert!(
+        w.contains(&contrail_engine::Watch::Reservation { node: n0 }),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn overwrite_cache_runs_without_looking_and_files_the_new_outputs() {
+    use contrail_engine::CacheStatus;
+    let mut r = Run::new(&cached(false));
+    r.cfg.overwrite_cache = true;
+    let n0 = r.i("n0");
+    assert_eq!(r.round(&[]), vec![Effect::PublishStart, r.launch("n0")]);
+    assert_eq!(
+        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        CacheStatus::Skipped
+    );
+    assert!(
+        r.round(&[r.done("n0", TaskStatus::Succeeded)])
+            .contains(&Effect::CachePut { node: n0 })
+    );
+}

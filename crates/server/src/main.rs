@@ -2,6 +2,7 @@
 //! directory, and serves the Flyte API (gRPC + HTTP on one address) and the S3-compatible
 //! object endpoint. The only crate that names concrete adapters.
 
+mod catalog_cli;
 mod s3;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,25 @@ enum Command {
     /// Run the server: Flyte gRPC API and HTTP on --addr, S3-compatible blobs on --s3-addr,
     /// and the controller that runs executions.
     Start(Box<StartArgs>),
+    /// Where cached outputs came from and who reused them:
+    /// `contrail lineage [<project>/<domain>/]<execution>[/<node>]`.
+    Lineage {
+        /// `[<project>/<domain>/]<execution>[/<node>]`
+        target: String,
+        #[arg(long, env = "CONTRAIL_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, default_value = "flytesnacks")]
+        project: String,
+        #[arg(long, default_value = "development")]
+        domain: String,
+    },
+    /// List or delete cached task outputs.
+    Cache {
+        #[command(subcommand)]
+        cmd: catalog_cli::CacheCmd,
+        #[arg(long, env = "CONTRAIL_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Internal: supervise one task attempt (started by the local executor).
     #[command(hide = true)]
     Supervise {
@@ -182,6 +202,17 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = match cli.command {
         Command::Start(args) => rt.block_on(start(*args)),
+        Command::Lineage {
+            target,
+            data_dir,
+            project,
+            domain,
+        } => default_data_dir(data_dir)
+            .and_then(|d| catalog_cli::lineage(&d, &target, &project, &domain))
+            .map(|s| print!("{s}")),
+        Command::Cache { cmd, data_dir } => default_data_dir(data_dir)
+            .and_then(|d| catalog_cli::cache(&d, cmd))
+            .map(|s| print!("{s}")),
         Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
     match result {
@@ -190,6 +221,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("contrail: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn default_data_dir(d: Option<PathBuf>) -> Result<PathBuf, String> {
+    match d {
+        Some(d) => Ok(d),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".contrail"))
+            .ok_or_else(|| "HOME is not set; pass --data-dir".to_string()),
     }
 }
 

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::Path;
 use std::sync::Mutex;
 
+mod catalog;
 mod exec;
 
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
@@ -118,6 +119,46 @@ CREATE TABLE signals (
     updated_at INTEGER NOT NULL,
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     UNIQUE (project, domain, exec_name, signal_id)
+);
+"#,
+    r#"
+CREATE TABLE catalog_artifacts (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    artifact_id TEXT NOT NULL UNIQUE,
+    outputs_uri TEXT NOT NULL,
+    src_project TEXT NOT NULL,
+    src_domain TEXT NOT NULL,
+    src_exec TEXT NOT NULL,
+    src_node TEXT NOT NULL,
+    src_attempt INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (project, domain, name, version, tag)
+);
+CREATE INDEX catalog_by_source ON catalog_artifacts (src_project, src_domain, src_exec, src_node);
+CREATE TABLE catalog_uses (
+    artifact_id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    UNIQUE (artifact_id, project, domain, exec_name, node_id)
+);
+CREATE INDEX catalog_uses_by_exec ON catalog_uses (project, domain, exec_name, node_id);
+CREATE TABLE catalog_reservations (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (project, domain, name, version, tag)
 );
 "#,
 ];

@@ -16,7 +16,9 @@ pub enum Error {
     Corrupt(String),
 }
 
+mod catalog;
 mod exec;
+pub use catalog::*;
 pub use exec::*;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -142,7 +144,7 @@ pub struct NamedEntityMeta {
 }
 
 /// The storage port. Implementations must be safe under concurrent callers.
-pub trait Store: ExecutionStore + Send + Sync + 'static {
+pub trait Store: ExecutionStore + CatalogStore + Send + Sync + 'static {
     /// Inserts the entity unless its key exists; never overwrites.
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome>;
     fn get_entity(&self, kind: EntityKind, key: &EntityKey) -> Result<Option<EntityRecord>>;

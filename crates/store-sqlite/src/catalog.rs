@@ -1,0 +1,349 @@
+//! The catalog half of the SQLite adapter.
+
+use crate::{SqliteStore, backend};
+use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, Result};
+use rusqlite::{OptionalExtension, params, types::Value};
+
+const COLS: &str = "project, domain, name, version, tag, artifact_id, outputs_uri, src_project, \
+     src_domain, src_exec, src_node, src_attempt, created_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRecord> {
+    Ok(ArtifactRecord {
+        key: CatalogKey {
+            project: r.get(0)?,
+            domain: r.get(1)?,
+            name: r.get(2)?,
+            version: r.get(3)?,
+            tag: r.get(4)?,
+        },
+        artifact_id: r.get(5)?,
+        outputs_uri: r.get(6)?,
+        source: ExecKey {
+            project: r.get(7)?,
+            domain: r.get(8)?,
+            name: r.get(9)?,
+        },
+        source_node: r.get(10)?,
+        source_attempt: r.get(11)?,
+        created_at: r.get(12)?,
+    })
+}
+
+impl SqliteStore {
+    fn artifacts(&self, sql: &str, args: Vec<Value>) -> Result<Vec<ArtifactRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        stmt.query_map(rusqlite::params_from_iter(args), row)
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+impl CatalogStore for SqliteStore {
+    fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM catalog_artifacts \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, k.version, k.tag], row)
+                    .optional()
+            })
+            .map_err(backend)
+    }
+
+    fn get_artifact_by_id(&self, id: &str) -> Result<Option<ArtifactRecord>> {
+        self.conn()
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM catalog_artifacts WHERE artifact_id=?"
+            ))
+            .and_then(|mut s| s.query_row(params![id], row).optional())
+            .map_err(backend)
+    }
+
+    fn put_artifact(&self, a: &ArtifactRecord, overwrite: bool) -> Result<bool> {
+        let k = &a.key;
+        let verb = if overwrite {
+            "INSERT OR REPLACE"
+        } else {
+            "INSERT OR IGNORE"
+        };
+        let n = self
+            .conn()
+            .execute(
+                &format!(
+                    "{verb} INTO catalog_artifacts ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                ),
+                params![
+                    k.project,
+                    k.domain,
+                    k.name,
+                    k.version,
+                    k.tag,
+                    a.artifact_id,
+                    a.outputs_uri,
+                    a.source.project,
+                    a.source.domain,
+                    a.source.name,
+                    a.source_node,
+                    a.source_attempt,
+                    a.created_at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn record_use(&self, u: &ArtifactUse) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO catalog_uses \
+                 (artifact_id, project, domain, exec_name, node_id, at) VALUES (?,?,?,?,?,?)",
+                params![
+                    u.artifact_id,
+                    u.exec.project,
+                    u.exec.domain,
+                    u.exec.name,
+                    u.node_id,
+                    u.at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn reserve(&self, k: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let args = params![k.project, k.domain, k.name, k.version, k.tag];
+        let held: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT owner, expires_at FROM catalog_reservations \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?",
+                args,
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let holder = match held {
+            Some((o, exp)) if o != owner && exp > now => o,
+            _ => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO catalog_reservations \
+                     (project, domain, name, version, tag, owner, expires_at) VALUES (?,?,?,?,?,?,?)",
+                    params![k.project, k.domain, k.name, k.version, k.tag, owner, expires_at],
+                )
+                .map_err(backend)?;
+                owner.to_string()
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(holder)
+    }
+
+    fn release(&self, k: &CatalogKey, owner: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "DELETE FROM catalog_reservations \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=? AND owner=?",
+                params![k.project, k.domain, k.name, k.version, k.tag, owner],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn list_artifacts(
+        &self,
+        project: Option<&str>,
+        domain: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>> {
+        let mut sql = format!("SELECT {COLS} FROM catalog_artifacts WHERE 1=1");
+        let mut args = Vec::new();
+        for (col, v) in [("project", project), ("domain", domain), ("name", name)] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col}=?"));
+                args.push(text(v));
+            }
+        }
+        sql.push_str(" ORDER BY seq DESC");
+        self.artifacts(&sql, args)
+    }
+
+    fn delete_artifacts(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<usize> {
+        let mut sql =
+            "DELETE FROM catalog_artifacts WHERE project=? AND domain=? AND name=?".to_string();
+        let mut args = vec![text(project), text(domain), text(name)];
+        if let Some(v) = version {
+            sql.push_str(" AND version=?");
+            args.push(text(v));
+        }
+        self.conn()
+            .execute(&sql, rusqlite::params_from_iter(args))
+            .map_err(backend)
+    }
+
+    fn artifacts_produced_by(
+        &self,
+        exec: &ExecKey,
+        node_id: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>> {
+        let mut sql = format!(
+            "SELECT {COLS} FROM catalog_artifacts WHERE src_project=? AND src_domain=? AND src_exec=?"
+        );
+        let mut args = vec![text(&exec.project), text(&exec.domain), text(&exec.name)];
+        if let Some(n) = node_id {
+            sql.push_str(" AND src_node=?");
+            args.push(text(n));
+        }
+        sql.push_str(" ORDER BY seq");
+        self.artifacts(&sql, args)
+    }
+
+    fn artifacts_used_by(
+        &self,
+        exec: &ExecKey,
+        node_id: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>> {
+        let cols = COLS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!(
+            "SELECT {cols} FROM catalog_uses u JOIN catalog_artifacts a ON a.artifact_id = u.artifact_id \
+             WHERE u.project=? AND u.domain=? AND u.exec_name=?"
+        );
+        let mut args = vec![text(&exec.project), text(&exec.domain), text(&exec.name)];
+        if let Some(n) = node_id {
+            sql.push_str(" AND u.node_id=?");
+            args.push(text(n));
+        }
+        sql.push_str(" ORDER BY u.at");
+        self.artifacts(&sql, args)
+    }
+
+    fn uses_of(&self, artifact_id: &str) -> Result<Vec<ArtifactUse>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT artifact_id, project, domain, exec_name, node_id, at FROM catalog_uses \
+                 WHERE artifact_id=? ORDER BY at",
+            )
+            .map_err(backend)?;
+        stmt.query_map(params![artifact_id], |r| {
+            Ok(ArtifactUse {
+                artifact_id: r.get(0)?,
+                exec: ExecKey {
+                    project: r.get(1)?,
+                    domain: r.get(2)?,
+                    name: r.get(3)?,
+                },
+                node_id: r.get(4)?,
+                at: r.get(5)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tag: &str) -> CatalogKey {
+        CatalogKey {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "flyte_task-t".into(),
+            version: "1-a-b".into(),
+            tag: tag.into(),
+        }
+    }
+
+    fn art(id: &str, tag: &str, exec: &str) -> ArtifactRecord {
+        ArtifactRecord {
+            key: key(tag),
+            artifact_id: id.into(),
+            outputs_uri: format!("s3://b/{id}"),
+            source: ExecKey {
+                project: "p".into(),
+                domain: "d".into(),
+                name: exec.into(),
+            },
+            source_node: "n0".into(),
+            source_attempt: 0,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn the_first_writer_wins_unless_overwriting_and_uses_are_lineage() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert!(s.put_artifact(&art("a1", "t1", "e1"), false).unwrap());
+        assert!(!s.put_artifact(&art("a2", "t1", "e2"), false).unwrap());
+        assert_eq!(
+            s.get_artifact(&key("t1")).unwrap().unwrap().artifact_id,
+            "a1"
+        );
+        assert!(s.put_artifact(&art("a3", "t1", "e3"), true).unwrap());
+        assert_eq!(
+            s.get_artifact(&key("t1")).unwrap().unwrap().artifact_id,
+            "a3"
+        );
+        let e4 = ExecKey {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e4".into(),
+        };
+        s.record_use(&ArtifactUse {
+            artifact_id: "a3".into(),
+            exec: e4.clone(),
+            node_id: "n1".into(),
+            at: 5,
+        })
+        .unwrap();
+        assert_eq!(s.uses_of("a3").unwrap()[0].exec, e4);
+        assert_eq!(
+            s.artifacts_used_by(&e4, Some("n1")).unwrap()[0].artifact_id,
+            "a3"
+        );
+        let e3 = art("a3", "t1", "e3").source;
+        assert_eq!(s.artifacts_produced_by(&e3, None).unwrap().len(), 1);
+        assert_eq!(s.list_artifacts(Some("p"), None, None).unwrap().len(), 1);
+        assert_eq!(
+            s.delete_artifacts("p", "d", "flyte_task-t", None).unwrap(),
+            1
+        );
+        assert!(s.get_artifact(&key("t1")).unwrap().is_none());
+    }
+
+    #[test]
+    fn reservations_are_leases() {
+        let s = SqliteStore::in_memory().unwrap();
+        assert_eq!(s.reserve(&key("t"), "a", 0, 30).unwrap(), "a");
+        assert_eq!(s.reserve(&key("t"), "b", 10, 40).unwrap(), "a");
+        // The holder extends; after expiry another takes over.
+        assert_eq!(s.reserve(&key("t"), "a", 20, 50).unwrap(), "a");
+        assert_eq!(s.reserve(&key("t"), "b", 49, 79).unwrap(), "a");
+        assert_eq!(s.reserve(&key("t"), "b", 50, 80).unwrap(), "b");
+        s.release(&key("t"), "a").unwrap();
+        assert_eq!(s.reserve(&key("t"), "c", 51, 81).unwrap(), "b");
+        s.release(&key("t"), "b").unwrap();
+        assert_eq!(s.reserve(&key("t"), "c", 52, 82).unwrap(), "c");
+    }
+}

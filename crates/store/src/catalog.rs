@@ -1,0 +1,77 @@
+//! The catalog: memoized task outputs (artifacts) filed by cache key, who consumed them,
+//! and the reservations that serialize identical runs.
+
+use crate::{ExecKey, Result};
+
+/// A dataset (`flyte_task-<name>` at `<cache_version>-<in>-<out>`) and one tag in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct CatalogKey {
+    pub project: String,
+    pub domain: String,
+    pub name: String,
+    pub version: String,
+    pub tag: String,
+}
+
+/// One memoized result: where its outputs are and which attempt produced them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactRecord {
+    pub key: CatalogKey,
+    pub artifact_id: String,
+    /// Blob URI of the outputs `LiteralMap`.
+    pub outputs_uri: String,
+    pub source: ExecKey,
+    pub source_node: String,
+    pub source_attempt: u32,
+    pub created_at: i64,
+}
+
+/// An execution's node that reused an artifact (a cache hit).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactUse {
+    pub artifact_id: String,
+    pub exec: ExecKey,
+    pub node_id: String,
+    pub at: i64,
+}
+
+pub trait CatalogStore: Send + Sync + 'static {
+    fn get_artifact(&self, key: &CatalogKey) -> Result<Option<ArtifactRecord>>;
+    fn get_artifact_by_id(&self, artifact_id: &str) -> Result<Option<ArtifactRecord>>;
+    /// Files an artifact under its key. The first writer wins unless `overwrite`; returns
+    /// whether this record is now the one filed.
+    fn put_artifact(&self, rec: &ArtifactRecord, overwrite: bool) -> Result<bool>;
+    fn record_use(&self, u: &ArtifactUse) -> Result<()>;
+    /// Takes the reservation of `key` for `owner` (or extends it) until `expires_at` when
+    /// it is free, expired or already `owner`'s; returns the holder afterwards.
+    fn reserve(&self, key: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String>;
+    fn release(&self, key: &CatalogKey, owner: &str) -> Result<()>;
+    /// Artifacts, newest first, optionally of one project/domain and dataset name.
+    fn list_artifacts(
+        &self,
+        project: Option<&str>,
+        domain: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>>;
+    /// Deletes the artifacts of a dataset name (one version, or all); returns how many.
+    fn delete_artifacts(
+        &self,
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<usize>;
+    /// Artifacts an execution produced (in one node, or in all).
+    fn artifacts_produced_by(
+        &self,
+        exec: &ExecKey,
+        node_id: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>>;
+    /// Artifacts an execution reused (in one node, or in all).
+    fn artifacts_used_by(
+        &self,
+        exec: &ExecKey,
+        node_id: Option<&str>,
+    ) -> Result<Vec<ArtifactRecord>>;
+    fn uses_of(&self, artifact_id: &str) -> Result<Vec<ArtifactUse>>;
+}

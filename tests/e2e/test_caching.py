@@ -1,0 +1,154 @@
+"""Memoization end to end: cached tasks registered with `pyflyte register` and run through
+FlyteRemote; a side file tells a real run from a cache hit; lineage through the CLI."""
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import pathlib
+import uuid
+
+import pytest
+from flytekit.configuration import Config
+from flytekit.models.core.execution import WorkflowExecutionPhase as WP
+from flytekit.models.core.identifier import NodeExecutionIdentifier
+from flytekit.remote import FlyteRemote
+
+from conftest import BIN
+
+PROJECT, DOMAIN = "flytesnacks", "development"
+PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))
+HERE = pathlib.Path(__file__).resolve().parent
+HIT, MISS, POPULATED, SKIPPED = 2, 1, 3, 6
+
+
+def register(config, tmp_path_factory, cache_version="1") -> str:
+    d = tmp_path_factory.mktemp("caching")
+    shutil.copy(HERE / "workflows" / "caching.py", d / "caching.py")
+    version = "v" + uuid.uuid4().hex[:8]
+    env = {**os.environ, "CONTRAIL_TEST_CACHE_VERSION": cache_version}
+    p = subprocess.run(
+        [PYFLYTE, "-c", str(config), "register", "--project", PROJECT, "--domain", DOMAIN,
+         "--version", version, "caching.py"],
+        cwd=d, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return version
+
+
+@pytest.fixture(scope="module")
+def version(server, config, tmp_path_factory):
+    return register(config, tmp_path_factory)
+
+
+def remote(config):
+    return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
+
+
+def start(config, version, wf, overwrite_cache=None, **inputs):
+    r = remote(config)
+    lp = r.fetch_launch_plan(name=f"caching.{wf}", version=version)
+    return r, r.execute(lp, inputs=inputs, overwrite_cache=overwrite_cache)
+
+
+def wait(r, ex):
+    return r.wait(ex, timeout=datetime.timedelta(seconds=180), poll_interval=datetime.timedelta(seconds=1))
+
+
+def run(config, version, wf, **inputs):
+    r, ex = start(config, version, wf, **inputs)
+    return r, wait(r, ex)
+
+
+def cache_of(r, ex, node="n0"):
+    n = r.client.get_node_execution(NodeExecutionIdentifier(node, ex.id))
+    return n.closure.task_node_metadata
+
+
+def contrail(*args):
+    p = subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+def test_a_second_run_hits_the_cache_and_does_not_run_the_task(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    r, first = run(config, version, "cached_wf", side=str(side), x=5)
+    assert first.closure.phase == WP.SUCCEEDED, first.closure.error
+    assert first.outputs["o0"] == 25
+    meta = cache_of(r, first)
+    assert meta.cache_status == POPULATED
+    key = meta.catalog_key
+    assert key.dataset_id.name == "flyte_task-caching.cached_square"
+    assert key.dataset_id.version.startswith("1-")
+    assert key.artifact_tag.name.startswith("flyte_cached-")
+    # The same inputs again (and a different ignored seed): a hit, no run.
+    r, second = run(config, version, "cached_wf", side=str(side), x=5, seed=42)
+    assert second.closure.phase == WP.SUCCEEDED, second.closure.error
+    assert second.outputs["o0"] == 25
+    meta = cache_of(r, second)
+    assert meta.cache_status == HIT
+    assert meta.catalog_key.artifact_tag.artifact_id == key.artifact_tag.artifact_id
+    assert meta.catalog_key.source_task_execution.node_execution_id.execution_id.name == first.id.name
+    assert side.read_text().split() == ["square-5"]
+    # Other inputs: a miss.
+    r, third = run(config, version, "cached_wf", side=str(side), x=6)
+    assert third.outputs["o0"] == 36 and cache_of(r, third).cache_status == POPULATED
+    assert side.read_text().split() == ["square-5", "square-6"]
+    # Lineage: who produced the artifact, who reused it.
+    out = contrail("lineage", "--data-dir", str(server.data_dir), f"{first.id.name}/n0")
+    assert key.artifact_tag.artifact_id in out
+    assert f"reused-by {PROJECT}/{DOMAIN}/{second.id.name}/n0" in out
+    out = contrail("lineage", "--data-dir", str(server.data_dir), f"{PROJECT}/{DOMAIN}/{second.id.name}")
+    assert f"produced-by={PROJECT}/{DOMAIN}/{first.id.name}/n0" in out
+
+
+def test_a_new_cache_version_misses(server, config, version, tmp_path, tmp_path_factory):
+    side = tmp_path / "side"
+    r, ex = run(config, version, "cached_wf", side=str(side), x=7)
+    assert cache_of(r, ex).cache_status == POPULATED
+    v2 = register(config, tmp_path_factory, cache_version="2")
+    r, ex = run(config, v2, "cached_wf", side=str(side), x=7)
+    meta = cache_of(r, ex)
+    assert meta.cache_status == POPULATED
+    assert meta.catalog_key.dataset_id.version.startswith("2-")
+    assert side.read_text().split() == ["square-7", "square-7"]
+
+
+def test_overwrite_cache_reruns_and_replaces_the_artifact(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    r, first = run(config, version, "cached_wf", side=str(side), x=8)
+    r, ex = start(config, version, "cached_wf", overwrite_cache=True, side=str(side), x=8)
+    ex = wait(r, ex)
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert side.read_text().split() == ["square-8", "square-8"]
+    assert cache_of(r, ex).cache_status == POPULATED
+    # The next run reuses the replacement.
+    r, again = run(config, version, "cached_wf", side=str(side), x=8)
+    meta = cache_of(r, again)
+    assert meta.cache_status == HIT
+    assert meta.catalog_key.source_task_execution.node_execution_id.execution_id.name == ex.id.name
+
+
+def test_concurrent_identical_serialized_tasks_run_once(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    r, a = start(config, version, "serialized_wf", side=str(side), x=1)
+    r, b = start(config, version, "serialized_wf", side=str(side), x=1)
+    a, b = wait(r, a), wait(r, b)
+    assert a.closure.phase == WP.SUCCEEDED and b.closure.phase == WP.SUCCEEDED
+    assert a.outputs["o0"] == 2 and b.outputs["o0"] == 2
+    assert side.read_text().split() == ["slow-1"]
+    assert sorted([cache_of(r, a).cache_status, cache_of(r, b).cache_status]) == [HIT, POPULATED]
+
+
+def test_the_cache_cli_lists_and_removes_artifacts(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    run(config, version, "cached_wf", side=str(side), x=9)
+    out = contrail("cache", "ls", "--data-dir", str(server.data_dir), "--task", "caching.cached_square")
+    assert "flyte_task-caching.cached_square" in out
+    out = contrail("cache", "rm", "--data-dir", str(server.data_dir), PROJECT, DOMAIN, "caching.cached_square")
+    assert out.startswith("deleted ") and not out.startswith("deleted 0")
+    assert contrail("cache", "ls", "--data-dir", str(server.data_dir), "--task", "caching.cached_square") == ""
+    r, ex = run(config, version, "cached_wf", side=str(side), x=9)
+    assert cache_of(r, ex).cache_status == POPULATED
+    assert side.read_text().split() == ["square-9", "square-9"]
