@@ -152,3 +152,18 @@ def test_the_cache_cli_lists_and_removes_artifacts(server, config, version, tmp_
     r, ex = run(config, version, "cached_wf", side=str(side), x=9)
     assert cache_of(r, ex).cache_status == POPULATED
     assert side.read_text().split() == ["square-9", "square-9"]
+
+
+def test_map_items_are_cached_one_by_one(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    r, ex = run(config, version, "cached_map_wf", side=str(side), xs=[11, 12, 13])
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.outputs["o0"] == [11**3, 12**3, 13**3]
+    r, ex = run(config, version, "cached_map_wf", side=str(side), xs=[12, 13, 14])
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.outputs["o0"] == [12**3, 13**3, 14**3]
+    # Items 12 and 13 were reused; only 14 ran.
+    assert sorted(side.read_text().split()) == ["cube-11", "cube-12", "cube-13", "cube-14"]
+    out = contrail("lineage", "--data-dir", str(server.data_dir), f"{ex.id.name}/n0[0]")
+    assert "reused flytesnacks/development/flyte_task-caching.map_cached_cube" in out
+    assert "/n0[1]" in out  # item 0 (12) of this run reused item 1 of the first

@@ -52,6 +52,9 @@ pub(crate) struct Cx<'a> {
     pub k: &'a ExecKey,
     pub exec: &'a admin::Execution,
     pub wdir: &'a str,
+    /// The last whole inputs file an array item's cache key was derived from (one map
+    /// serves every item of a round).
+    pub inputs_memo: std::cell::RefCell<Option<(String, Arc<core::LiteralMap>)>>,
 }
 
 impl Controller {
@@ -337,6 +340,108 @@ impl Cx<'_> {
             }
         }
         Ok(CacheOutcome::Miss(Self::catalog_ref(&key, None)))
+    }
+
+    /// The cache key of one array item: its element of every split input.
+    fn item_key(
+        &self,
+        plan: &Plan,
+        node: usize,
+        item: u32,
+    ) -> Result<Result<CatalogKey, String>, Error> {
+        let NodeKind::Array(a) = &plan.nodes[node].kind else {
+            return Ok(Err("not an array node".into()));
+        };
+        let key = layout::node_inputs(self.wdir, &plan.nodes[node].id);
+        let whole = {
+            let mut memo = self.inputs_memo.borrow_mut();
+            match memo.as_ref() {
+                Some((k, m)) if *k == key => m.clone(),
+                _ => {
+                    let m = Arc::new(self.c.read_map(&key)?);
+                    *memo = Some((key, m.clone()));
+                    m
+                }
+            }
+        };
+        let inputs = match resolve::item_inputs(&whole, item as usize, &a.bound_inputs) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e.0)),
+        };
+        let Some(task) = plan.task(node) else {
+            return Ok(Err("no task".into()));
+        };
+        Ok(contrail_catalog::cache_key(task, &inputs)
+            .map(|k| CatalogKey {
+                project: k.project,
+                domain: k.domain,
+                name: k.name,
+                version: k.version,
+                tag: k.tag,
+            })
+            .map_err(|e| e.to_string()))
+    }
+
+    fn item_dir(&self, plan: &Plan, node: usize, item: u32, attempt: u32) -> String {
+        format!("{}/{item}/{attempt}", self.node_dir(plan, node, 0))
+    }
+
+    fn item_lookup(&self, plan: &Plan, node: usize, item: u32) -> Result<CacheOutcome, Error> {
+        let key = match self.item_key(plan, node, item)? {
+            Ok(k) => k,
+            Err(e) => return Ok(CacheOutcome::Failed(e)),
+        };
+        let Some(a) = self.c.store.get_artifact(&key)? else {
+            return Ok(CacheOutcome::Miss(Self::catalog_ref(&key, None)));
+        };
+        let from = self.c.blob.key_of(&a.outputs_uri)?.to_string();
+        let to = format!("{}/outputs.pb", self.item_dir(plan, node, item, 0));
+        self.copy_map(&from, &to)?;
+        self.c.store.record_use(&ArtifactUse {
+            artifact_id: a.artifact_id.clone(),
+            exec: self.k.clone(),
+            node_id: format!("{}[{item}]", plan.nodes[node].id),
+            at: crate::now_nanos(),
+        })?;
+        Ok(CacheOutcome::Hit(Self::catalog_ref(&key, Some(&a))))
+    }
+
+    fn item_put(
+        &self,
+        plan: &Plan,
+        node: usize,
+        item: u32,
+        attempt: u32,
+    ) -> Result<Result<(), String>, Error> {
+        let key = match self.item_key(plan, node, item)? {
+            Ok(k) => k,
+            Err(e) => return Ok(Err(e)),
+        };
+        let p = &plan.nodes[node];
+        let artifact_id = ids::fixed_length_unique_id(
+            50,
+            &[&self.k.name, &p.id, &item.to_string(), &attempt.to_string()],
+        );
+        let blob_key = format!(
+            "catalog/{}/{}/{}/{}/{}/{artifact_id}/outputs.pb",
+            key.project, key.domain, key.name, key.version, key.tag
+        );
+        let outputs = format!("{}/outputs.pb", self.item_dir(plan, node, item, attempt));
+        self.copy_map(&outputs, &blob_key)?;
+        let overwrite = self.exec.spec.as_ref().is_some_and(|s| s.overwrite_cache);
+        self.c.store.put_artifact(
+            &ArtifactRecord {
+                key,
+                artifact_id,
+                outputs_uri: self.c.blob.uri(&blob_key),
+                source: self.k.clone(),
+                source_node: format!("{}[{item}]", p.id),
+                source_attempt: attempt,
+                created_at: crate::now_nanos(),
+            },
+            overwrite,
+        )?;
+        Ok(Ok(()))
     }
 
     /// Files a succeeded cacheable node's outputs under its key.
@@ -672,6 +777,24 @@ impl Cx<'_> {
                 node: *node,
                 result: self.cache_put(plan, state, *node)?,
             })),
+            Effect::CacheLookupItem { node, item } => Ok(Some(Observation::CacheItem {
+                node: *node,
+                item: *item,
+                outcome: self.item_lookup(plan, *node, *item)?,
+            })),
+            Effect::CachePutItem {
+                node,
+                item,
+                attempt,
+            } => {
+                if let Err(e) = self.item_put(plan, *node, *item, *attempt)? {
+                    tracing::warn!(execution = %k, node = %plan.nodes[*node].id, item, "cannot cache the item: {e}");
+                }
+                Ok(Some(Observation::CachePutItem {
+                    node: *node,
+                    item: *item,
+                }))
+            }
             Effect::TryRecover { node } => {
                 let recovered = self.try_recover(plan, *node)?;
                 Ok(Some(Observation::Recovery {

@@ -382,6 +382,7 @@ impl Controller {
                 k,
                 exec: &live.exec,
                 wdir: &wdir,
+                inputs_memo: Default::default(),
             };
             for w in contrail_engine::watches(&live.plan, &live.state) {
                 obs.extend(cx.observe(&live.plan, &live.state, w)?);

@@ -65,6 +65,8 @@ pub struct ArraySpec {
     pub min_success_ratio: Option<f32>,
     /// Inputs passed whole to every item instead of being split.
     pub bound_inputs: BTreeSet<String>,
+    /// Items are memoized one by one (the task is cacheable).
+    pub cache: bool,
     /// Each item gets its own inputs file holding its element of every collection input
     /// (`INDIVIDUAL_INPUT_FILES`, or a sub-node with its original scalar interface);
     /// otherwise every item reads the whole inputs and indexes them itself.
@@ -516,6 +518,10 @@ impl Plan {
                             individual_inputs: a.data_mode
                                 == array_node::DataMode::IndividualInputFiles as i32
                                 || a.is_original_sub_node_interface == Some(true),
+                            cache: self.tasks[task]
+                                .metadata
+                                .as_ref()
+                                .is_some_and(|m| m.discoverable),
                         })
                     }
                     _ => NodeKind::Unsupported("array over a non-task node"),

@@ -239,10 +239,14 @@ pub struct ArrayState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Item {
     NotStarted,
+    /// Its inputs are being looked up in the catalog (cacheable task).
+    Lookup,
     Queued,
     Running,
     RetryWait,
     Succeeded,
+    /// Succeeded; its outputs are being filed in the catalog.
+    Filing,
     Failed,
     Aborted,
 }
@@ -251,6 +255,8 @@ impl Item {
     fn code(self) -> char {
         match self {
             Item::NotStarted => '.',
+            Item::Lookup => 'c',
+            Item::Filing => 'p',
             Item::Queued => 'q',
             Item::Running => 'r',
             Item::RetryWait => 'w',
@@ -261,6 +267,8 @@ impl Item {
     }
     fn of(c: u8) -> Item {
         match c {
+            b'c' => Item::Lookup,
+            b'p' => Item::Filing,
             b'q' => Item::Queued,
             b'r' => Item::Running,
             b'w' => Item::RetryWait,
@@ -269,6 +277,10 @@ impl Item {
             b'a' => Item::Aborted,
             _ => Item::NotStarted,
         }
+    }
+    /// The phase a state character stands for.
+    pub fn of_code(c: u8) -> Item {
+        Item::of(c)
     }
     pub fn is_live(self) -> bool {
         matches!(self, Item::Queued | Item::Running)

@@ -140,6 +140,14 @@ pub enum Observation {
         node: usize,
         result: Result<CatalogRef, String>,
     },
+    /// What the catalog said about one array item's inputs.
+    CacheItem {
+        node: usize,
+        item: u32,
+        outcome: CacheOutcome,
+    },
+    /// One array item's outputs were filed (or could not be: the item stays succeeded).
+    CachePutItem { node: usize, item: u32 },
     /// The workflow outputs were written.
     OutputsPublished,
     /// The workflow outputs cannot be built from the node outputs.
@@ -199,6 +207,17 @@ pub enum Effect {
     /// File a cacheable node's outputs (and release its reservation).
     CachePut {
         node: usize,
+    },
+    /// Look one array item's inputs up; a hit writes the item's outputs.
+    CacheLookupItem {
+        node: usize,
+        item: u32,
+    },
+    /// File one array item's outputs.
+    CachePutItem {
+        node: usize,
+        item: u32,
+        attempt: u32,
     },
     /// Resolve the workflow's output bindings and write them.
     PublishOutputs,
@@ -732,6 +751,35 @@ impl Round<'_> {
                 }
             }
             Observation::Cache { node, outcome } => self.observe_cache(*node, outcome),
+            Observation::CacheItem {
+                node,
+                item,
+                outcome,
+            } => {
+                let Some(a) = self.s.nodes.get_mut(*node).and_then(|n| n.array.as_mut()) else {
+                    return;
+                };
+                if a.get(*item) != Item::Lookup {
+                    return;
+                }
+                if matches!(outcome, CacheOutcome::Hit(_)) {
+                    a.set(*item, Item::Succeeded);
+                } else {
+                    a.set(*item, Item::Queued);
+                    self.fx.push(Effect::Launch {
+                        node: *node,
+                        item: Some(*item),
+                        attempt: a.attempt(*item),
+                    });
+                }
+            }
+            Observation::CachePutItem { node, item } => {
+                if let Some(a) = self.s.nodes.get_mut(*node).and_then(|n| n.array.as_mut())
+                    && a.get(*item) == Item::Filing
+                {
+                    a.set(*item, Item::Succeeded);
+                }
+            }
             Observation::CachePut { node, result } => {
                 let Some(c) = self.s.nodes.get_mut(*node).and_then(|n| n.cache.as_mut()) else {
                     return;
@@ -865,6 +913,7 @@ impl Round<'_> {
         let now = self.now;
         let max_attempts = self.plan.nodes[node].max_attempts;
         let max_sys = self.cfg.max_system_failures;
+        let cacheable = matches!(&self.plan.nodes[node].kind, NodeKind::Array(a) if a.cache);
         let Some(n) = self.s.nodes.get_mut(node) else {
             return;
         };
@@ -893,8 +942,17 @@ impl Round<'_> {
                 return;
             }
             Ok(TaskStatus::Succeeded) => {
-                a.set(item, Item::Succeeded);
                 a.errors.remove(&item);
+                if cacheable {
+                    a.set(item, Item::Filing);
+                    self.fx.push(Effect::CachePutItem {
+                        node,
+                        item,
+                        attempt,
+                    });
+                } else {
+                    a.set(item, Item::Succeeded);
+                }
                 return;
             }
             Ok(TaskStatus::Dynamic) => (
@@ -1249,6 +1307,24 @@ impl Round<'_> {
     fn settle_cache(&mut self) {
         for i in 0..self.s.nodes.len() {
             let n = &self.s.nodes[i];
+            if let Some(a) = n.array.as_ref().filter(|_| n.phase == NodePhase::Running) {
+                for (item, c) in a.items.bytes().enumerate() {
+                    let item = item as u32;
+                    let e = match Item::of_code(c) {
+                        Item::Lookup => Effect::CacheLookupItem { node: i, item },
+                        Item::Filing => Effect::CachePutItem {
+                            node: i,
+                            item,
+                            attempt: a.attempt(item),
+                        },
+                        _ => continue,
+                    };
+                    if !self.fx.contains(&e) {
+                        self.fx.push(e);
+                    }
+                }
+                continue;
+            }
             let Some(c) = &n.cache else { continue };
             let e = match (n.phase, c.status) {
                 (NodePhase::Queued, CacheStatus::Lookup) if n.task.is_none() => {
@@ -1441,6 +1517,8 @@ impl Round<'_> {
     }
 
     fn top_up_items(&mut self, i: usize, limit: u32) {
+        let cache = matches!(&self.plan.nodes[i].kind, NodeKind::Array(a) if a.cache)
+            && !self.cfg.overwrite_cache;
         if self.s.nodes[i].publishing {
             return;
         }
@@ -1450,7 +1528,7 @@ impl Round<'_> {
         let mut live = a
             .items
             .bytes()
-            .filter(|c| matches!(c, b'q' | b'r' | b'w'))
+            .filter(|c| matches!(c, b'q' | b'r' | b'w' | b'c'))
             .count() as u32;
         let mut item = 0u32;
         while (limit == 0 || live < limit) && (item as usize) < a.len() {
@@ -1461,12 +1539,17 @@ impl Round<'_> {
                 Some(off) => item += off as u32,
                 None => break,
             }
-            a.set(item, Item::Queued);
-            self.fx.push(Effect::Launch {
-                node: i,
-                item: Some(item),
-                attempt: a.attempt(item),
-            });
+            if cache {
+                a.set(item, Item::Lookup);
+                self.fx.push(Effect::CacheLookupItem { node: i, item });
+            } else {
+                a.set(item, Item::Queued);
+                self.fx.push(Effect::Launch {
+                    node: i,
+                    item: Some(item),
+                    attempt: a.attempt(item),
+                });
+            }
             live += 1;
             item += 1;
         }

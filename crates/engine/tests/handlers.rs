@@ -750,3 +750,63 @@ fn overwrite_cache_runs_without_looking_and_files_the_new_outputs() {
             .contains(&Effect::CachePut { node: n0 })
     );
 }
+
+#[test]
+fn array_items_of_a_cacheable_task_are_looked_up_and_filed_one_by_one() {
+    use contrail_engine::{CacheOutcome, CatalogRef};
+    let mut c = closure(vec![array("n0", 2, None)], vec![]);
+    c.tasks[0].template.as_mut().unwrap().metadata = Some(core::TaskMetadata {
+        discoverable: true,
+        discovery_version: "1".into(),
+        ..Default::default()
+    });
+    let mut r = Run::new(&c);
+    let n0 = r.i("n0");
+    r.round(&[]);
+    let fx = r.round(&[r.inputs("n0", &[("x", ints(3))])]);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::CacheLookupItem { node: n0, item: 0 },
+            Effect::CacheLookupItem { node: n0, item: 1 }
+        ]
+    );
+    let hit = Observation::CacheItem {
+        node: n0,
+        item: 0,
+        outcome: CacheOutcome::Hit(CatalogRef::default()),
+    };
+    let miss = Observation::CacheItem {
+        node: n0,
+        item: 1,
+        outcome: CacheOutcome::Miss(CatalogRef::default()),
+    };
+    let fx = r.round(&[hit, miss]);
+    assert_eq!(
+        fx,
+        vec![
+            item_launch(&r, "n0", 1),
+            Effect::CacheLookupItem { node: n0, item: 2 }
+        ]
+    );
+    assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sqc");
+    let fx = r.round(&[item(&r, "n0", 1, TaskStatus::Succeeded)]);
+    assert!(
+        fx.contains(&Effect::CachePutItem {
+            node: n0,
+            item: 1,
+            attempt: 0
+        }),
+        "{fx:?}"
+    );
+    let fx = r.round(&[
+        Observation::CachePutItem { node: n0, item: 1 },
+        Observation::CacheItem {
+            node: n0,
+            item: 2,
+            outcome: CacheOutcome::Hit(CatalogRef::default()),
+        },
+    ]);
+    assert_eq!(fx, vec![Effect::PublishNode { node: n0 }]);
+    assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sss");
+}
