@@ -167,3 +167,50 @@ def test_map_items_are_cached_one_by_one(server, config, version, tmp_path):
     out = contrail("lineage", "--data-dir", str(server.data_dir), f"{ex.id.name}/n0[0]")
     assert "reused flytesnacks/development/flyte_task-caching.map_cached_cube" in out
     assert "/n0[1]" in out  # item 0 (12) of this run reused item 1 of the first
+
+
+def test_the_datacatalog_service_serves_the_same_catalog(server, config, version, tmp_path):
+    import grpc
+    from flyteidl.datacatalog import datacatalog_pb2 as dc
+    from flyteidl.datacatalog import datacatalog_pb2_grpc as dcg
+    from flyteidl.core import literals_pb2
+
+    side = tmp_path / "side"
+    r, ex = run(config, version, "cached_wf", side=str(side), x=21)
+    key = cache_of(r, ex).catalog_key
+    stub = dcg.DataCatalogStub(grpc.insecure_channel(server.endpoint))
+    ds = dc.DatasetID(project=key.dataset_id.project, domain=key.dataset_id.domain,
+                      name=key.dataset_id.name, version=key.dataset_id.version)
+    assert stub.GetDataset(dc.GetDatasetRequest(dataset=ds)).dataset.id.name == key.dataset_id.name
+    art = stub.GetArtifact(dc.GetArtifactRequest(dataset=ds, tag_name=key.artifact_tag.name)).artifact
+    assert art.id == key.artifact_tag.artifact_id
+    assert {d.name: d.value.scalar.primitive.integer for d in art.data} == {"o0": 441}
+    assert art.metadata.key_map["execution-name"] == ex.id.name
+    assert art.metadata.key_map["exec-node"] == "n0"
+    # A tool files its own artifact and tags it; the engine would find it by that tag.
+    mine = dc.DatasetID(project=PROJECT, domain=DOMAIN, name="flyte_task-tool", version="1-a-b")
+    stub.CreateDataset(dc.CreateDatasetRequest(dataset=dc.Dataset(id=mine)))
+    with pytest.raises(grpc.RpcError) as e:
+        stub.CreateDataset(dc.CreateDatasetRequest(dataset=dc.Dataset(id=mine)))
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    value = literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=7)))
+    stub.CreateArtifact(dc.CreateArtifactRequest(artifact=dc.Artifact(
+        id="art-1", dataset=mine, data=[dc.ArtifactData(name="o0", value=value)])))
+    stub.AddTag(dc.AddTagRequest(tag=dc.Tag(name="flyte_cached-x", artifact_id="art-1", dataset=mine)))
+    got = stub.GetArtifact(dc.GetArtifactRequest(dataset=mine, tag_name="flyte_cached-x")).artifact
+    assert got.id == "art-1" and got.data[0].value.scalar.primitive.integer == 7
+    assert [a.id for a in stub.ListArtifacts(dc.ListArtifactsRequest(dataset=mine)).artifacts] == ["art-1"]
+    # Reservations are leases: the first owner holds it until released.
+    rid = dc.ReservationID(dataset_id=mine, tag_name="flyte_cached-y")
+    hold = lambda owner: stub.GetOrExtendReservation(  # noqa: E731
+        dc.GetOrExtendReservationRequest(reservation_id=rid, owner_id=owner)).reservation.owner_id
+    assert hold("a") == "a" and hold("b") == "a"
+    stub.ReleaseReservation(dc.ReleaseReservationRequest(reservation_id=rid, owner_id="a"))
+    assert hold("b") == "b"
+    # Bad input names the field.
+    with pytest.raises(grpc.RpcError) as e:
+        stub.GetArtifact(dc.GetArtifactRequest(dataset=dc.DatasetID(project=PROJECT), tag_name="t"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "dataset." in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        stub.GetArtifact(dc.GetArtifactRequest(dataset=mine, tag_name="flyte_cached-none"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND

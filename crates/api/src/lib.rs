@@ -5,6 +5,7 @@
 //! changes nothing; no handler returns `UNKNOWN`.
 
 mod admin;
+mod datacatalog;
 mod dataproxy;
 mod diff;
 mod error;
@@ -16,6 +17,7 @@ mod validate;
 pub use error::ApiError;
 
 use contrail_blob::BlobStore;
+use contrail_idl::datacatalog::data_catalog_server::DataCatalogServer;
 use contrail_idl::service::admin_service_server::AdminServiceServer;
 use contrail_idl::service::data_proxy_service_server::DataProxyServiceServer;
 use contrail_idl::service::signal_service_server::SignalServiceServer;
@@ -118,6 +120,7 @@ impl Api {
         )
         .add_service(DataProxyServiceServer::new(self.clone()).max_decoding_message_size(max))
         .add_service(SignalServiceServer::new(self.clone()).max_decoding_message_size(max))
+        .add_service(DataCatalogServer::new(self.clone()).max_decoding_message_size(max))
         .into_axum_router();
         let http = axum::Router::new()
             .route("/upload/{*key}", axum::routing::put(dataproxy::put_upload))

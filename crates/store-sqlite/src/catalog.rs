@@ -259,6 +259,94 @@ impl CatalogStore for SqliteStore {
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)
     }
+
+    fn create_dataset(&self, k: &CatalogKey, metadata: &[u8], now: i64) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO catalog_datasets (project, domain, name, version, metadata, created_at) \
+                 VALUES (?,?,?,?,?,?)",
+                params![k.project, k.domain, k.name, k.version, metadata, now],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn get_dataset(&self, k: &CatalogKey) -> Result<Option<Vec<u8>>> {
+        let found: Option<Vec<u8>> = self
+            .conn()
+            .prepare_cached(
+                "SELECT metadata FROM catalog_datasets WHERE project=? AND domain=? AND name=? AND version=?",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, k.version], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(backend)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        Ok(self.dataset_exists_by_artifact(k)?.then(Vec::new))
+    }
+
+    fn list_datasets(
+        &self,
+        project: Option<&str>,
+        domain: Option<&str>,
+    ) -> Result<Vec<CatalogKey>> {
+        let mut sql = "SELECT DISTINCT project, domain, name, version FROM (\
+             SELECT project, domain, name, version FROM catalog_datasets \
+             UNION SELECT project, domain, name, version FROM catalog_artifacts) WHERE 1=1"
+            .to_string();
+        let mut args = Vec::new();
+        for (col, v) in [("project", project), ("domain", domain)] {
+            if let Some(v) = v {
+                sql.push_str(&format!(" AND {col}=?"));
+                args.push(text(v));
+            }
+        }
+        sql.push_str(" ORDER BY project, domain, name, version");
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql).map_err(backend)?;
+        stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(CatalogKey {
+                project: r.get(0)?,
+                domain: r.get(1)?,
+                name: r.get(2)?,
+                version: r.get(3)?,
+                tag: String::new(),
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+    }
+
+    fn tag_artifact(&self, artifact_id: &str, tag: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE OR IGNORE catalog_artifacts SET tag=? WHERE artifact_id=? AND tag=?",
+                params![tag, artifact_id, contrail_store::untagged(artifact_id)],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+}
+
+impl SqliteStore {
+    fn dataset_exists_by_artifact(&self, k: &CatalogKey) -> Result<bool> {
+        self.conn()
+            .prepare_cached(
+                "SELECT 1 FROM catalog_artifacts WHERE project=? AND domain=? AND name=? AND version=? LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, k.version], |_| Ok(()))
+                    .optional()
+            })
+            .map(|r| r.is_some())
+            .map_err(backend)
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,15 @@ CREATE TABLE catalog_uses (
     UNIQUE (artifact_id, project, domain, exec_name, node_id)
 );
 CREATE INDEX catalog_uses_by_exec ON catalog_uses (project, domain, exec_name, node_id);
+CREATE TABLE catalog_datasets (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (project, domain, name, version)
+);
 CREATE TABLE catalog_reservations (
     project TEXT NOT NULL,
     domain TEXT NOT NULL,

@@ -74,4 +74,20 @@ pub trait CatalogStore: Send + Sync + 'static {
         node_id: Option<&str>,
     ) -> Result<Vec<ArtifactRecord>>;
     fn uses_of(&self, artifact_id: &str) -> Result<Vec<ArtifactUse>>;
+
+    /// Creates a dataset (its key's `tag` is ignored); false if it exists.
+    fn create_dataset(&self, key: &CatalogKey, metadata: &[u8], now: i64) -> Result<bool>;
+    /// A dataset's metadata: created explicitly, or implied by an artifact filed in it.
+    fn get_dataset(&self, key: &CatalogKey) -> Result<Option<Vec<u8>>>;
+    /// Every dataset (created or implied), optionally of one project/domain.
+    fn list_datasets(&self, project: Option<&str>, domain: Option<&str>)
+    -> Result<Vec<CatalogKey>>;
+    /// Files an untagged artifact (created through the DataCatalog API) under `tag`;
+    /// false when the tag is taken or the artifact is tagged already.
+    fn tag_artifact(&self, artifact_id: &str, tag: &str) -> Result<bool>;
+}
+
+/// The tag an artifact created without one carries until it is tagged.
+pub fn untagged(artifact_id: &str) -> String {
+    format!("#{artifact_id}")
 }
