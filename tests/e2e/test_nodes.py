@@ -247,6 +247,17 @@ def test_the_failure_node_runs_and_the_workflow_still_fails_with_the_original_er
     assert {n.id.node_id: n.closure.phase for n in nodes}["fn0"] == NP.SUCCEEDED
 
 
+def test_a_subworkflows_failure_node_runs_inside_it(config, version, tmp_path):
+    marker = tmp_path / "marker"
+    r, ex = run(config, version, "parent_of_failing_sub", x=2, marker=str(marker))
+    assert ex.closure.phase == WP.FAILED
+    assert "boom 2" in ex.closure.error.message
+    assert marker.read_text() == "cleaned 2"
+    kids = children(r, ex, "n0")
+    assert kids["n0-0-fn0"].closure.phase == NP.SUCCEEDED
+    assert kids["n0-0-n0"].closure.phase == NP.FAILED
+
+
 def test_an_eager_workflow_reaches_the_admin_api_from_its_task(config, version):
     r, ex = run(config, version, "eager_wf", x=1)
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error

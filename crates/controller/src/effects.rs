@@ -777,6 +777,12 @@ impl Cx<'_> {
                 node: *node,
                 result: self.cache_put(plan, state, *node)?,
             })),
+            Effect::CacheRelease { node } => {
+                if let Some(key) = self.cache_key(plan, *node)? {
+                    self.c.store.release(&key, &self.owner(plan, *node))?;
+                }
+                Ok(Some(Observation::CacheReleased { node: *node }))
+            }
             Effect::CacheLookupItem { node, item } => Ok(Some(Observation::CacheItem {
                 node: *node,
                 item: *item,

@@ -180,7 +180,7 @@ fn task_node_metadata(ids: &Ids<'_>, i: usize, n: &NodeState) -> admin::TaskNode
         C::PutFailure => S::CachePutFailure,
         C::LookupFailure => S::CacheLookupFailure,
         C::Skipped => S::CacheSkipped,
-        C::Lookup | C::Waiting | C::Miss => S::CacheMiss,
+        C::Lookup | C::Waiting | C::Miss | C::Released => S::CacheMiss,
     } as i32;
     let catalog_key = c.catalog.as_ref().map(|r| {
         let source = (!r.source_execution.is_empty()).then(|| {

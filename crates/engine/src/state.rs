@@ -186,6 +186,8 @@ pub enum CacheStatus {
     LookupFailure,
     /// `overwrite_cache`: ran without looking; its outputs replace the filed ones.
     Skipped,
+    /// A serialized run failed and gave its reservation back.
+    Released,
 }
 
 /// A catalog entry a node reused or filed.

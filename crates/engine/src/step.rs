@@ -148,6 +148,8 @@ pub enum Observation {
     },
     /// One array item's outputs were filed (or could not be: the item stays succeeded).
     CachePutItem { node: usize, item: u32 },
+    /// A failed serialized node gave its reservation back.
+    CacheReleased { node: usize },
     /// The workflow outputs were written.
     OutputsPublished,
     /// The workflow outputs cannot be built from the node outputs.
@@ -206,6 +208,11 @@ pub enum Effect {
     },
     /// File a cacheable node's outputs (and release its reservation).
     CachePut {
+        node: usize,
+    },
+    /// Give a failed serialized node's reservation back, so a waiting run need not wait
+    /// for it to expire.
+    CacheRelease {
         node: usize,
     },
     /// Look one array item's inputs up; a hit writes the item's outputs.
@@ -452,19 +459,25 @@ impl Round<'_> {
 
     /// The root failed with `f`: run its failure node first, if it has one.
     fn fail_root(&mut self, f: Failure) {
-        if let Some(h) = self.plan.scopes[0].failure_node {
-            match self.s.nodes[h].phase {
-                NodePhase::NotYetStarted => {
-                    if matches!(self.plan.nodes[h].kind, NodeKind::Task(_)) {
-                        self.launch(h, 0);
-                        return;
-                    }
-                }
-                p if p.is_active() => return,
-                _ => {}
-            }
+        if self.failure_handled(0) {
+            self.finish(WorkflowPhase::Failed, Some(f));
         }
-        self.finish(WorkflowPhase::Failed, Some(f));
+    }
+
+    /// A failed scope first runs its failure node (`on_failure`), if it has one. True once
+    /// the scope may end: it has no handler, or the handler finished.
+    fn failure_handled(&mut self, scope: usize) -> bool {
+        let Some(h) = self.plan.scopes[scope].failure_node else {
+            return true;
+        };
+        match self.s.nodes[h].phase {
+            NodePhase::NotYetStarted if matches!(self.plan.nodes[h].kind, NodeKind::Task(_)) => {
+                self.launch(h, 0);
+                false
+            }
+            p if p.is_active() => false,
+            _ => true,
+        }
     }
 
     /// The failure of the first failed or timed-out member of a scope, in plan order.
@@ -771,6 +784,13 @@ impl Round<'_> {
                         item: Some(*item),
                         attempt: a.attempt(*item),
                     });
+                }
+            }
+            Observation::CacheReleased { node } => {
+                if let Some(c) = self.s.nodes.get_mut(*node).and_then(|n| n.cache.as_mut())
+                    && c.status == CacheStatus::Miss
+                {
+                    c.status = CacheStatus::Released;
                 }
             }
             Observation::CachePutItem { node, item } => {
@@ -1338,6 +1358,11 @@ impl Round<'_> {
                 (NodePhase::Succeeded, CacheStatus::Miss | CacheStatus::Skipped) => {
                     Effect::CachePut { node: i }
                 }
+                (NodePhase::Failed | NodePhase::TimedOut, CacheStatus::Miss)
+                    if self.plan.nodes[i].cache == Some(true) =>
+                {
+                    Effect::CacheRelease { node: i }
+                }
                 _ => continue,
             };
             if !self.fx.contains(&e) {
@@ -1375,9 +1400,9 @@ impl Round<'_> {
             let immediately =
                 self.plan.scopes[scope].failure_policy == FailurePolicy::FailImmediately;
             if immediately {
-                self.stop(Some(owner), NodePhase::Aborted, true);
+                self.stop(Some(owner), NodePhase::Aborted, false);
             }
-            if immediately || !self.scope_active(scope) {
+            if (immediately || !self.scope_active(scope)) && self.failure_handled(scope) {
                 self.fail_node(owner, f);
             }
             return;

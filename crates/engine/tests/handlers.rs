@@ -810,3 +810,51 @@ fn array_items_of_a_cacheable_task_are_looked_up_and_filed_one_by_one() {
     assert_eq!(fx, vec![Effect::PublishNode { node: n0 }]);
     assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sss");
 }
+
+#[test]
+fn a_failed_serialized_run_gives_its_reservation_back() {
+    use contrail_engine::{CacheOutcome, CacheStatus, CatalogRef};
+    let mut r = Run::new(&cached(true));
+    let n0 = r.i("n0");
+    r.round(&[]);
+    r.round(&[cache(&r, CacheOutcome::Miss(CatalogRef::default()))]);
+    let f = TaskStatus::Failed(Failure::user("USER:ValueError", "no", false));
+    let fx = r.round(&[r.done("n0", f)]);
+    assert!(fx.contains(&Effect::CacheRelease { node: n0 }), "{fx:?}");
+    // The workflow ends failed in the same round; the release was asked for before.
+    assert_eq!(r.state.phase, WorkflowPhase::Failed);
+    let mut r = Run::new(&cached(true));
+    r.round(&[]);
+    r.round(&[cache(&r, CacheOutcome::Miss(CatalogRef::default()))]);
+    r.state.nodes[n0].phase = NodePhase::Failed;
+    r.state.phase = WorkflowPhase::Running;
+    r.round(&[Observation::CacheReleased { node: n0 }]);
+    assert_eq!(
+        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        CacheStatus::Released
+    );
+}
+
+#[test]
+fn a_subworkflows_failure_node_runs_before_the_subworkflow_fails() {
+    let mut sub = template("sub", vec![task("n0")], false);
+    sub.failure_node = Some(task("fn0"));
+    let sw = core::Node {
+        id: "n0".into(),
+        target: Some(Target::WorkflowNode(core::WorkflowNode {
+            reference: Some(core::workflow_node::Reference::SubWorkflowRef(wf_id("sub"))),
+        })),
+        ..Default::default()
+    };
+    let mut r = Run::new(&closure(vec![sw], vec![sub]));
+    r.round(&[]);
+    r.round(&[r.inputs("n0", &[])]);
+    let f = TaskStatus::Failed(Failure::user("USER:ValueError", "inner", false));
+    assert_eq!(r.round(&[r.done("n0-0-n0", f)]), vec![r.launch("n0-0-fn0")]);
+    assert_eq!(r.phase("n0"), NodePhase::Running);
+    assert_eq!(r.plan.nodes[r.i("n0-0-fn0")].parent, Some(r.i("n0")));
+    r.round(&[r.done("n0-0-fn0", TaskStatus::Succeeded)]);
+    assert_eq!(r.phase("n0"), NodePhase::Failed);
+    assert_eq!(r.state.phase, WorkflowPhase::Failed);
+    assert_eq!(r.state.error.unwrap().message, "inner");
+}

@@ -246,6 +246,16 @@ def failing_wf(x: int = 1, marker: str = "/tmp/none") -> int:
     return fail_task(x=x)
 
 
+@workflow(on_failure=cleanup)
+def failing_sub(x: int, marker: str) -> int:
+    return fail_task(x=x)
+
+
+@workflow
+def parent_of_failing_sub(x: int = 1, marker: str = "/tmp/none") -> int:
+    return failing_sub(x=x, marker=marker)
+
+
 # ---- recovery
 @task
 def count(path: str, x: int) -> int:
