@@ -119,6 +119,20 @@ def test_subworkflow_nodes_nest_and_launch_plan_nodes_start_child_executions(con
     assert ex.node_executions["n1"].outputs["o0"] == 128
 
 
+def test_an_array_node_over_a_launch_plan_runs_a_child_execution_per_item(config, version):
+    r, ex = run(config, version, "array_lp_wf", xs=[1, 2, 3])
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    # sub_wf(x) = 2 * x * x
+    assert ex.outputs["o0"] == [2, 8, 18]
+    children_of = [
+        e for e in r.client.list_executions_paginated(PROJECT, DOMAIN, limit=200)[0]
+        if e.spec.metadata.parent_node_execution
+        and e.spec.metadata.parent_node_execution.execution_id.name == ex.id.name
+    ]
+    assert len(children_of) == 3
+    assert all(c.spec.metadata.mode == 4 for c in children_of)
+
+
 def test_terminating_a_parent_aborts_its_child_execution(config, version):
     r, ex = start(config, version, "parent_of_slow_wf", x=1)
 

@@ -34,6 +34,22 @@ pub(crate) fn child_id(k: &ExecKey, plan: &Plan, i: usize) -> core::WorkflowExec
     }
 }
 
+/// The child execution of one item of an array over a launch plan.
+pub(crate) fn child_item_id(
+    k: &ExecKey,
+    plan: &Plan,
+    i: usize,
+    item: u32,
+) -> core::WorkflowExecutionIdentifier {
+    core::WorkflowExecutionIdentifier {
+        name: ids::fixed_length_unique_id(
+            20,
+            &[&k.name, &plan.nodes[i].id, &item.to_string(), "0"],
+        ),
+        ..child_id(k, plan, i)
+    }
+}
+
 fn key_of(id: &core::WorkflowExecutionIdentifier) -> ExecKey {
     ExecKey {
         project: id.project.clone(),
@@ -189,33 +205,26 @@ impl Cx<'_> {
             }
             Watch::Child { node } => {
                 let child = key_of(&child_id(self.k, plan, node));
-                let status = match self.c.store.get_execution(&child)? {
-                    None => ChildStatus::Unknown,
-                    Some(rec) if !rec.is_terminal() => ChildStatus::Running,
-                    Some(rec) => {
-                        use core::workflow_execution::Phase;
-                        let e = admin::Execution::decode(rec.record.as_slice()).unwrap_or_default();
-                        let closure = e.closure.unwrap_or_default();
-                        match Phase::try_from(rec.phase) {
-                            Ok(Phase::Succeeded) => ChildStatus::Succeeded,
-                            Ok(Phase::Aborted) => ChildStatus::Aborted,
-                            _ => {
-                                use admin::execution_closure::OutputResult;
-                                let (code, msg) = match closure.output_result {
-                                    Some(OutputResult::Error(err)) => (err.code, err.message),
-                                    _ => ("ChildFailed".into(), "failed".into()),
-                                };
-                                ChildStatus::Failed(Failure::user(
-                                    &code,
-                                    format!("child execution {} failed: {msg}", child.name),
-                                    false,
-                                ))
-                            }
-                        }
-                    }
-                };
                 let _ = state;
-                Observation::Child { node, status }
+                Observation::Child {
+                    node,
+                    status: self.child_status(&child)?,
+                }
+            }
+            Watch::ChildItem { node, item } => {
+                let child = key_of(&child_item_id(self.k, plan, node, item));
+                let status = self.child_status(&child)?;
+                if status == ChildStatus::Succeeded {
+                    // The item's outputs are the child's; gathered like a task item's.
+                    let from = layout::attempt_outputs(
+                        &layout::workflow_dir(&child.project, &child.domain, &child.name),
+                        "end-node",
+                        0,
+                    );
+                    let to = format!("{}/outputs.pb", self.item_dir(plan, node, item, 0));
+                    self.copy_map(&from, &to)?;
+                }
+                Observation::ChildItem { node, item, status }
             }
             Watch::Signal { node } => {
                 let id = match &plan.nodes[node].kind {
@@ -248,6 +257,102 @@ impl Cx<'_> {
                 return Ok(None);
             }
         }))
+    }
+
+    /// Creates a child execution of `lp` for node `node`; `Some(failure)` when the request
+    /// is refused (the node or item fails), an error when it should be retried.
+    fn launch_child(
+        &self,
+        plan: &Plan,
+        node: usize,
+        child: core::WorkflowExecutionIdentifier,
+        lp: &core::Identifier,
+        inputs: core::LiteralMap,
+    ) -> Result<Option<Failure>, Error> {
+        let launcher = crate::lock(&self.c.launcher).clone();
+        let Some(launcher) = launcher else {
+            return Err(Error::Launch("no launcher is configured".into()));
+        };
+        let parent_spec = self.exec.spec.clone().unwrap_or_default();
+        let meta = parent_spec.metadata.clone().unwrap_or_default();
+        let spec = admin::ExecutionSpec {
+            launch_plan: Some(lp.clone()),
+            metadata: Some(admin::ExecutionMetadata {
+                mode: admin::execution_metadata::ExecutionMode::ChildWorkflow as i32,
+                principal: meta.principal.clone(),
+                nesting: meta.nesting + 1,
+                parent_node_execution: Some(core::NodeExecutionIdentifier {
+                    node_id: plan.nodes[node].id.clone(),
+                    execution_id: self.exec.id.clone(),
+                }),
+                ..Default::default()
+            }),
+            labels: parent_spec.labels.clone(),
+            annotations: parent_spec.annotations.clone(),
+            security_context: parent_spec.security_context.clone(),
+            raw_output_data_config: parent_spec.raw_output_data_config.clone(),
+            max_parallelism: parent_spec.max_parallelism,
+            interruptible: parent_spec.interruptible,
+            overwrite_cache: parent_spec.overwrite_cache,
+            envs: parent_spec.envs.clone(),
+            ..Default::default()
+        };
+        match launcher.launch_child(ChildRequest {
+            child: key_of(&child),
+            spec,
+            inputs,
+        }) {
+            Ok(()) => {
+                self.c.wake(key_of(&child));
+                Ok(None)
+            }
+            Err(LaunchError::Invalid(msg)) => {
+                Ok(Some(Failure::user("ChildExecutionRejected", msg, false)))
+            }
+            Err(LaunchError::Unavailable(msg)) => Err(Error::Launch(msg)),
+        }
+    }
+
+    /// Asks a child execution to stop because its parent stopped.
+    fn abort_child(&self, child: ExecKey) -> Result<(), Error> {
+        let cause = format!(
+            "cascading abort: parent execution {} was stopped",
+            self.k.name
+        );
+        self.c
+            .store
+            .request_abort(&child, &cause, crate::now_nanos())?;
+        self.c.wake(child);
+        Ok(())
+    }
+
+    /// How a child execution stands, seen from its parent.
+    fn child_status(&self, child: &ExecKey) -> Result<ChildStatus, Error> {
+        Ok(match self.c.store.get_execution(child)? {
+            None => ChildStatus::Unknown,
+            Some(rec) if !rec.is_terminal() => ChildStatus::Running,
+            Some(rec) => {
+                use core::workflow_execution::Phase;
+                let e = admin::Execution::decode(rec.record.as_slice()).unwrap_or_default();
+                let closure = e.closure.unwrap_or_default();
+                match Phase::try_from(rec.phase) {
+                    Ok(Phase::Succeeded) => ChildStatus::Succeeded,
+                    Ok(Phase::Aborted) => ChildStatus::Aborted,
+                    _ => {
+                        use admin::execution_closure::OutputResult;
+                        let (code, msg) = match closure.output_result {
+                            Some(OutputResult::Error(err)) => (err.code, err.message),
+                            _ => ("ChildFailed".into(), "failed".into()),
+                        };
+                        ChildStatus::Failed(Failure::user(
+                            &code,
+                            format!("child execution {} failed: {msg}", child.name),
+                            false,
+                        ))
+                    }
+                }
+            }
+        })
     }
 
     /// Who holds a serialized cache reservation: the node of this execution.
@@ -680,65 +785,45 @@ impl Cx<'_> {
                 let NodeKind::LaunchPlan(lp) = &plan.nodes[*node].kind else {
                     return Ok(None);
                 };
-                let launcher = crate::lock(&self.c.launcher).clone();
-                let Some(launcher) = launcher else {
-                    return Err(Error::Launch("no launcher is configured".into()));
-                };
-                let parent_spec = self.exec.spec.clone().unwrap_or_default();
-                let meta = parent_spec.metadata.clone().unwrap_or_default();
                 let inputs = self
                     .c
                     .read_map(&layout::node_inputs(self.wdir, &plan.nodes[*node].id))?;
-                let child = child_id(k, plan, *node);
-                let spec = admin::ExecutionSpec {
-                    launch_plan: Some(lp.clone()),
-                    metadata: Some(admin::ExecutionMetadata {
-                        mode: admin::execution_metadata::ExecutionMode::ChildWorkflow as i32,
-                        principal: meta.principal.clone(),
-                        nesting: meta.nesting + 1,
-                        parent_node_execution: Some(core::NodeExecutionIdentifier {
-                            node_id: plan.nodes[*node].id.clone(),
-                            execution_id: self.exec.id.clone(),
-                        }),
-                        ..Default::default()
-                    }),
-                    labels: parent_spec.labels.clone(),
-                    annotations: parent_spec.annotations.clone(),
-                    security_context: parent_spec.security_context.clone(),
-                    raw_output_data_config: parent_spec.raw_output_data_config.clone(),
-                    max_parallelism: parent_spec.max_parallelism,
-                    interruptible: parent_spec.interruptible,
-                    overwrite_cache: parent_spec.overwrite_cache,
-                    envs: parent_spec.envs.clone(),
-                    ..Default::default()
+                let rejected =
+                    self.launch_child(plan, *node, child_id(k, plan, *node), lp, inputs)?;
+                Ok(rejected.map(|f| Observation::Child {
+                    node: *node,
+                    status: ChildStatus::Failed(f),
+                }))
+            }
+            Effect::LaunchChildItem { node, item } => {
+                let NodeKind::Array(a) = &plan.nodes[*node].kind else {
+                    return Ok(None);
                 };
-                match launcher.launch_child(ChildRequest {
-                    child: key_of(&child),
-                    spec,
-                    inputs,
-                }) {
-                    Ok(()) => {
-                        self.c.wake(key_of(&child));
-                        Ok(None)
+                let Some(lp) = &a.launch_plan else {
+                    return Ok(None);
+                };
+                let whole = self
+                    .c
+                    .read_map(&layout::node_inputs(self.wdir, &plan.nodes[*node].id))?;
+                let rejected = match resolve::item_inputs(&whole, *item as usize, &a.bound_inputs) {
+                    Ok(inputs) => {
+                        let child = child_item_id(k, plan, *node, *item);
+                        self.launch_child(plan, *node, child, lp, inputs)?
                     }
-                    Err(LaunchError::Invalid(msg)) => Ok(Some(Observation::Child {
-                        node: *node,
-                        status: ChildStatus::Failed(Failure::user(
-                            "ChildExecutionRejected",
-                            msg,
-                            false,
-                        )),
-                    })),
-                    Err(LaunchError::Unavailable(msg)) => Err(Error::Launch(msg)),
-                }
+                    Err(e) => Some(Failure::system("BindingResolutionFailure", e.0, false)),
+                };
+                Ok(rejected.map(|f| Observation::ChildItem {
+                    node: *node,
+                    item: *item,
+                    status: ChildStatus::Failed(f),
+                }))
+            }
+            Effect::AbortChildItem { node, item } => {
+                self.abort_child(key_of(&child_item_id(k, plan, *node, *item)))?;
+                Ok(None)
             }
             Effect::AbortChild { node } => {
-                let child = key_of(&child_id(k, plan, *node));
-                let cause = format!("cascading abort: parent execution {} was stopped", k.name);
-                self.c
-                    .store
-                    .request_abort(&child, &cause, crate::now_nanos())?;
-                self.c.wake(child);
+                self.abort_child(key_of(&child_id(k, plan, *node)))?;
                 Ok(None)
             }
             Effect::CreateSignal { node } => {
@@ -899,12 +984,21 @@ impl Cx<'_> {
                 let Some(a) = &state.nodes[i].array else {
                     return Ok(Ok(()));
                 };
-                let names: Vec<String> = plan
+                let mut names: Vec<String> = plan
                     .task(i)
                     .and_then(|t| t.interface.as_ref())
                     .and_then(|x| x.outputs.as_ref())
                     .map(|v| v.variables.keys().cloned().collect())
                     .unwrap_or_default();
+                if plan.task(i).is_none() {
+                    // Over a launch plan: the outputs are named as the children's are.
+                    let base = self.node_dir(plan, i, 0);
+                    if let Some(first) = (0..a.len() as u32).find(|x| a.get(*x) == Item::Succeeded)
+                    {
+                        let key = format!("{base}/{first}/{}/outputs.pb", a.attempt(first));
+                        names = self.c.read_map(&key)?.literals.into_keys().collect();
+                    }
+                }
                 let mut cols: BTreeMap<String, Vec<core::Literal>> =
                     names.iter().map(|n| (n.clone(), Vec::new())).collect();
                 let base = self.node_dir(plan, i, 0);

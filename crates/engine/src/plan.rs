@@ -57,8 +57,10 @@ pub enum Gate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArraySpec {
-    /// Index into `Plan::tasks` of the task every item runs.
+    /// Index into `Plan::tasks` of the task every item runs (`usize::MAX` for a launch plan).
     pub task: usize,
+    /// Every item is a child execution of this launch plan instead of a task.
+    pub launch_plan: Option<core::Identifier>,
     /// Items running at once; `None` means the execution's max parallelism.
     pub parallelism: Option<u32>,
     pub min_successes: Option<u32>,
@@ -495,43 +497,49 @@ impl Plan {
                 None => NodeKind::Unsupported("gate without a condition"),
             },
             (_, Some(Target::ArrayNode(a))) => {
-                match a.node.as_deref().and_then(|s| s.target.as_ref()) {
-                    Some(Target::TaskNode(t)) => {
-                        let task = self.find_task(&uid, t)?;
-                        NodeKind::Array(ArraySpec {
-                            task,
-                            parallelism: match a.parallelism_option {
-                                Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => {
-                                    Some(p)
-                                }
-                                _ => None,
-                            },
-                            min_successes: match a.success_criteria {
-                                Some(array_node::SuccessCriteria::MinSuccesses(m)) => Some(m),
-                                _ => None,
-                            },
-                            min_success_ratio: match a.success_criteria {
-                                Some(array_node::SuccessCriteria::MinSuccessRatio(r)) => Some(r),
-                                _ => None,
-                            },
-                            bound_inputs: a.bound_inputs.iter().cloned().collect(),
-                            individual_inputs: a.data_mode
-                                == array_node::DataMode::IndividualInputFiles as i32
-                                || a.is_original_sub_node_interface == Some(true),
-                            cache: self.tasks[task]
-                                .metadata
-                                .as_ref()
-                                .is_some_and(|m| m.discoverable),
-                        })
-                    }
-                    _ => NodeKind::Unsupported("array over a non-task node"),
+                let (task, launch_plan) = match a.node.as_deref().and_then(|s| s.target.as_ref()) {
+                    Some(Target::TaskNode(t)) => (Some(self.find_task(&uid, t)?), None),
+                    Some(Target::WorkflowNode(core::WorkflowNode {
+                        reference: Some(workflow_node::Reference::LaunchplanRef(lp)),
+                    })) => (None, Some(lp.clone())),
+                    _ => (None, None),
+                };
+                if task.is_none() && launch_plan.is_none() {
+                    NodeKind::Unsupported(
+                        "array over a node that is neither a task nor a launch plan",
+                    )
+                } else {
+                    NodeKind::Array(ArraySpec {
+                        task: task.unwrap_or(usize::MAX),
+                        launch_plan: launch_plan.clone(),
+                        parallelism: match a.parallelism_option {
+                            Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => Some(p),
+                            _ => None,
+                        },
+                        min_successes: match a.success_criteria {
+                            Some(array_node::SuccessCriteria::MinSuccesses(m)) => Some(m),
+                            _ => None,
+                        },
+                        min_success_ratio: match a.success_criteria {
+                            Some(array_node::SuccessCriteria::MinSuccessRatio(r)) => Some(r),
+                            _ => None,
+                        },
+                        bound_inputs: a.bound_inputs.iter().cloned().collect(),
+                        // A launch plan's items always get their own inputs.
+                        individual_inputs: launch_plan.is_some()
+                            || a.data_mode == array_node::DataMode::IndividualInputFiles as i32
+                            || a.is_original_sub_node_interface == Some(true),
+                        cache: task
+                            .and_then(|t| self.tasks[t].metadata.as_ref())
+                            .is_some_and(|m| m.discoverable),
+                    })
                 }
             }
             (_, None) => NodeKind::Unsupported("empty"),
         };
         let task_meta = match &kind {
             NodeKind::Task(t) => self.tasks[*t].metadata.as_ref(),
-            NodeKind::Array(a) => self.tasks[a.task].metadata.as_ref(),
+            NodeKind::Array(a) => self.tasks.get(a.task).and_then(|t| t.metadata.as_ref()),
             _ => None,
         };
         let sub_meta = match &n.target {

@@ -126,6 +126,13 @@ pub enum Observation {
     },
     /// The child execution of a launch-plan node.
     Child { node: usize, status: ChildStatus },
+    /// The child execution of one item of an array node over a launch plan (its outputs
+    /// are in the item's directory once it succeeded).
+    ChildItem {
+        node: usize,
+        item: u32,
+        status: ChildStatus,
+    },
     /// The value of a gate's signal, if set.
     Signal {
         node: usize,
@@ -193,6 +200,15 @@ pub enum Effect {
     AbortChild {
         node: usize,
     },
+    /// Create the child execution of one item of an array over a launch plan.
+    LaunchChildItem {
+        node: usize,
+        item: u32,
+    },
+    AbortChildItem {
+        node: usize,
+        item: u32,
+    },
     /// Make the gate's signal exist so it can be listed and set.
     CreateSignal {
         node: usize,
@@ -248,6 +264,11 @@ pub enum Watch {
     Reservation {
         node: usize,
     },
+    /// The child execution of one item of an array over a launch plan.
+    ChildItem {
+        node: usize,
+        item: u32,
+    },
 }
 
 /// What the controller must observe for the next round.
@@ -272,13 +293,17 @@ pub fn watches(plan: &Plan, s: &ExecState) -> Vec<Watch> {
                     out.push(Watch::Reservation { node: i });
                 }
             }
-            NodeKind::Array(_) => {
+            NodeKind::Array(spec) => {
                 if let Some(a) = &n.array {
-                    out.extend(a.live().map(|(item, attempt)| Watch::Attempt {
-                        node: i,
-                        item: Some(item),
-                        attempt,
-                    }));
+                    if spec.launch_plan.is_some() {
+                        out.extend(a.live().map(|(item, _)| Watch::ChildItem { node: i, item }));
+                    } else {
+                        out.extend(a.live().map(|(item, attempt)| Watch::Attempt {
+                            node: i,
+                            item: Some(item),
+                            attempt,
+                        }));
+                    }
                 }
             }
             NodeKind::LaunchPlan(_) if n.phase == NodePhase::Running => {
@@ -509,6 +534,7 @@ impl Round<'_> {
     /// Stops every active node (inside `within`, or everywhere), aborting what runs.
     /// Failure handlers keep running unless `handlers_too`.
     fn stop(&mut self, within: Option<usize>, phase: NodePhase, handlers_too: bool) {
+        let mut arrays = Vec::new();
         for i in 0..self.s.nodes.len() {
             let p = &self.plan.nodes[i];
             if !self.s.nodes[i].phase.is_active()
@@ -531,23 +557,7 @@ impl Round<'_> {
                         t.finished_at = Some(now);
                     }
                 }
-                NodeKind::Array(_) => {
-                    if let Some(a) = n.array.as_mut() {
-                        for (item, attempt) in a.live().collect::<Vec<_>>() {
-                            self.fx.push(Effect::Abort {
-                                node: i,
-                                item: Some(item),
-                                attempt,
-                            });
-                        }
-                        for item in 0..a.len() as u32 {
-                            if !a.get(item).is_terminal() {
-                                a.set(item, Item::Aborted);
-                            }
-                        }
-                        a.retry_at.clear();
-                    }
-                }
+                NodeKind::Array(_) => arrays.push(i),
                 NodeKind::LaunchPlan(_) if n.phase == NodePhase::Running => {
                     self.fx.push(Effect::AbortChild { node: i });
                 }
@@ -557,6 +567,9 @@ impl Round<'_> {
             n.finished_at = Some(now);
             n.retry_at = None;
             n.publishing = false;
+        }
+        for i in arrays {
+            self.stop_items(i);
         }
     }
 
@@ -784,6 +797,46 @@ impl Round<'_> {
                         item: Some(*item),
                         attempt: a.attempt(*item),
                     });
+                }
+            }
+            Observation::ChildItem { node, item, status } => {
+                let Some(n) = self.s.nodes.get_mut(*node) else {
+                    return;
+                };
+                if n.phase != NodePhase::Running {
+                    return;
+                }
+                let Some(a) = n.array.as_mut() else { return };
+                if !a.get(*item).is_live() {
+                    return;
+                }
+                let failed = |code: &str, msg: String| Failure::user(code, msg, false);
+                match status {
+                    ChildStatus::Unknown => {
+                        let e = Effect::LaunchChildItem {
+                            node: *node,
+                            item: *item,
+                        };
+                        if !self.fx.contains(&e) {
+                            self.fx.push(e);
+                        }
+                    }
+                    ChildStatus::Running => a.set(*item, Item::Running),
+                    ChildStatus::Succeeded => a.set(*item, Item::Succeeded),
+                    ChildStatus::Failed(f) => {
+                        a.set(*item, Item::Failed);
+                        a.errors.insert(*item, f.clone());
+                    }
+                    ChildStatus::Aborted => {
+                        a.set(*item, Item::Failed);
+                        a.errors.insert(
+                            *item,
+                            failed(
+                                "RemoteChildWorkflowExecutionFailed",
+                                format!("the child execution of item {item} was aborted"),
+                            ),
+                        );
+                    }
                 }
             }
             Observation::CacheReleased { node } => {
@@ -1376,13 +1429,22 @@ impl Round<'_> {
         self.fx.push(Effect::PublishNode { node: i });
     }
 
+    fn is_lp_array(&self, i: usize) -> bool {
+        matches!(&self.plan.nodes[i].kind, NodeKind::Array(a) if a.launch_plan.is_some())
+    }
+
     fn stop_items(&mut self, i: usize) {
+        let lp = self.is_lp_array(i);
         if let Some(a) = self.s.nodes[i].array.as_mut() {
             for (item, attempt) in a.live().collect::<Vec<_>>() {
-                self.fx.push(Effect::Abort {
-                    node: i,
-                    item: Some(item),
-                    attempt,
+                self.fx.push(if lp {
+                    Effect::AbortChildItem { node: i, item }
+                } else {
+                    Effect::Abort {
+                        node: i,
+                        item: Some(item),
+                        attempt,
+                    }
                 });
             }
             for item in 0..a.len() as u32 {
@@ -1544,6 +1606,7 @@ impl Round<'_> {
     fn top_up_items(&mut self, i: usize, limit: u32) {
         let cache = matches!(&self.plan.nodes[i].kind, NodeKind::Array(a) if a.cache)
             && !self.cfg.overwrite_cache;
+        let lp = self.is_lp_array(i);
         if self.s.nodes[i].publishing {
             return;
         }
@@ -1564,7 +1627,10 @@ impl Round<'_> {
                 Some(off) => item += off as u32,
                 None => break,
             }
-            if cache {
+            if lp {
+                a.set(item, Item::Queued);
+                self.fx.push(Effect::LaunchChildItem { node: i, item });
+            } else if cache {
                 a.set(item, Item::Lookup);
                 self.fx.push(Effect::CacheLookupItem { node: i, item });
             } else {

@@ -382,6 +382,15 @@ fn array(id: &str, parallelism: u32, min_successes: Option<u32>) -> core::Node {
     }
 }
 
+/// A workflow whose array node `n0` has just been given `size` items; the effects of that.
+fn started_array(c: &core::CompiledWorkflowClosure, size: usize) -> (Run, usize, Vec<Effect>) {
+    let mut r = Run::new(c);
+    let n0 = r.i("n0");
+    r.round(&[]);
+    let fx = r.round(&[r.inputs("n0", &[("x", ints(size))])]);
+    (r, n0, fx)
+}
+
 fn item(r: &Run, id: &str, i: u32, status: TaskStatus) -> Observation {
     Observation::Task {
         node: r.i(id),
@@ -760,10 +769,7 @@ fn array_items_of_a_cacheable_task_are_looked_up_and_filed_one_by_one() {
         discovery_version: "1".into(),
         ..Default::default()
     });
-    let mut r = Run::new(&c);
-    let n0 = r.i("n0");
-    r.round(&[]);
-    let fx = r.round(&[r.inputs("n0", &[("x", ints(3))])]);
+    let (mut r, n0, fx) = started_array(&c, 3);
     assert_eq!(
         fx,
         vec![
@@ -857,4 +863,51 @@ fn a_subworkflows_failure_node_runs_before_the_subworkflow_fails() {
     assert_eq!(r.phase("n0"), NodePhase::Failed);
     assert_eq!(r.state.phase, WorkflowPhase::Failed);
     assert_eq!(r.state.error.unwrap().message, "inner");
+}
+
+#[test]
+fn an_array_over_a_launch_plan_runs_a_child_per_item_and_aborts_them_with_the_parent() {
+    use core::array_node::ParallelismOption;
+    let arr = core::Node {
+        id: "n0".into(),
+        target: Some(Target::ArrayNode(Box::new(core::ArrayNode {
+            node: Some(Box::new(lp_node("sub"))),
+            parallelism_option: Some(ParallelismOption::Parallelism(2)),
+            ..Default::default()
+        }))),
+        ..Default::default()
+    };
+    let (mut r, n0, fx) = started_array(&closure(vec![arr], vec![]), 3);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::LaunchChildItem { node: n0, item: 0 },
+            Effect::LaunchChildItem { node: n0, item: 1 }
+        ]
+    );
+    let w = contrail_engine::watches(&r.plan, &r.state);
+    assert!(
+        w.contains(&contrail_engine::Watch::ChildItem { node: n0, item: 1 }),
+        "{w:?}"
+    );
+    let child = |item, status| Observation::ChildItem {
+        node: n0,
+        item,
+        status,
+    };
+    let fx = r.round(&[
+        child(0, ChildStatus::Succeeded),
+        child(1, ChildStatus::Running),
+    ]);
+    assert_eq!(fx, vec![Effect::LaunchChildItem { node: n0, item: 2 }]);
+    let fx = r.round(&[Observation::AbortRequested {
+        cause: "stop".into(),
+    }]);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::AbortChildItem { node: n0, item: 1 },
+            Effect::AbortChildItem { node: n0, item: 2 }
+        ]
+    );
 }

@@ -101,6 +101,13 @@ def parent_wf(x: int = 2) -> typing.Tuple[int, int]:
     return a, b
 
 
+@workflow
+def array_lp_wf(xs: typing.List[int] = [1, 2, 3]) -> typing.List[int]:
+    from flytekit.core.array_node import array_node
+
+    return array_node(sub_lp, concurrency=2)(x=xs)
+
+
 @task
 def slow(x: int) -> int:
     import time
