@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -15,6 +16,46 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = pathlib.Path(os.environ.get("CONTRAIL_FIXTURES", REPO.parent / "shared" / "fixtures"))
 WORKFLOWS = FIXTURES / "flytekit-wire" / "workflows"
 BIN = pathlib.Path(os.environ.get("CONTRAIL_BIN", REPO / "target" / "debug" / "contrail"))
+
+
+PROJECT, DOMAIN = "flytesnacks", "development"
+E2E_WORKFLOWS = pathlib.Path(__file__).resolve().parent / "workflows"
+PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))
+
+
+def remote(config):
+    from flytekit.configuration import Config
+    from flytekit.remote import FlyteRemote
+
+    return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
+
+
+def register_module(config, tmp_path_factory, module: str, env=None) -> str:
+    """`pyflyte register` of workflows/<module>.py under a fresh version; returns the version."""
+    d = tmp_path_factory.mktemp(module)
+    shutil.copy(E2E_WORKFLOWS / f"{module}.py", d / f"{module}.py")
+    version = "v" + uuid.uuid4().hex[:8]
+    p = subprocess.run(
+        [PYFLYTE, "-c", str(config), "register", "--project", PROJECT, "--domain", DOMAIN,
+         "--version", version, f"{module}.py"],
+        cwd=d, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return version
+
+
+def execute(config, version, lp_name, overwrite_cache=None, **inputs):
+    """Starts a registered launch plan through FlyteRemote; returns (remote, execution)."""
+    r = remote(config)
+    lp = r.fetch_launch_plan(name=lp_name, version=version)
+    return r, r.execute(lp, inputs=inputs, overwrite_cache=overwrite_cache)
+
+
+def finish(r, ex, timeout_s=180):
+    """Waits (polling the API) until the execution is done."""
+    import datetime
+
+    return r.wait(ex, timeout=datetime.timedelta(seconds=timeout_s), poll_interval=datetime.timedelta(seconds=1))
 
 
 def free_port() -> int:

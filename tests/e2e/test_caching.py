@@ -1,39 +1,19 @@
 """Memoization end to end: cached tasks registered with `pyflyte register` and run through
 FlyteRemote; a side file tells a real run from a cache hit; lineage through the CLI."""
-import datetime
-import os
-import shutil
 import subprocess
-import sys
-import pathlib
-import uuid
 
 import pytest
-from flytekit.configuration import Config
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
 from flytekit.models.core.identifier import NodeExecutionIdentifier
-from flytekit.remote import FlyteRemote
 
-from conftest import BIN
+from conftest import BIN, DOMAIN, PROJECT, execute, finish, register_module
 
-PROJECT, DOMAIN = "flytesnacks", "development"
-PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))
-HERE = pathlib.Path(__file__).resolve().parent
-HIT, MISS, POPULATED, SKIPPED = 2, 1, 3, 6
+HIT, POPULATED = 2, 3  # flyteidl CatalogCacheStatus
 
 
 def register(config, tmp_path_factory, cache_version="1") -> str:
-    d = tmp_path_factory.mktemp("caching")
-    shutil.copy(HERE / "workflows" / "caching.py", d / "caching.py")
-    version = "v" + uuid.uuid4().hex[:8]
-    env = {**os.environ, "CONTRAIL_TEST_CACHE_VERSION": cache_version}
-    p = subprocess.run(
-        [PYFLYTE, "-c", str(config), "register", "--project", PROJECT, "--domain", DOMAIN,
-         "--version", version, "caching.py"],
-        cwd=d, capture_output=True, text=True, timeout=300, env=env,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    return version
+    env = {"CONTRAIL_TEST_CACHE_VERSION": cache_version}
+    return register_module(config, tmp_path_factory, "caching", env)
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +21,13 @@ def version(server, config, tmp_path_factory):
     return register(config, tmp_path_factory)
 
 
-def remote(config):
-    return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
-
-
 def start(config, version, wf, overwrite_cache=None, **inputs):
-    r = remote(config)
-    lp = r.fetch_launch_plan(name=f"caching.{wf}", version=version)
-    return r, r.execute(lp, inputs=inputs, overwrite_cache=overwrite_cache)
-
-
-def wait(r, ex):
-    return r.wait(ex, timeout=datetime.timedelta(seconds=180), poll_interval=datetime.timedelta(seconds=1))
+    return execute(config, version, f"caching.{wf}", overwrite_cache, **inputs)
 
 
 def run(config, version, wf, **inputs):
     r, ex = start(config, version, wf, **inputs)
-    return r, wait(r, ex)
+    return r, finish(r, ex)
 
 
 def cache_of(r, ex, node="n0"):
@@ -119,7 +89,7 @@ def test_overwrite_cache_reruns_and_replaces_the_artifact(server, config, versio
     side = tmp_path / "side"
     r, first = run(config, version, "cached_wf", side=str(side), x=8)
     r, ex = start(config, version, "cached_wf", overwrite_cache=True, side=str(side), x=8)
-    ex = wait(r, ex)
+    ex = finish(r, ex)
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
     assert side.read_text().split() == ["square-8", "square-8"]
     assert cache_of(r, ex).cache_status == POPULATED
@@ -134,7 +104,7 @@ def test_concurrent_identical_serialized_tasks_run_once(server, config, version,
     side = tmp_path / "side"
     r, a = start(config, version, "serialized_wf", side=str(side), x=1)
     r, b = start(config, version, "serialized_wf", side=str(side), x=1)
-    a, b = wait(r, a), wait(r, b)
+    a, b = finish(r, a), finish(r, b)
     assert a.closure.phase == WP.SUCCEEDED and b.closure.phase == WP.SUCCEEDED
     assert a.outputs["o0"] == 2 and b.outputs["o0"] == 2
     assert side.read_text().split() == ["slow-1"]

@@ -6,18 +6,13 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 
 import pytest
-from flytekit.configuration import Config
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
-from flytekit.remote import FlyteRemote
 
-from conftest import wait_until
+from conftest import DOMAIN, PROJECT, PYFLYTE, remote, wait_until
 
-PROJECT, DOMAIN = "flytesnacks", "development"
-PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -26,10 +21,6 @@ def wf_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("propeller")
     shutil.copy(HERE / "workflows" / "propeller.py", d / "propeller.py")
     return d
-
-
-def remote(config):
-    return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
 
 
 def run(config, cwd, wf, *inputs, wait=False, options=()):

@@ -1,40 +1,17 @@
 """Every node kind end to end: the workflows in workflows/nodes.py are registered with
 `pyflyte register` and run through FlyteRemote against the contrail binary; outputs,
 node records and child executions are checked the way FlyteRemote reads them."""
-import datetime
-import pathlib
-import shutil
-import subprocess
-import sys
-import time
-import uuid
-
 import grpc
 import pytest
-from flytekit.configuration import Config
 from flytekit.models.core.execution import NodeExecutionPhase as NP
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
 from flytekit.models.core.identifier import NodeExecutionIdentifier
-from flytekit.remote import FlyteRemote
 
-from conftest import wait_until
-
-PROJECT, DOMAIN = "flytesnacks", "development"
-PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))
-HERE = pathlib.Path(__file__).resolve().parent
+from conftest import DOMAIN, PROJECT, execute, finish, register_module, wait_until
 
 
 def register(config, tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("nodes")
-    shutil.copy(HERE / "workflows" / "nodes.py", d / "nodes.py")
-    version = "v" + uuid.uuid4().hex[:8]
-    p = subprocess.run(
-        [PYFLYTE, "-c", str(config), "register", "--project", PROJECT, "--domain", DOMAIN,
-         "--version", version, "nodes.py"],
-        cwd=d, capture_output=True, text=True, timeout=300,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    return version
+    return register_module(config, tmp_path_factory, "nodes")
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +19,13 @@ def version(server, config, tmp_path_factory):
     return register(config, tmp_path_factory)
 
 
-def remote(config):
-    return FlyteRemote(config=Config.auto(str(config)), default_project=PROJECT, default_domain=DOMAIN)
-
-
 def start(config, version, wf, **inputs):
-    r = remote(config)
-    lp = r.fetch_launch_plan(name=f"nodes.{wf}", version=version)
-    return r, r.execute(lp, inputs=inputs)
-
-
-def wait(r, ex, timeout_s=180):
-    return r.wait(ex, timeout=datetime.timedelta(seconds=timeout_s), poll_interval=datetime.timedelta(seconds=1))
+    return execute(config, version, f"nodes.{wf}", **inputs)
 
 
 def run(config, version, wf, **inputs):
     r, ex = start(config, version, wf, **inputs)
-    return r, wait(r, ex)
+    return r, finish(r, ex)
 
 
 def children(r, ex, parent):
@@ -144,9 +111,9 @@ def test_terminating_a_parent_aborts_its_child_execution(config, version):
     child_id = wait_until(child, 60, "child execution")
     wait_until(lambda: r.client.get_execution(child_id).closure.phase == WP.RUNNING, 60, "child running")
     r.terminate(ex, "stop the family")
-    ex = wait(r, ex)
+    ex = finish(r, ex)
     assert ex.closure.phase == WP.ABORTED
-    c = wait(r, r.fetch_execution(name=child_id.name))
+    c = finish(r, r.fetch_execution(name=child_id.name))
     assert c.closure.phase == WP.ABORTED
     assert "cascading abort" in c.closure.abort_metadata.cause
 
@@ -222,7 +189,7 @@ def test_gates_sleep_wait_for_a_typed_signal_and_an_approval(config, version):
     assert r.fetch_execution(name=ex.id.name).closure.phase == WP.RUNNING
     r.set_signal("extra", ex.id.name, 4)
     r.approve("approve-square", ex.id.name)
-    ex = wait(r, ex)
+    ex = finish(r, ex)
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
     assert ex.outputs["o0"] == 13
     got = {s.id.signal_id: s.value for s in r.list_signals(ex.id.name)}
@@ -233,7 +200,7 @@ def test_a_rejected_approval_fails_and_an_unset_signal_times_out(config, version
     r, ex = start(config, version, "approve_wf", x=3)
     wait_until(lambda: r.list_signals(ex.id.name), 60, "approval signal")
     r.reject("ok-to-go", ex.id.name)
-    ex = wait(r, ex)
+    ex = finish(r, ex)
     assert ex.closure.phase == WP.FAILED
     assert ex.closure.error.code == "ReceivedRejectSignal"
     r, ex = run(config, version, "short_gate_wf")
@@ -248,7 +215,7 @@ def test_setting_an_unknown_signal_is_not_found(config, version):
     assert "NOT_FOUND" in str(e.value) or "NotFound" in type(e.value).__name__ or "not exist" in str(e.value)
     wait_until(lambda: r.list_signals(ex.id.name), 60, "approval signal")
     r.approve("ok-to-go", ex.id.name)
-    assert wait(r, ex).outputs["o0"] == 4
+    assert finish(r, ex).outputs["o0"] == 4
 
 
 def test_the_failure_node_runs_and_the_workflow_still_fails_with_the_original_error(config, version, tmp_path):
@@ -285,7 +252,7 @@ def test_recover_reuses_what_succeeded_and_reruns_the_rest(config, version, tmp_
     assert count.read_text() == "1"
     flag.write_text("now it exists")
     new = r.client.recover_execution(ex.id)
-    ex2 = wait(r, r.fetch_execution(name=new.name))
+    ex2 = finish(r, r.fetch_execution(name=new.name))
     assert ex2.closure.phase == WP.SUCCEEDED, ex2.closure.error
     assert ex2.outputs["o0"] == 200
     assert count.read_text() == "1", "the recovered node ran again"
@@ -296,7 +263,7 @@ def test_recover_reuses_what_succeeded_and_reruns_the_rest(config, version, tmp_
     assert phases["n0"] == NP.RECOVERED and phases["n1"] == NP.SUCCEEDED
     # Relaunch runs everything again with the same inputs.
     again = r.client.relaunch_execution(ex2.id)
-    ex3 = wait(r, r.fetch_execution(name=again.name))
+    ex3 = finish(r, r.fetch_execution(name=again.name))
     assert ex3.outputs["o0"] == 200 and count.read_text() == "2"
 
 

@@ -44,7 +44,7 @@ def test_api_and_controller_run_as_separate_processes(tmp_path):
 
 
 def test_a_signal_set_while_the_controller_is_down_takes_effect_when_it_returns(tmp_path):
-    from test_nodes import PROJECT, DOMAIN
+    from conftest import DOMAIN, PROJECT
 
     wf = tmp_path / "wf"
     wf.mkdir()

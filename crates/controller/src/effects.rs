@@ -50,6 +50,19 @@ pub(crate) fn child_item_id(
     }
 }
 
+/// Flyte's cache key of running `task` on `inputs`, as the store files it.
+fn catalog_key(task: &core::TaskTemplate, inputs: &core::LiteralMap) -> Result<CatalogKey, String> {
+    contrail_catalog::cache_key(task, inputs)
+        .map(|k| CatalogKey {
+            project: k.project,
+            domain: k.domain,
+            name: k.name,
+            version: k.version,
+            tag: k.tag,
+        })
+        .map_err(|e| e.to_string())
+}
+
 fn key_of(id: &core::WorkflowExecutionIdentifier) -> ExecKey {
     ExecKey {
         project: id.project.clone(),
@@ -142,7 +155,7 @@ impl Cx<'_> {
                 if let NodeKind::Array(a) = &p.kind
                     && a.individual_inputs
                 {
-                    inputs = format!("{}/{i}/inputs.pb", self.node_dir(plan, node, 0));
+                    inputs = self.item_inputs_key(plan, node, i);
                 }
                 envs.push(("FLYTE_K8S_ARRAY_INDEX".into(), i.to_string()));
                 envs.push((
@@ -205,7 +218,6 @@ impl Cx<'_> {
             }
             Watch::Child { node } => {
                 let child = key_of(&child_id(self.k, plan, node));
-                let _ = state;
                 Observation::Child {
                     node,
                     status: self.child_status(&child)?,
@@ -245,7 +257,7 @@ impl Cx<'_> {
             }
             Watch::Reservation { node } => {
                 // Keeps the lease of a serialized cache entry alive while its holder runs.
-                if let Some(key) = self.cache_key(plan, node)? {
+                if let Some(key) = self.cache_key(plan, state, node)? {
                     let now = crate::now_nanos();
                     self.c.store.reserve(
                         &key,
@@ -360,23 +372,35 @@ impl Cx<'_> {
         ids::fixed_length_unique_id(50, &[&self.k.name, &plan.nodes[node].id])
     }
 
-    /// The cache key of a node from its written inputs; `None` when none can be made.
-    fn cache_key(&self, plan: &Plan, node: usize) -> Result<Option<CatalogKey>, Error> {
+    /// The cache key of a node: the one its lookup recorded in its state, else derived
+    /// from its written inputs (`overwrite_cache` skips the lookup); `None` when none can
+    /// be made.
+    fn cache_key(
+        &self,
+        plan: &Plan,
+        state: &ExecState,
+        node: usize,
+    ) -> Result<Option<CatalogKey>, Error> {
+        if let Some(r) = state.nodes[node]
+            .cache
+            .as_ref()
+            .and_then(|c| c.catalog.as_ref())
+        {
+            return Ok(Some(CatalogKey {
+                project: r.project.clone(),
+                domain: r.domain.clone(),
+                name: r.name.clone(),
+                version: r.version.clone(),
+                tag: r.tag.clone(),
+            }));
+        }
         let Some(task) = plan.task(node) else {
             return Ok(None);
         };
         let inputs = self
             .c
             .read_map(&layout::node_inputs(self.wdir, &plan.nodes[node].id))?;
-        Ok(contrail_catalog::cache_key(task, &inputs)
-            .ok()
-            .map(|k| CatalogKey {
-                project: k.project,
-                domain: k.domain,
-                name: k.name,
-                version: k.version,
-                tag: k.tag,
-            }))
+        Ok(catalog_key(task, &inputs).ok())
     }
 
     fn catalog_ref(key: &CatalogKey, a: Option<&ArtifactRecord>) -> CatalogRef {
@@ -412,15 +436,9 @@ impl Cx<'_> {
         let Some(task) = plan.task(node) else {
             return Ok(CacheOutcome::Failed("not a task".into()));
         };
-        let key = match contrail_catalog::cache_key(task, &inputs) {
-            Ok(k) => CatalogKey {
-                project: k.project,
-                domain: k.domain,
-                name: k.name,
-                version: k.version,
-                tag: k.tag,
-            },
-            Err(e) => return Ok(CacheOutcome::Failed(e.to_string())),
+        let key = match catalog_key(task, &inputs) {
+            Ok(k) => k,
+            Err(e) => return Ok(CacheOutcome::Failed(e)),
         };
         let now = crate::now_nanos();
         if let Some(a) = self.c.store.get_artifact(&key)? {
@@ -447,13 +465,14 @@ impl Cx<'_> {
         Ok(CacheOutcome::Miss(Self::catalog_ref(&key, None)))
     }
 
-    /// The cache key of one array item: its element of every split input.
-    fn item_key(
+    /// One array item's inputs: its element of every split input, from the node's whole
+    /// inputs (read once per round, however many items ask); `Ok(Err(_))` is a data error.
+    fn item_inputs(
         &self,
         plan: &Plan,
         node: usize,
         item: u32,
-    ) -> Result<Result<CatalogKey, String>, Error> {
+    ) -> Result<Result<core::LiteralMap, String>, Error> {
         let NodeKind::Array(a) = &plan.nodes[node].kind else {
             return Ok(Err("not an array node".into()));
         };
@@ -469,22 +488,27 @@ impl Cx<'_> {
                 }
             }
         };
-        let inputs = match resolve::item_inputs(&whole, item as usize, &a.bound_inputs) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e.0)),
-        };
+        Ok(resolve::item_inputs(&whole, item as usize, &a.bound_inputs).map_err(|e| e.0))
+    }
+
+    /// The cache key of one array item.
+    fn item_key(
+        &self,
+        plan: &Plan,
+        node: usize,
+        item: u32,
+    ) -> Result<Result<CatalogKey, String>, Error> {
         let Some(task) = plan.task(node) else {
             return Ok(Err("no task".into()));
         };
-        Ok(contrail_catalog::cache_key(task, &inputs)
-            .map(|k| CatalogKey {
-                project: k.project,
-                domain: k.domain,
-                name: k.name,
-                version: k.version,
-                tag: k.tag,
-            })
-            .map_err(|e| e.to_string()))
+        Ok(self
+            .item_inputs(plan, node, item)?
+            .and_then(|inputs| catalog_key(task, &inputs)))
+    }
+
+    /// Where an array item with its own inputs file finds it.
+    fn item_inputs_key(&self, plan: &Plan, node: usize, item: u32) -> String {
+        format!("{}/{item}/inputs.pb", self.node_dir(plan, node, 0))
     }
 
     fn item_dir(&self, plan: &Plan, node: usize, item: u32, attempt: u32) -> String {
@@ -556,7 +580,7 @@ impl Cx<'_> {
         state: &ExecState,
         node: usize,
     ) -> Result<Result<CatalogRef, String>, Error> {
-        let Some(key) = self.cache_key(plan, node)? else {
+        let Some(key) = self.cache_key(plan, state, node)? else {
             return Ok(Err("no cache key".into()));
         };
         let p = &plan.nodes[node];
@@ -664,51 +688,33 @@ impl Cx<'_> {
             } => {
                 let p = &plan.nodes[*node];
                 let inputs_key = layout::node_inputs(self.wdir, &p.id);
-                let inputs = if let Some(i) = item {
-                    match &p.kind {
-                        // Each item reads its own file, holding its elements.
-                        NodeKind::Array(a) if a.individual_inputs => {
-                            let whole = self.c.read_map(&inputs_key)?;
-                            match resolve::item_inputs(&whole, *i as usize, &a.bound_inputs) {
-                                Ok(m) => {
-                                    let key =
-                                        format!("{}/{i}/inputs.pb", self.node_dir(plan, *node, 0));
-                                    blob.put(&key, &m.encode_to_vec())?;
-                                    m
-                                }
-                                Err(e) => {
-                                    return Ok(Some(Observation::LaunchRejected {
-                                        node: *node,
-                                        item: *item,
-                                        attempt: *attempt,
-                                        failure: Failure::system(
-                                            "BindingResolutionFailure",
-                                            e.0,
-                                            false,
-                                        ),
-                                    }));
-                                }
-                            }
-                        }
-                        // Every item reads the node's whole inputs file and indexes it
-                        // itself: nothing to load here (10,000 items would load it 10,000
-                        // times).
-                        _ => core::LiteralMap::default(),
+                // Where this attempt's inputs are written, and what they are. Items that
+                // share the node's single inputs file read and index it themselves:
+                // nothing is loaded for them (10,000 items would load it 10,000 times).
+                let resolved = match (item, &p.kind) {
+                    (None, _) => Some((
+                        inputs_key,
+                        self.resolve(plan, state, p.scope, &p.node.inputs)?,
+                    )),
+                    (Some(i), NodeKind::Array(a)) if a.individual_inputs => Some((
+                        self.item_inputs_key(plan, *node, *i),
+                        self.item_inputs(plan, *node, *i)?,
+                    )),
+                    _ => None,
+                };
+                let inputs = match resolved {
+                    None => core::LiteralMap::default(),
+                    Some((key, Ok(m))) => {
+                        blob.put(&key, &m.encode_to_vec())?;
+                        m
                     }
-                } else {
-                    match self.resolve(plan, state, p.scope, &p.node.inputs)? {
-                        Ok(m) => {
-                            blob.put(&inputs_key, &m.encode_to_vec())?;
-                            m
-                        }
-                        Err(msg) => {
-                            return Ok(Some(Observation::LaunchRejected {
-                                node: *node,
-                                item: *item,
-                                attempt: *attempt,
-                                failure: Failure::system("BindingResolutionFailure", msg, false),
-                            }));
-                        }
+                    Some((_, Err(msg))) => {
+                        return Ok(Some(Observation::LaunchRejected {
+                            node: *node,
+                            item: *item,
+                            attempt: *attempt,
+                            failure: Failure::system("BindingResolutionFailure", msg, false),
+                        }));
                     }
                 };
                 let mut spec = self.attempt_spec(plan, *node, *item, *attempt);
@@ -802,15 +808,12 @@ impl Cx<'_> {
                 let Some(lp) = &a.launch_plan else {
                     return Ok(None);
                 };
-                let whole = self
-                    .c
-                    .read_map(&layout::node_inputs(self.wdir, &plan.nodes[*node].id))?;
-                let rejected = match resolve::item_inputs(&whole, *item as usize, &a.bound_inputs) {
+                let rejected = match self.item_inputs(plan, *node, *item)? {
                     Ok(inputs) => {
                         let child = child_item_id(k, plan, *node, *item);
                         self.launch_child(plan, *node, child, lp, inputs)?
                     }
-                    Err(e) => Some(Failure::system("BindingResolutionFailure", e.0, false)),
+                    Err(e) => Some(Failure::system("BindingResolutionFailure", e, false)),
                 };
                 Ok(rejected.map(|f| Observation::ChildItem {
                     node: *node,
@@ -863,7 +866,7 @@ impl Cx<'_> {
                 result: self.cache_put(plan, state, *node)?,
             })),
             Effect::CacheRelease { node } => {
-                if let Some(key) = self.cache_key(plan, *node)? {
+                if let Some(key) = self.cache_key(plan, state, *node)? {
                     self.c.store.release(&key, &self.owner(plan, *node))?;
                 }
                 Ok(Some(Observation::CacheReleased { node: *node }))

@@ -57,8 +57,8 @@ pub enum Gate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArraySpec {
-    /// Index into `Plan::tasks` of the task every item runs (`usize::MAX` for a launch plan).
-    pub task: usize,
+    /// Index into `Plan::tasks` of the task every item runs (none for a launch plan).
+    pub task: Option<usize>,
     /// Every item is a child execution of this launch plan instead of a task.
     pub launch_plan: Option<core::Identifier>,
     /// Items running at once; `None` means the execution's max parallelism.
@@ -259,7 +259,7 @@ impl Plan {
     pub fn task(&self, node: usize) -> Option<&TaskTemplate> {
         match &self.nodes[node].kind {
             NodeKind::Task(i) => self.tasks.get(*i),
-            NodeKind::Array(a) => self.tasks.get(a.task),
+            NodeKind::Array(a) => a.task.and_then(|t| self.tasks.get(t)),
             _ => None,
         }
     }
@@ -510,7 +510,7 @@ impl Plan {
                     )
                 } else {
                     NodeKind::Array(ArraySpec {
-                        task: task.unwrap_or(usize::MAX),
+                        task,
                         launch_plan: launch_plan.clone(),
                         parallelism: match a.parallelism_option {
                             Some(array_node::ParallelismOption::Parallelism(p)) if p > 0 => Some(p),
@@ -539,7 +539,10 @@ impl Plan {
         };
         let task_meta = match &kind {
             NodeKind::Task(t) => self.tasks[*t].metadata.as_ref(),
-            NodeKind::Array(a) => self.tasks.get(a.task).and_then(|t| t.metadata.as_ref()),
+            NodeKind::Array(a) => a
+                .task
+                .and_then(|t| self.tasks.get(t))
+                .and_then(|t| t.metadata.as_ref()),
             _ => None,
         };
         let sub_meta = match &n.target {

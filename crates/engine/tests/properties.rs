@@ -201,15 +201,7 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
     let mut now = 0i64;
     for _round in 0..5_000 {
         let mut obs = std::mem::take(&mut carry);
-        for (n, item, a) in attempts(&plan, &state) {
-            let st = world.get(&(n, item, a)).map_or(TaskStatus::Unknown, status);
-            obs.push(Observation::Task {
-                node: n,
-                item,
-                attempt: a,
-                status: st,
-            });
-        }
+        obs.extend(look(&plan, &state, &world));
         let s = step(&plan, &cfg, &state, &obs, now);
         // Max parallelism holds after every round.
         if c.max_parallelism > 0 {
@@ -291,15 +283,7 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         // No new observations, no new effects: observing the same world twice is a no-op.
         if !s.state.phase.is_terminal() {
             let mut again = results.clone();
-            for (n, item, a) in attempts(&plan, &s.state) {
-                let st = world.get(&(n, item, a)).map_or(TaskStatus::Unknown, status);
-                again.push(Observation::Task {
-                    node: n,
-                    item,
-                    attempt: a,
-                    status: st,
-                });
-            }
+            again.extend(look(&plan, &s.state, &world));
             let once = step(&plan, &cfg, &s.state, &again, now);
             let twice = step(&plan, &cfg, &once.state, &again, now);
             // Seeing the same world again asks for nothing new: at most a repeat of
@@ -344,8 +328,12 @@ proptest! {
     }
 }
 
-/// The task attempts (and array items) the controller would ask the executor about.
-fn attempts(plan: &Plan, s: &ExecState) -> Vec<(usize, Option<u32>, u32)> {
+/// What the controller would see of every task attempt (and array item) it watches.
+fn look(
+    plan: &Plan,
+    s: &ExecState,
+    world: &HashMap<(usize, Option<u32>, u32), Attempt>,
+) -> Vec<Observation> {
     watches(plan, s)
         .into_iter()
         .filter_map(|w| match w {
@@ -353,7 +341,14 @@ fn attempts(plan: &Plan, s: &ExecState) -> Vec<(usize, Option<u32>, u32)> {
                 node,
                 item,
                 attempt,
-            } => Some((node, item, attempt)),
+            } => Some(Observation::Task {
+                node,
+                item,
+                attempt,
+                status: world
+                    .get(&(node, item, attempt))
+                    .map_or(TaskStatus::Unknown, status),
+            }),
             _ => None,
         })
         .collect()

@@ -44,6 +44,16 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
+/// Appends ` AND <col>=?` for every filter that is set.
+fn and_eq(sql: &mut String, args: &mut Vec<Value>, filters: &[(&str, Option<&str>)]) {
+    for (col, v) in filters {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col}=?"));
+            args.push(text(v));
+        }
+    }
+}
+
 impl CatalogStore for SqliteStore {
     fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
         self.conn()
@@ -166,12 +176,8 @@ impl CatalogStore for SqliteStore {
     ) -> Result<Vec<ArtifactRecord>> {
         let mut sql = format!("SELECT {COLS} FROM catalog_artifacts WHERE 1=1");
         let mut args = Vec::new();
-        for (col, v) in [("project", project), ("domain", domain), ("name", name)] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col}=?"));
-                args.push(text(v));
-            }
-        }
+        let filters = [("project", project), ("domain", domain), ("name", name)];
+        and_eq(&mut sql, &mut args, &filters);
         sql.push_str(" ORDER BY seq DESC");
         self.artifacts(&sql, args)
     }
@@ -186,10 +192,7 @@ impl CatalogStore for SqliteStore {
         let mut sql =
             "DELETE FROM catalog_artifacts WHERE project=? AND domain=? AND name=?".to_string();
         let mut args = vec![text(project), text(domain), text(name)];
-        if let Some(v) = version {
-            sql.push_str(" AND version=?");
-            args.push(text(v));
-        }
+        and_eq(&mut sql, &mut args, &[("version", version)]);
         self.conn()
             .execute(&sql, rusqlite::params_from_iter(args))
             .map_err(backend)
@@ -204,10 +207,7 @@ impl CatalogStore for SqliteStore {
             "SELECT {COLS} FROM catalog_artifacts WHERE src_project=? AND src_domain=? AND src_exec=?"
         );
         let mut args = vec![text(&exec.project), text(&exec.domain), text(&exec.name)];
-        if let Some(n) = node_id {
-            sql.push_str(" AND src_node=?");
-            args.push(text(n));
-        }
+        and_eq(&mut sql, &mut args, &[("src_node", node_id)]);
         sql.push_str(" ORDER BY seq");
         self.artifacts(&sql, args)
     }
@@ -227,10 +227,7 @@ impl CatalogStore for SqliteStore {
              WHERE u.project=? AND u.domain=? AND u.exec_name=?"
         );
         let mut args = vec![text(&exec.project), text(&exec.domain), text(&exec.name)];
-        if let Some(n) = node_id {
-            sql.push_str(" AND u.node_id=?");
-            args.push(text(n));
-        }
+        and_eq(&mut sql, &mut args, &[("u.node_id", node_id)]);
         sql.push_str(" ORDER BY u.at");
         self.artifacts(&sql, args)
     }
@@ -299,12 +296,11 @@ impl CatalogStore for SqliteStore {
              UNION SELECT project, domain, name, version FROM catalog_artifacts) WHERE 1=1"
             .to_string();
         let mut args = Vec::new();
-        for (col, v) in [("project", project), ("domain", domain)] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col}=?"));
-                args.push(text(v));
-            }
-        }
+        and_eq(
+            &mut sql,
+            &mut args,
+            &[("project", project), ("domain", domain)],
+        );
         sql.push_str(" ORDER BY project, domain, name, version");
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(backend)?;
