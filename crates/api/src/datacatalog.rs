@@ -127,9 +127,12 @@ impl Api {
                 .map(|x| (x.name.clone(), x.value.clone().unwrap_or_default()))
                 .collect(),
         };
-        let blob_key = format!(
-            "catalog/{}/{}/{}/{}/{id}/outputs.pb",
-            key.project, key.domain, key.name, key.version
+        let blob_key = contrail_blob::layout::catalog_outputs(
+            &key.project,
+            &key.domain,
+            &key.name,
+            &key.version,
+            id,
         );
         self.blob.put(&blob_key, &m.encode_to_vec())?;
         Ok(self.blob.uri(&blob_key))

@@ -879,10 +879,8 @@ impl Api {
             return Ok(None);
         }
         let key = self.blob.key_of(&futures)?;
-        let compiled = format!(
-            "{}/dynamic_compiled.pb",
-            key.rsplit_once('/').map_or("", |(d, _)| d)
-        );
+        let compiled =
+            contrail_blob::layout::dynamic_compiled_in(key.rsplit_once('/').map_or("", |(d, _)| d));
         let closure = match self.blob.get(&compiled) {
             Ok(b) => c::CompiledWorkflowClosure::decode(b.as_slice())?,
             Err(contrail_blob::Error::NotFound(_)) => return Ok(None),

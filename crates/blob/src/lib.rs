@@ -6,6 +6,7 @@
 //! name a path outside `<root>/<bucket>`.
 
 pub mod layout;
+pub mod objects;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -49,6 +50,9 @@ pub fn validate_key(key: &str) -> Result<(), Error> {
         }
         if seg.chars().any(|c| c.is_control() || c == '\\') {
             return bad("has a control character or backslash");
+        }
+        if seg.starts_with(objects::RESERVED_PREFIX) {
+            return bad("has a segment starting with '.contrail-' (reserved)");
         }
     }
     Ok(())
@@ -101,15 +105,27 @@ impl BlobStore {
         Ok(self.root.join(&self.bucket).join(key))
     }
 
-    /// Writes an object atomically (temp file + rename): readers never see a partial object.
+    /// Writes an object atomically (staged, then renamed into place): readers never see a
+    /// partial object. Its ETag is computed when a client first asks for it.
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
         let path = self.path(key)?;
         let io = |e| Error::Io(key.to_string(), e);
         let dir = path.parent().expect("keys have a parent");
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        let staged = self.stage()?;
+        std::fs::write(&staged.path, bytes).map_err(io)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            std::fs::create_dir_all(dir).map_err(io)?;
+            match std::fs::rename(&staged.path, &path) {
+                // A concurrent delete pruned the empty parent: make it again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => continue,
+                done => done.map_err(io)?,
+            }
+            break;
+        }
+        self.forget_sidecar(key);
+        Ok(())
     }
 
     pub fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
@@ -154,17 +170,17 @@ impl BlobStore {
     }
 }
 
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }

@@ -100,10 +100,7 @@ impl Controller {
         node_id: &str,
         attempt: u32,
     ) -> Result<core::CompiledWorkflowClosure, Error> {
-        let key = format!(
-            "{}/dynamic_compiled.pb",
-            layout::attempt_dir(wdir, node_id, attempt)
-        );
+        let key = layout::dynamic_compiled_in(&layout::attempt_dir(wdir, node_id, attempt));
         let bytes = self.blob.get(&key)?;
         core::CompiledWorkflowClosure::decode(bytes.as_slice())
             .map_err(|e| Error::Corrupt("dynamic workflow", format!("{key}: {e}")))
@@ -162,7 +159,7 @@ impl Cx<'_> {
                     "BATCH_JOB_ARRAY_INDEX_VAR_NAME".into(),
                     "FLYTE_K8S_ARRAY_INDEX".into(),
                 ));
-                format!("{}/{i}/{attempt}", self.node_dir(plan, node, 0))
+                layout::item_dir(self.wdir, &p.id, i, attempt)
             }
         };
         let closure = self.exec.closure.as_ref();
@@ -225,7 +222,7 @@ impl Cx<'_> {
             }
             Watch::ChildItem { node, item } => {
                 let child = key_of(&child_item_id(self.k, plan, node, item));
-                let status = self.child_status(&child)?;
+                let mut status = self.child_status(&child)?;
                 if status == ChildStatus::Succeeded {
                     // The item's outputs are the child's; gathered like a task item's.
                     let from = layout::attempt_outputs(
@@ -233,8 +230,10 @@ impl Cx<'_> {
                         "end-node",
                         0,
                     );
-                    let to = format!("{}/outputs.pb", self.item_dir(plan, node, item, 0));
-                    self.copy_map(&from, &to)?;
+                    let to = layout::outputs_in(&self.item_dir(plan, node, item, 0));
+                    if let Err(f) = self.copy_map(&from, &to)? {
+                        status = ChildStatus::Failed(f);
+                    }
                 }
                 Observation::ChildItem { node, item, status }
             }
@@ -443,7 +442,9 @@ impl Cx<'_> {
         let now = crate::now_nanos();
         if let Some(a) = self.c.store.get_artifact(&key)? {
             let from = self.c.blob.key_of(&a.outputs_uri)?.to_string();
-            self.copy_map(&from, &self.outputs_key(plan, node, 0))?;
+            if let Err(f) = self.copy_map(&from, &self.outputs_key(plan, node, 0))? {
+                return Ok(CacheOutcome::Failed(f.message));
+            }
             self.c.store.record_use(&ArtifactUse {
                 artifact_id: a.artifact_id.clone(),
                 exec: self.k.clone(),
@@ -508,11 +509,11 @@ impl Cx<'_> {
 
     /// Where an array item with its own inputs file finds it.
     fn item_inputs_key(&self, plan: &Plan, node: usize, item: u32) -> String {
-        format!("{}/{item}/inputs.pb", self.node_dir(plan, node, 0))
+        layout::item_inputs(self.wdir, &plan.nodes[node].id, item)
     }
 
     fn item_dir(&self, plan: &Plan, node: usize, item: u32, attempt: u32) -> String {
-        format!("{}/{item}/{attempt}", self.node_dir(plan, node, 0))
+        layout::item_dir(self.wdir, &plan.nodes[node].id, item, attempt)
     }
 
     fn item_lookup(&self, plan: &Plan, node: usize, item: u32) -> Result<CacheOutcome, Error> {
@@ -524,8 +525,10 @@ impl Cx<'_> {
             return Ok(CacheOutcome::Miss(Self::catalog_ref(&key, None)));
         };
         let from = self.c.blob.key_of(&a.outputs_uri)?.to_string();
-        let to = format!("{}/outputs.pb", self.item_dir(plan, node, item, 0));
-        self.copy_map(&from, &to)?;
+        let to = layout::outputs_in(&self.item_dir(plan, node, item, 0));
+        if let Err(f) = self.copy_map(&from, &to)? {
+            return Ok(CacheOutcome::Failed(f.message));
+        }
         self.c.store.record_use(&ArtifactUse {
             artifact_id: a.artifact_id.clone(),
             exec: self.k.clone(),
@@ -551,12 +554,17 @@ impl Cx<'_> {
             50,
             &[&self.k.name, &p.id, &item.to_string(), &attempt.to_string()],
         );
-        let blob_key = format!(
-            "catalog/{}/{}/{}/{}/{}/{artifact_id}/outputs.pb",
-            key.project, key.domain, key.name, key.version, key.tag
+        let blob_key = layout::catalog_outputs(
+            &key.project,
+            &key.domain,
+            &key.name,
+            &key.version,
+            &artifact_id,
         );
-        let outputs = format!("{}/outputs.pb", self.item_dir(plan, node, item, attempt));
-        self.copy_map(&outputs, &blob_key)?;
+        let outputs = layout::outputs_in(&self.item_dir(plan, node, item, attempt));
+        if let Err(f) = self.copy_map(&outputs, &blob_key)? {
+            return Ok(Err(f.message));
+        }
         let overwrite = self.exec.spec.as_ref().is_some_and(|s| s.overwrite_cache);
         self.c.store.put_artifact(
             &ArtifactRecord {
@@ -587,12 +595,17 @@ impl Cx<'_> {
         let attempt = state.nodes[node].attempt;
         let artifact_id =
             ids::fixed_length_unique_id(50, &[&self.k.name, &p.id, &attempt.to_string()]);
-        let blob_key = format!(
-            "catalog/{}/{}/{}/{}/{}/{artifact_id}/outputs.pb",
-            key.project, key.domain, key.name, key.version, key.tag
+        let blob_key = layout::catalog_outputs(
+            &key.project,
+            &key.domain,
+            &key.name,
+            &key.version,
+            &artifact_id,
         );
         let outputs = self.outputs_key(plan, node, attempt);
-        self.copy_map(&outputs, &blob_key)?;
+        if let Err(f) = self.copy_map(&outputs, &blob_key)? {
+            return Ok(Err(f.message));
+        }
         let rec = ArtifactRecord {
             key: key.clone(),
             artifact_id,
@@ -657,14 +670,21 @@ impl Cx<'_> {
         Ok(resolve::resolve_bindings(bindings, &|id| ups.get(id)).map_err(|e| e.0))
     }
 
-    fn copy_map(&self, from: &str, to: &str) -> Result<(), Error> {
-        let bytes = if self.c.blob.exists(from)? {
-            self.c.blob.get(from)?
-        } else {
-            core::LiteralMap::default().encode_to_vec()
-        };
-        self.c.blob.put(to, &bytes)?;
-        Ok(())
+    /// Copies a literal map. A missing source is a recoverable system failure naming the
+    /// object, never an empty map.
+    fn copy_map(&self, from: &str, to: &str) -> Result<Result<(), Failure>, Error> {
+        match self.c.blob.get(from) {
+            Ok(bytes) => {
+                self.c.blob.put(to, &bytes)?;
+                Ok(Ok(()))
+            }
+            Err(contrail_blob::Error::NotFound(_)) => Ok(Err(Failure::system(
+                "MissingObject",
+                format!("{} does not exist", self.c.blob.uri(from)),
+                true,
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Performs one effect. `plan` grows when a dynamic node's workflow is compiled.
@@ -769,10 +789,7 @@ impl Cx<'_> {
                 let result = match self.compile_dynamic(plan, *node, attempt)? {
                     Ok(closure) => {
                         let dir = self.node_dir(plan, *node, attempt);
-                        blob.put(
-                            &format!("{dir}/dynamic_compiled.pb"),
-                            &closure.encode_to_vec(),
-                        )?;
+                        blob.put(&layout::dynamic_compiled_in(&dir), &closure.encode_to_vec())?;
                         if plan.scope_of(*node).is_none() {
                             Arc::make_mut(plan)
                                 .extend_dynamic(*node, attempt, &closure)
@@ -930,8 +947,11 @@ impl Cx<'_> {
                     .chosen
                     .as_ref()
                     .and_then(|c| plan.index.get(c).copied());
-                if let Some(c) = chosen {
-                    self.copy_map(&self.outputs_key(plan, c, state.nodes[c].attempt), &out)?;
+                if let Some(c) = chosen
+                    && let Err(f) =
+                        self.copy_map(&self.outputs_key(plan, c, state.nodes[c].attempt), &out)?
+                {
+                    return Ok(Err(f));
                 }
             }
             NodeKind::Subworkflow(_) | NodeKind::Task(_) => {
@@ -952,7 +972,11 @@ impl Cx<'_> {
             NodeKind::Gate(Gate::Sleep(_)) => {
                 blob.put(&out, &core::LiteralMap::default().encode_to_vec())?
             }
-            NodeKind::Gate(Gate::Approve { .. }) => self.copy_map(&inputs_key, &out)?,
+            NodeKind::Gate(Gate::Approve { .. }) => {
+                if let Err(f) = self.copy_map(&inputs_key, &out)? {
+                    return Ok(Err(f));
+                }
+            }
             NodeKind::Gate(Gate::Signal { signal_id, var }) => {
                 let value = self
                     .c
@@ -981,7 +1005,9 @@ impl Cx<'_> {
                     "end-node",
                     0,
                 );
-                self.copy_map(&from, &out)?;
+                if let Err(f) = self.copy_map(&from, &out)? {
+                    return Ok(Err(f));
+                }
             }
             NodeKind::Array(_) => {
                 let Some(a) = &state.nodes[i].array else {
@@ -995,19 +1021,19 @@ impl Cx<'_> {
                     .unwrap_or_default();
                 if plan.task(i).is_none() {
                     // Over a launch plan: the outputs are named as the children's are.
-                    let base = self.node_dir(plan, i, 0);
                     if let Some(first) = (0..a.len() as u32).find(|x| a.get(*x) == Item::Succeeded)
                     {
-                        let key = format!("{base}/{first}/{}/outputs.pb", a.attempt(first));
+                        let key =
+                            layout::outputs_in(&self.item_dir(plan, i, first, a.attempt(first)));
                         names = self.c.read_map(&key)?.literals.into_keys().collect();
                     }
                 }
                 let mut cols: BTreeMap<String, Vec<core::Literal>> =
                     names.iter().map(|n| (n.clone(), Vec::new())).collect();
-                let base = self.node_dir(plan, i, 0);
                 for item in 0..a.len() as u32 {
                     let got = if a.get(item) == Item::Succeeded && !names.is_empty() {
-                        let key = format!("{base}/{item}/{}/outputs.pb", a.attempt(item));
+                        let key =
+                            layout::outputs_in(&self.item_dir(plan, i, item, a.attempt(item)));
                         Some(self.c.read_map(&key)?)
                     } else {
                         None
@@ -1052,7 +1078,7 @@ impl Cx<'_> {
         attempt: u32,
     ) -> Result<Result<core::CompiledWorkflowClosure, String>, Error> {
         let dir = self.node_dir(plan, node, attempt);
-        let bytes = self.c.blob.get(&format!("{dir}/futures.pb"))?;
+        let bytes = self.c.blob.get(&layout::futures_in(&dir))?;
         let djs = match core::DynamicJobSpec::decode(bytes.as_slice()) {
             Ok(d) => d,
             Err(e) => return Ok(Err(format!("futures.pb does not decode: {e}"))),
@@ -1127,11 +1153,18 @@ impl Cx<'_> {
             _ => return Ok(false),
         };
         let from = self.c.blob.key_of(&out_uri)?.to_string();
-        self.copy_map(&from, &self.outputs_key(plan, i, 0))?;
+        // Outputs that are gone cannot be recovered: the node runs again.
+        if self
+            .copy_map(&from, &self.outputs_key(plan, i, 0))?
+            .is_err()
+        {
+            return Ok(false);
+        }
         if !ne.input_uri.is_empty()
             && let Ok(from) = self.c.blob.key_of(&ne.input_uri)
         {
-            self.copy_map(from, &layout::node_inputs(self.wdir, id))?;
+            // Inputs are shown, not used: a missing copy changes nothing.
+            let _shown = self.copy_map(from, &layout::node_inputs(self.wdir, id))?;
         }
         Ok(true)
     }

@@ -5,6 +5,7 @@
 //! this happen sooner; the periodic resync alone is enough for correctness.
 
 mod effects;
+mod plugins;
 mod queue;
 pub mod render;
 
@@ -146,8 +147,8 @@ impl Controller {
     ) -> Arc<Self> {
         Arc::new(Controller {
             store,
+            executor: Arc::new(plugins::Plugins::new(executor, blob.clone())),
             blob,
-            executor,
             launcher: Mutex::default(),
             cfg,
             queue: Queue::default(),

@@ -674,6 +674,12 @@ impl Round<'_> {
                         n.error = None;
                         n.finished_at = Some(self.now);
                     }
+                    // A recoverable system failure (an object not there yet) is tried again
+                    // next round, within the node's system-failure budget.
+                    Err(f) if f.recoverable && n.system_failures < self.cfg.max_system_failures => {
+                        n.system_failures += 1;
+                        n.error = Some(f.clone());
+                    }
                     Err(f) => self.fail_node(*node, f.clone()),
                 }
             }

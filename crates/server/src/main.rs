@@ -3,7 +3,6 @@
 //! object endpoint. The only crate that names concrete adapters.
 
 mod catalog_cli;
-mod s3;
 
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig};
@@ -347,6 +346,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         .or_else(|| file.get("public_url").cloned())
         .unwrap_or_else(|| format!("http://{bound}"));
 
+    let s3_blob = blob.clone();
     let mut api = Api::new(
         store,
         blob,
@@ -361,9 +361,9 @@ async fn start(args: StartArgs) -> Result<(), String> {
     api.seed().map_err(|e| e.to_string())?;
 
     tracing::info!(api = %bound, s3 = %s3_listener.local_addr().map_err(|e| e.to_string())?, data_dir = %data_dir.display(), bucket, "contrail started");
-    let s3_task = tokio::spawn(s3::serve(
+    let s3_task = tokio::spawn(contrail_s3::serve(
         s3_listener,
-        data_dir.join("blobs"),
+        s3_blob,
         access_key,
         secret_key,
         stop_rx.clone(),
