@@ -13,10 +13,14 @@ echo "== layering"; scripts/check-layering.sh
 echo "== cargo test"; cargo test --workspace
 echo "== build";    cargo build -p contrail
 
-if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
-  echo "== python venv ($VENV) with flytekit==$FLYTEKIT_VERSION"
+if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
+  echo "== python venv ($VENV) with flytekit==$FLYTEKIT_VERSION and the data libraries tasks use"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "flytekit==$FLYTEKIT_VERSION" pytest
+  "$VENV/bin/pip" install -q "flytekit==$FLYTEKIT_VERSION" pytest pyarrow pandas polars pydantic \
+    "flytekitplugins-polars==$FLYTEKIT_VERSION"
+  # boto3 at the botocore that s3fs's aiobotocore pinned (an unpinned boto3 backtracks for long).
+  botocore=$("$VENV/bin/python" -c "import botocore; print(botocore.__version__)")
+  "$VENV/bin/pip" install -q boto3 "botocore==$botocore"
 fi
 
 echo "== end-to-end"

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use md5::{Digest, Md5};
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::*;
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -776,6 +776,27 @@ impl S3 for Endpoint {
     }
 }
 
+/// The one key pair the endpoint accepts. An unknown access key is `InvalidAccessKeyId`,
+/// as S3 answers it.
+struct KeyPair {
+    access_key: String,
+    secret_key: SecretKey,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyPair {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(self.secret_key.clone())
+        } else {
+            Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key does not exist in our records"
+            ))
+        }
+    }
+}
+
 /// Serves the endpoint on `listener` until `stop` turns true (then drains for up to 5 s).
 pub async fn serve(
     listener: TcpListener,
@@ -786,7 +807,10 @@ pub async fn serve(
 ) -> Result<(), String> {
     let service = {
         let mut builder = S3ServiceBuilder::new(Endpoint::new(store));
-        builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        builder.set_auth(KeyPair {
+            access_key,
+            secret_key: SecretKey::from(secret_key),
+        });
         builder.build()
     };
     let http = Builder::new(TokioExecutor::new());
