@@ -65,3 +65,35 @@ def test_a_cached_dataframe_is_hit_on_the_second_run(config, version):
     assert second.outputs["o0"] == 21
     meta = r.client.get_node_execution(NodeExecutionIdentifier("n0", second.id)).closure.task_node_metadata
     assert meta.cache_status == HIT
+
+
+def test_a_deck_is_served_by_a_download_link(config, version):
+    import urllib.request
+
+    from flyteidl.service import dataproxy_pb2
+
+    r, ex = run(config, version, "decks", n=3)
+    node = r.client.get_node_execution(NodeExecutionIdentifier("n0", ex.id))
+    assert node.closure.deck_uri.endswith(f"-{ex.id.name}/n0/data/0/deck.html"), node.closure.deck_uri
+    link = r.client.get_download_artifact_signed_url("n0", ex.id.project, ex.id.domain, ex.id.name)
+    assert link.pre_signed_urls.signed_url == link.signed_url
+    with urllib.request.urlopen(link.signed_url[0], timeout=10) as resp:
+        assert "contrail deck 3" in resp.read().decode()
+    # A node without a deck, an unknown node, and a type Flyte does not serve.
+    assert not r.client.get_node_execution(NodeExecutionIdentifier("n1", ex.id)).closure.deck_uri
+    with pytest.raises(Exception) as e:
+        r.client.get_download_artifact_signed_url("n1", ex.id.project, ex.id.domain, ex.id.name)
+    assert "no deckUrl" in str(e.value) or "NOT_FOUND" in str(e.value).upper()
+    with pytest.raises(Exception) as e:
+        r.client.get_download_artifact_signed_url("n9", ex.id.project, ex.id.domain, ex.id.name)
+    assert "failed to find node execution" in str(e.value)
+    with pytest.raises(Exception) as e:
+        r.client.get_download_artifact_signed_url("n0", ex.id.project, ex.id.domain, ex.id.name,
+                                                  artifact_type=dataproxy_pb2.ARTIFACT_TYPE_UNDEFINED)
+    assert "ARTIFACT_TYPE_DECK" in str(e.value)
+
+
+def test_control_plane_version_starts_with_v(config):
+    from conftest import remote
+
+    assert remote(config).client.get_control_plane_version().startswith("v")

@@ -566,81 +566,113 @@ pub(crate) fn ok<T>(r: ApiResult<T>) -> R<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
+/// Runs a handler's body on the blocking pool: the store, the blob store and the compiler
+/// are synchronous, and nothing may block an async worker.
+pub(crate) async fn run<T: Send + 'static>(
+    api: &Api,
+    body: impl FnOnce(&Api) -> ApiResult<T> + Send + 'static,
+) -> R<T> {
+    let api = api.clone();
+    ok(crate::blocking(move || body(&api)).await)
+}
+
 #[tonic::async_trait]
 impl AdminService for Api {
     async fn create_task(&self, r: Request<a::TaskCreateRequest>) -> R<a::TaskCreateResponse> {
-        ok(self
-            .create_task_impl(r.into_inner())
-            .map(|_| a::TaskCreateResponse {}))
+        run(self, move |api| {
+            api.create_task_impl(r.into_inner())
+                .map(|_| a::TaskCreateResponse {})
+        })
+        .await
     }
 
     async fn get_task(&self, r: Request<a::ObjectGetRequest>) -> R<a::Task> {
-        ok(self
-            .load(EntityKind::Task, r.get_ref().id.as_ref())
-            .and_then(|rec| Self::task_of(&rec)))
+        run(self, move |api| {
+            api.load(EntityKind::Task, r.get_ref().id.as_ref())
+                .and_then(|rec| Self::task_of(&rec))
+        })
+        .await
     }
 
     async fn list_task_ids(
         &self,
         r: Request<a::NamedEntityIdentifierListRequest>,
     ) -> R<a::NamedEntityIdentifierList> {
-        ok(self.list_ids(EntityKind::Task, r.into_inner()))
+        run(self, move |api| {
+            api.list_ids(EntityKind::Task, r.into_inner())
+        })
+        .await
     }
 
     async fn list_tasks(&self, r: Request<a::ResourceListRequest>) -> R<a::TaskList> {
-        ok(self
-            .list_converted(EntityKind::Task, &r.into_inner(), Self::task_of)
-            .map(|(tasks, token)| a::TaskList { tasks, token }))
+        run(self, move |api| {
+            api.list_converted(EntityKind::Task, &r.into_inner(), Self::task_of)
+                .map(|(tasks, token)| a::TaskList { tasks, token })
+        })
+        .await
     }
 
     async fn create_workflow(
         &self,
         r: Request<a::WorkflowCreateRequest>,
     ) -> R<a::WorkflowCreateResponse> {
-        ok(self
-            .create_workflow_impl(r.into_inner())
-            .map(|_| a::WorkflowCreateResponse {}))
+        run(self, move |api| {
+            api.create_workflow_impl(r.into_inner())
+                .map(|_| a::WorkflowCreateResponse {})
+        })
+        .await
     }
 
     async fn get_workflow(&self, r: Request<a::ObjectGetRequest>) -> R<a::Workflow> {
-        ok(self
-            .load(EntityKind::Workflow, r.get_ref().id.as_ref())
-            .and_then(|rec| Self::workflow_of(&rec)))
+        run(self, move |api| {
+            api.load(EntityKind::Workflow, r.get_ref().id.as_ref())
+                .and_then(|rec| Self::workflow_of(&rec))
+        })
+        .await
     }
 
     async fn list_workflow_ids(
         &self,
         r: Request<a::NamedEntityIdentifierListRequest>,
     ) -> R<a::NamedEntityIdentifierList> {
-        ok(self.list_ids(EntityKind::Workflow, r.into_inner()))
+        run(self, move |api| {
+            api.list_ids(EntityKind::Workflow, r.into_inner())
+        })
+        .await
     }
 
     async fn list_workflows(&self, r: Request<a::ResourceListRequest>) -> R<a::WorkflowList> {
-        ok(self
-            .list_converted(EntityKind::Workflow, &r.into_inner(), Self::workflow_of)
-            .map(|(workflows, token)| a::WorkflowList { workflows, token }))
+        run(self, move |api| {
+            api.list_converted(EntityKind::Workflow, &r.into_inner(), Self::workflow_of)
+                .map(|(workflows, token)| a::WorkflowList { workflows, token })
+        })
+        .await
     }
 
     async fn create_launch_plan(
         &self,
         r: Request<a::LaunchPlanCreateRequest>,
     ) -> R<a::LaunchPlanCreateResponse> {
-        ok(self
-            .create_launch_plan_impl(r.into_inner())
-            .map(|_| a::LaunchPlanCreateResponse {}))
+        run(self, move |api| {
+            api.create_launch_plan_impl(r.into_inner())
+                .map(|_| a::LaunchPlanCreateResponse {})
+        })
+        .await
     }
 
     async fn get_launch_plan(&self, r: Request<a::ObjectGetRequest>) -> R<a::LaunchPlan> {
-        ok(self
-            .load(EntityKind::LaunchPlan, r.get_ref().id.as_ref())
-            .and_then(|rec| Self::launch_plan_of(&rec)))
+        run(self, move |api| {
+            api.load(EntityKind::LaunchPlan, r.get_ref().id.as_ref())
+                .and_then(|rec| Self::launch_plan_of(&rec))
+        })
+        .await
     }
 
     async fn get_active_launch_plan(
         &self,
         r: Request<a::ActiveLaunchPlanRequest>,
     ) -> R<a::LaunchPlan> {
-        ok((|| {
+        run(self, move |api| {
             let id = r
                 .get_ref()
                 .id
@@ -649,7 +681,7 @@ impl AdminService for Api {
             validate::text("id.project", &id.project)?;
             validate::text("id.domain", &id.domain)?;
             validate::text("id.name", &id.name)?;
-            let rec = self
+            let rec = api
                 .store
                 .get_active_launch_plan(&id.project, &id.domain, &id.name)?
                 .ok_or_else(|| {
@@ -659,7 +691,8 @@ impl AdminService for Api {
                     ))
                 })?;
             Self::launch_plan_of(&rec)
-        })())
+        })
+        .await
     }
 
     async fn list_active_launch_plans(
@@ -667,20 +700,20 @@ impl AdminService for Api {
         r: Request<a::ActiveLaunchPlanListRequest>,
     ) -> R<a::LaunchPlanList> {
         let r = r.into_inner();
-        ok((|| {
+        run(self, move |api| {
             let id = a::NamedEntityIdentifier {
                 project: r.project.clone(),
                 domain: r.domain.clone(),
                 ..Default::default()
             };
             let mut q =
-                self.list_query(Some(&id), r.limit, &r.token, "", r.sort_by.as_ref(), false)?;
+                api.list_query(Some(&id), r.limit, &r.token, "", r.sort_by.as_ref(), false)?;
             q.filters.push(Filter {
                 column: contrail_store::Column::State,
                 op: Op::Eq,
                 values: vec!["1".into()],
             });
-            let (rows, token) = self.list_records(EntityKind::LaunchPlan, q)?;
+            let (rows, token) = api.list_records(EntityKind::LaunchPlan, q)?;
             Ok(a::LaunchPlanList {
                 launch_plans: rows
                     .iter()
@@ -688,19 +721,23 @@ impl AdminService for Api {
                     .collect::<ApiResult<_>>()?,
                 token,
             })
-        })())
+        })
+        .await
     }
 
     async fn list_launch_plan_ids(
         &self,
         r: Request<a::NamedEntityIdentifierListRequest>,
     ) -> R<a::NamedEntityIdentifierList> {
-        ok(self.list_ids(EntityKind::LaunchPlan, r.into_inner()))
+        run(self, move |api| {
+            api.list_ids(EntityKind::LaunchPlan, r.into_inner())
+        })
+        .await
     }
 
     async fn list_launch_plans(&self, r: Request<a::ResourceListRequest>) -> R<a::LaunchPlanList> {
-        ok(self
-            .list_converted(
+        run(self, move |api| {
+            api.list_converted(
                 EntityKind::LaunchPlan,
                 &r.into_inner(),
                 Self::launch_plan_of,
@@ -708,14 +745,16 @@ impl AdminService for Api {
             .map(|(launch_plans, token)| a::LaunchPlanList {
                 launch_plans,
                 token,
-            }))
+            })
+        })
+        .await
     }
 
     async fn update_launch_plan(
         &self,
         r: Request<a::LaunchPlanUpdateRequest>,
     ) -> R<a::LaunchPlanUpdateResponse> {
-        ok((|| {
+        run(self, move |api| {
             let r = r.get_ref();
             let id = validate::identifier("id", r.id.as_ref(), ResourceType::LaunchPlan)?;
             let active = match LaunchPlanState::try_from(r.state) {
@@ -728,9 +767,9 @@ impl AdminService for Api {
                     )));
                 }
             };
-            if !self
+            if !api
                 .store
-                .set_launch_plan_state(&key(&id), active, self.now_nanos())?
+                .set_launch_plan_state(&key(&id), active, api.now_nanos())?
             {
                 return Err(ApiError::NotFound(format!(
                     "launch plan {} does not exist",
@@ -738,61 +777,65 @@ impl AdminService for Api {
                 )));
             }
             Ok(a::LaunchPlanUpdateResponse {})
-        })())
+        })
+        .await
     }
 
     async fn register_project(
         &self,
         r: Request<a::ProjectRegisterRequest>,
     ) -> R<a::ProjectRegisterResponse> {
-        ok((|| {
+        run(self, move |api| {
             let p = r
                 .get_ref()
                 .project
                 .as_ref()
                 .ok_or_else(|| invalid("project is missing"))?;
             let rec = Self::project_record(p)?;
-            if !self.store.create_project(&rec)? {
+            if !api.store.create_project(&rec)? {
                 return Err(ApiError::AlreadyExists(format!(
                     "project {} already exists",
                     p.id
                 )));
             }
             Ok(a::ProjectRegisterResponse {})
-        })())
+        })
+        .await
     }
 
     async fn update_project(&self, r: Request<a::Project>) -> R<a::ProjectUpdateResponse> {
-        ok((|| {
+        run(self, move |api| {
             let rec = Self::project_record(r.get_ref())?;
-            if !self.store.update_project(&rec)? {
+            if !api.store.update_project(&rec)? {
                 return Err(ApiError::NotFound(format!(
                     "project {} does not exist",
                     rec.id
                 )));
             }
             Ok(a::ProjectUpdateResponse {})
-        })())
+        })
+        .await
     }
 
     async fn get_project(&self, r: Request<a::ProjectGetRequest>) -> R<a::Project> {
-        ok((|| {
+        run(self, move |api| {
             let id = &r.get_ref().id;
             validate::text("id", id)?;
-            let p = self
+            let p = api
                 .store
                 .get_project(id)?
                 .ok_or_else(|| ApiError::NotFound(format!("project {id} does not exist")))?;
-            self.project_of(p)
-        })())
+            api.project_of(p)
+        })
+        .await
     }
 
     async fn list_projects(&self, r: Request<a::ProjectListRequest>) -> R<a::Projects> {
         let r = r.into_inner();
-        ok((|| {
+        run(self, move |api| {
             let offset = parse_token(&r.token)?;
             let lim = limit(r.limit);
-            let all: Vec<_> = self
+            let all: Vec<_> = api
                 .store
                 .list_projects()?
                 .into_iter()
@@ -803,11 +846,12 @@ impl AdminService for Api {
             Ok(a::Projects {
                 projects: rows
                     .into_iter()
-                    .map(|p| self.project_of(p))
+                    .map(|p| api.project_of(p))
                     .collect::<ApiResult<_>>()?,
                 token,
             })
-        })())
+        })
+        .await
     }
 
     async fn get_domains(&self, _r: Request<a::GetDomainRequest>) -> R<a::GetDomainsResponse> {
@@ -821,9 +865,9 @@ impl AdminService for Api {
         r: Request<a::NamedEntityListRequest>,
     ) -> R<a::NamedEntityList> {
         let r = r.into_inner();
-        ok((|| {
+        run(self, move |api| {
             let kind = entity_kind(r.resource_type)?;
-            let ids = self.list_ids(
+            let ids = api.list_ids(
                 kind,
                 a::NamedEntityIdentifierListRequest {
                     project: r.project.clone(),
@@ -838,22 +882,24 @@ impl AdminService for Api {
             let entities = ids
                 .entities
                 .into_iter()
-                .map(|id| self.named_entity(kind, id))
+                .map(|id| api.named_entity(kind, id))
                 .collect::<ApiResult<_>>()?;
             Ok(a::NamedEntityList {
                 entities,
                 token: ids.token,
             })
-        })())
+        })
+        .await
     }
 
     async fn get_named_entity(&self, r: Request<a::NamedEntityGetRequest>) -> R<a::NamedEntity> {
         let r = r.into_inner();
-        ok((|| {
+        run(self, move |api| {
             let kind = entity_kind(r.resource_type)?;
-            let id = self.existing_name(kind, r.id.as_ref())?;
-            self.named_entity(kind, id)
-        })())
+            let id = api.existing_name(kind, r.id.as_ref())?;
+            api.named_entity(kind, id)
+        })
+        .await
     }
 
     async fn update_named_entity(
@@ -861,11 +907,11 @@ impl AdminService for Api {
         r: Request<a::NamedEntityUpdateRequest>,
     ) -> R<a::NamedEntityUpdateResponse> {
         let r = r.into_inner();
-        ok((|| {
+        run(self, move |api| {
             let kind = entity_kind(r.resource_type)?;
-            let id = self.existing_name(kind, r.id.as_ref())?;
+            let id = api.existing_name(kind, r.id.as_ref())?;
             let m = r.metadata.unwrap_or_default();
-            self.store.put_named_entity_meta(
+            api.store.put_named_entity_meta(
                 kind,
                 &id.project,
                 &id.domain,
@@ -876,106 +922,123 @@ impl AdminService for Api {
                 },
             )?;
             Ok(a::NamedEntityUpdateResponse {})
-        })())
+        })
+        .await
     }
 
     async fn create_execution(
         &self,
         r: Request<a::ExecutionCreateRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        ok(self.create_execution_impl(r.into_inner()))
+        run(self, move |api| api.create_execution_impl(r.into_inner())).await
     }
 
     async fn relaunch_execution(
         &self,
         r: Request<a::ExecutionRelaunchRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        ok(self.relaunch_impl(r.into_inner()))
+        run(self, move |api| api.relaunch_impl(r.into_inner())).await
     }
 
     async fn recover_execution(
         &self,
         r: Request<a::ExecutionRecoverRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        ok(self.recover_impl(r.into_inner()))
+        run(self, move |api| api.recover_impl(r.into_inner())).await
     }
 
     async fn get_dynamic_node_workflow(
         &self,
         r: Request<a::GetDynamicNodeWorkflowRequest>,
     ) -> R<a::DynamicNodeWorkflowResponse> {
-        ok(self.dynamic_node_workflow_impl(r.into_inner()))
+        run(self, move |api| {
+            api.dynamic_node_workflow_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn get_execution(&self, r: Request<a::WorkflowExecutionGetRequest>) -> R<a::Execution> {
-        ok(self.get_execution_impl(r.into_inner()))
+        run(self, move |api| api.get_execution_impl(r.into_inner())).await
     }
 
     async fn get_execution_data(
         &self,
         r: Request<a::WorkflowExecutionGetDataRequest>,
     ) -> R<a::WorkflowExecutionGetDataResponse> {
-        ok(self.execution_data_impl(r.into_inner()))
+        run(self, move |api| api.execution_data_impl(r.into_inner())).await
     }
 
     async fn list_executions(&self, r: Request<a::ResourceListRequest>) -> R<a::ExecutionList> {
-        ok(self.list_executions_impl(r.into_inner()))
+        run(self, move |api| api.list_executions_impl(r.into_inner())).await
     }
 
     async fn terminate_execution(
         &self,
         r: Request<a::ExecutionTerminateRequest>,
     ) -> R<a::ExecutionTerminateResponse> {
-        ok(self.terminate_impl(r.into_inner()))
+        run(self, move |api| api.terminate_impl(r.into_inner())).await
     }
 
     async fn get_node_execution(
         &self,
         r: Request<a::NodeExecutionGetRequest>,
     ) -> R<a::NodeExecution> {
-        ok(self.get_node_execution_impl(r.into_inner()))
+        run(self, move |api| api.get_node_execution_impl(r.into_inner())).await
     }
 
     async fn list_node_executions(
         &self,
         r: Request<a::NodeExecutionListRequest>,
     ) -> R<a::NodeExecutionList> {
-        ok(self.list_node_executions_impl(r.into_inner()))
+        run(self, move |api| {
+            api.list_node_executions_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn get_node_execution_data(
         &self,
         r: Request<a::NodeExecutionGetDataRequest>,
     ) -> R<a::NodeExecutionGetDataResponse> {
-        ok(self.node_execution_data_impl(r.into_inner()))
+        run(self, move |api| {
+            api.node_execution_data_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn get_task_execution(
         &self,
         r: Request<a::TaskExecutionGetRequest>,
     ) -> R<a::TaskExecution> {
-        ok(self.get_task_execution_impl(r.into_inner()))
+        run(self, move |api| api.get_task_execution_impl(r.into_inner())).await
     }
 
     async fn list_task_executions(
         &self,
         r: Request<a::TaskExecutionListRequest>,
     ) -> R<a::TaskExecutionList> {
-        ok(self.list_task_executions_impl(r.into_inner()))
+        run(self, move |api| {
+            api.list_task_executions_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn get_task_execution_data(
         &self,
         r: Request<a::TaskExecutionGetDataRequest>,
     ) -> R<a::TaskExecutionGetDataResponse> {
-        ok(self.task_execution_data_impl(r.into_inner()))
+        run(self, move |api| {
+            api.task_execution_data_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn get_version(&self, _r: Request<a::GetVersionRequest>) -> R<a::GetVersionResponse> {
         ok(Ok(a::GetVersionResponse {
             control_plane_version: Some(a::Version {
                 build: format!("contrail (flyteidl {})", contrail_idl::FLYTEIDL_VERSION),
-                version: env!("CARGO_PKG_VERSION").to_string(),
+                // flyteadmin reports `v<semver>` (or `unknown`); clients expect the `v`.
+                version: concat!("v", env!("CARGO_PKG_VERSION")).to_string(),
                 build_time: String::new(),
             }),
         }))

@@ -4,7 +4,7 @@
 //! the way Flyte's propeller writes it (`exec-project`, `exec-domain`, `execution-name`,
 //! `exec-node`, `exec-attempt`).
 
-use crate::admin::ok;
+use crate::admin::run;
 use crate::error::{ApiError, ApiResult, invalid};
 use crate::{Api, validate};
 use contrail_idl::core as c;
@@ -145,24 +145,25 @@ impl DataCatalog for Api {
         &self,
         r: Request<d::CreateDatasetRequest>,
     ) -> R<d::CreateDatasetResponse> {
-        ok((|| {
+        run(self, move |api| {
             let ds = r
                 .into_inner()
                 .dataset
                 .ok_or_else(|| invalid("dataset is missing"))?;
             let key = dataset_key("dataset.id", ds.id.as_ref())?;
             let meta = ds.metadata.unwrap_or_default().encode_to_vec();
-            if !self.store.create_dataset(&key, &meta, self.now_nanos())? {
+            if !api.store.create_dataset(&key, &meta, api.now_nanos())? {
                 return Err(ApiError::AlreadyExists("dataset already exists".into()));
             }
             Ok(d::CreateDatasetResponse {})
-        })())
+        })
+        .await
     }
 
     async fn get_dataset(&self, r: Request<d::GetDatasetRequest>) -> R<d::GetDatasetResponse> {
-        ok((|| {
+        run(self, move |api| {
             let key = dataset_key("dataset", r.get_ref().dataset.as_ref())?;
-            let meta = self
+            let meta = api
                 .store
                 .get_dataset(&key)?
                 .ok_or_else(|| ApiError::NotFound("dataset does not exist".into()))?;
@@ -173,26 +174,27 @@ impl DataCatalog for Api {
                     partition_keys: vec![],
                 }),
             })
-        })())
+        })
+        .await
     }
 
     async fn create_artifact(
         &self,
         r: Request<d::CreateArtifactRequest>,
     ) -> R<d::CreateArtifactResponse> {
-        ok((|| {
+        run(self, move |api| {
             let a = r
                 .into_inner()
                 .artifact
                 .ok_or_else(|| invalid("artifact is missing"))?;
             validate::text("artifact.id", &a.id)?;
             let key = dataset_key("artifact.dataset", a.dataset.as_ref())?;
-            if self.store.get_artifact_by_id(&a.id)?.is_some() {
+            if api.store.get_artifact_by_id(&a.id)?.is_some() {
                 return Err(ApiError::AlreadyExists(format!("artifact {} exists", a.id)));
             }
             let meta = a.metadata.clone().unwrap_or_default().key_map;
             let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
-            let uri = self.write_data(&key, &a.id, &a.data)?;
+            let uri = api.write_data(&key, &a.id, &a.data)?;
             let rec = ArtifactRecord {
                 key: CatalogKey {
                     tag: untagged(&a.id),
@@ -207,34 +209,36 @@ impl DataCatalog for Api {
                 },
                 source_node: get("exec-node"),
                 source_attempt: get("exec-attempt").parse().unwrap_or(0),
-                created_at: self.now_nanos(),
+                created_at: api.now_nanos(),
             };
-            self.store.put_artifact(&rec, false)?;
+            api.store.put_artifact(&rec, false)?;
             for t in &a.tags {
-                self.store.tag_artifact(&a.id, &t.name)?;
+                api.store.tag_artifact(&a.id, &t.name)?;
             }
             Ok(d::CreateArtifactResponse {})
-        })())
+        })
+        .await
     }
 
     async fn get_artifact(&self, r: Request<d::GetArtifactRequest>) -> R<d::GetArtifactResponse> {
-        ok((|| {
+        run(self, move |api| {
             let r = r.into_inner();
             let key = dataset_key("dataset", r.dataset.as_ref())?;
             use d::get_artifact_request::QueryHandle as Q;
             let a = match &r.query_handle {
-                Some(Q::TagName(t)) => self.find_artifact(&key, Some(t), None)?,
-                Some(Q::ArtifactId(id)) => self.find_artifact(&key, None, Some(id))?,
-                None => self.find_artifact(&key, None, None)?,
+                Some(Q::TagName(t)) => api.find_artifact(&key, Some(t), None)?,
+                Some(Q::ArtifactId(id)) => api.find_artifact(&key, None, Some(id))?,
+                None => api.find_artifact(&key, None, None)?,
             };
             Ok(d::GetArtifactResponse {
-                artifact: Some(self.artifact_of(&a)?),
+                artifact: Some(api.artifact_of(&a)?),
             })
-        })())
+        })
+        .await
     }
 
     async fn add_tag(&self, r: Request<d::AddTagRequest>) -> R<d::AddTagResponse> {
-        ok((|| {
+        run(self, move |api| {
             let t = r
                 .into_inner()
                 .tag
@@ -242,48 +246,48 @@ impl DataCatalog for Api {
             validate::text("tag.name", &t.name)?;
             validate::text("tag.artifact_id", &t.artifact_id)?;
             dataset_key("tag.dataset", t.dataset.as_ref())?;
-            if self.store.get_artifact_by_id(&t.artifact_id)?.is_none() {
+            if api.store.get_artifact_by_id(&t.artifact_id)?.is_none() {
                 return Err(ApiError::NotFound(format!(
                     "artifact {} does not exist",
                     t.artifact_id
                 )));
             }
-            if !self.store.tag_artifact(&t.artifact_id, &t.name)? {
+            if !api.store.tag_artifact(&t.artifact_id, &t.name)? {
                 return Err(ApiError::AlreadyExists(format!("tag {} is taken", t.name)));
             }
             Ok(d::AddTagResponse {})
-        })())
+        })
+        .await
     }
 
     async fn list_artifacts(
         &self,
         r: Request<d::ListArtifactsRequest>,
     ) -> R<d::ListArtifactsResponse> {
-        ok((|| {
+        run(self, move |api| {
             let key = dataset_key("dataset", r.get_ref().dataset.as_ref())?;
-            let rows = self.store.list_artifacts(
-                Some(&key.project),
-                Some(&key.domain),
-                Some(&key.name),
-            )?;
+            let rows =
+                api.store
+                    .list_artifacts(Some(&key.project), Some(&key.domain), Some(&key.name))?;
             Ok(d::ListArtifactsResponse {
                 artifacts: rows
                     .iter()
                     .filter(|a| a.key.version == key.version)
-                    .map(|a| self.artifact_of(a))
+                    .map(|a| api.artifact_of(a))
                     .collect::<ApiResult<_>>()?,
                 next_token: String::new(),
             })
-        })())
+        })
+        .await
     }
 
     async fn list_datasets(
         &self,
         _r: Request<d::ListDatasetsRequest>,
     ) -> R<d::ListDatasetsResponse> {
-        ok((|| {
+        run(self, move |api| {
             Ok(d::ListDatasetsResponse {
-                datasets: self
+                datasets: api
                     .store
                     .list_datasets(None, None)?
                     .iter()
@@ -294,34 +298,36 @@ impl DataCatalog for Api {
                     .collect(),
                 next_token: String::new(),
             })
-        })())
+        })
+        .await
     }
 
     async fn update_artifact(
         &self,
         r: Request<d::UpdateArtifactRequest>,
     ) -> R<d::UpdateArtifactResponse> {
-        ok((|| {
+        run(self, move |api| {
             let r = r.into_inner();
             let key = dataset_key("dataset", r.dataset.as_ref())?;
             use d::update_artifact_request::QueryHandle as Q;
             let a = match &r.query_handle {
-                Some(Q::TagName(t)) => self.find_artifact(&key, Some(t), None)?,
-                Some(Q::ArtifactId(id)) => self.find_artifact(&key, None, Some(id))?,
-                None => self.find_artifact(&key, None, None)?,
+                Some(Q::TagName(t)) => api.find_artifact(&key, Some(t), None)?,
+                Some(Q::ArtifactId(id)) => api.find_artifact(&key, None, Some(id))?,
+                None => api.find_artifact(&key, None, None)?,
             };
-            self.write_data(&key, &a.artifact_id, &r.data)?;
+            api.write_data(&key, &a.artifact_id, &r.data)?;
             Ok(d::UpdateArtifactResponse {
                 artifact_id: a.artifact_id,
             })
-        })())
+        })
+        .await
     }
 
     async fn get_or_extend_reservation(
         &self,
         r: Request<d::GetOrExtendReservationRequest>,
     ) -> R<d::GetOrExtendReservationResponse> {
-        ok((|| {
+        run(self, move |api| {
             let r = r.into_inner();
             let rid = r
                 .reservation_id
@@ -336,9 +342,9 @@ impl DataCatalog for Api {
             let beat = r.heartbeat_interval.map_or(MAX_HEARTBEAT_SECS, |h| {
                 h.seconds.clamp(1, MAX_HEARTBEAT_SECS)
             });
-            let now = self.now_nanos();
+            let now = api.now_nanos();
             let expires = now + GRACE * beat * 1_000_000_000;
-            let holder = self.store.reserve(&key, &r.owner_id, now, expires)?;
+            let holder = api.store.reserve(&key, &r.owner_id, now, expires)?;
             Ok(d::GetOrExtendReservationResponse {
                 reservation: Some(d::Reservation {
                     reservation_id: Some(rid),
@@ -351,14 +357,15 @@ impl DataCatalog for Api {
                     metadata: None,
                 }),
             })
-        })())
+        })
+        .await
     }
 
     async fn release_reservation(
         &self,
         r: Request<d::ReleaseReservationRequest>,
     ) -> R<d::ReleaseReservationResponse> {
-        ok((|| {
+        run(self, move |api| {
             let r = r.into_inner();
             let rid = r
                 .reservation_id
@@ -368,8 +375,9 @@ impl DataCatalog for Api {
                 tag: rid.tag_name.clone(),
                 ..dataset_key("reservation_id.dataset_id", rid.dataset_id.as_ref())?
             };
-            self.store.release(&key, &r.owner_id)?;
+            api.store.release(&key, &r.owner_id)?;
             Ok(d::ReleaseReservationResponse {})
-        })())
+        })
+        .await
     }
 }

@@ -136,8 +136,10 @@ impl DataProxyService for Api {
         &self,
         r: Request<s::CreateUploadLocationRequest>,
     ) -> Result<Response<s::CreateUploadLocationResponse>, Status> {
+        let api = self.clone();
+        let r = r.into_inner();
         Ok(Response::new(
-            self.create_upload_location_impl(r.into_inner())?,
+            crate::blocking(move || api.create_upload_location_impl(r)).await?,
         ))
     }
 
@@ -146,7 +148,10 @@ impl DataProxyService for Api {
         r: Request<s::CreateDownloadLocationRequest>,
     ) -> Result<Response<s::CreateDownloadLocationResponse>, Status> {
         let r = r.into_inner();
-        let (signed_url, expires) = self.download_location(&r.native_url, r.expires_in.as_ref())?;
+        let api = self.clone();
+        let (signed_url, expires) =
+            crate::blocking(move || api.download_location(&r.native_url, r.expires_in.as_ref()))
+                .await?;
         Ok(Response::new(s::CreateDownloadLocationResponse {
             signed_url,
             expires_at: Some(prost_types::Timestamp {
@@ -160,16 +165,96 @@ impl DataProxyService for Api {
         &self,
         r: Request<s::CreateDownloadLinkRequest>,
     ) -> Result<Response<s::CreateDownloadLinkResponse>, Status> {
+        let api = self.clone();
         let r = r.into_inner();
-        match r.source {
-            Some(s::create_download_link_request::Source::NodeExecutionId(id)) => Err(ApiError::NotFound(format!(
-                "node execution {}/{} has no artifacts (executions are not recorded by this server yet)",
-                id.execution_id.map(|e| e.name).unwrap_or_default(),
-                id.node_id
-            ))
-            .into()),
-            None => Err(invalid("source is missing").into()),
+        crate::blocking(move || api.create_download_link_impl(r))
+            .await
+            .map(Response::new)
+            .map_err(Into::into)
+    }
+}
+
+/// Longest a download link lives (flyteadmin's `download.maxExpiresIn` default).
+const MAX_DOWNLOAD_EXPIRY_SECS: u64 = 3600;
+
+impl Api {
+    /// Flyte's `CreateDownloadLink`: only decks (`ARTIFACT_TYPE_DECK`) of node executions, as
+    /// a presigned GET of the node's `deck.html` on the S3 endpoint.
+    pub(crate) fn create_download_link_impl(
+        &self,
+        r: s::CreateDownloadLinkRequest,
+    ) -> ApiResult<s::CreateDownloadLinkResponse> {
+        if r.artifact_type != s::ArtifactType::Deck as i32 {
+            return Err(invalid(format!(
+                "artifact_type {} is not supported; only ARTIFACT_TYPE_DECK is",
+                r.artifact_type
+            )));
         }
+        let expires = match r.expires_in {
+            None => MAX_DOWNLOAD_EXPIRY_SECS,
+            Some(d) if d.seconds < 0 || d.nanos < 0 => {
+                return Err(invalid("expires_in must not be negative"));
+            }
+            Some(d) if d.seconds as u64 > MAX_DOWNLOAD_EXPIRY_SECS => {
+                return Err(invalid(format!(
+                    "expires_in must be at most {MAX_DOWNLOAD_EXPIRY_SECS}s"
+                )));
+            }
+            Some(d) if d.seconds == 0 && d.nanos == 0 => MAX_DOWNLOAD_EXPIRY_SECS,
+            Some(d) => d.seconds.max(1) as u64,
+        };
+        let id = match r.source {
+            Some(s::create_download_link_request::Source::NodeExecutionId(id)) => id,
+            None => return Err(invalid("source is missing: set node_execution_id")),
+        };
+        let node = self
+            .node_record(Some(&id))
+            .map_err(|e| invalid(format!("failed to find node execution: {e}")))?
+            .1;
+        let deck_uri = node.closure.map(|c| c.deck_uri).unwrap_or_default();
+        if deck_uri.is_empty() {
+            return Err(ApiError::NotFound(
+                "no deckUrl found for the node execution".into(),
+            ));
+        }
+        let key = self.blob.key_of(&deck_uri)?;
+        if !self.blob.exists(key)? {
+            return Err(ApiError::NotFound(format!("{deck_uri} does not exist")));
+        }
+        let url = self.presigned_get(key, expires)?;
+        let expires_at = Some(prost_types::Timestamp {
+            seconds: self.now_secs() as i64 + expires as i64,
+            nanos: 0,
+        });
+        #[allow(deprecated)]
+        Ok(s::CreateDownloadLinkResponse {
+            signed_url: vec![url.clone()],
+            expires_at,
+            pre_signed_urls: Some(s::PreSignedUrLs {
+                signed_url: vec![url],
+                expires_at,
+            }),
+        })
+    }
+
+    /// A SigV4 presigned GET of `key` on the S3 endpoint.
+    fn presigned_get(&self, key: &str, expires: u64) -> ApiResult<String> {
+        let s3 = &self.cfg.s3;
+        let endpoint = url::Url::parse(&s3.endpoint)
+            .map_err(|e| ApiError::Internal(format!("s3 endpoint {}: {e}", s3.endpoint)))?;
+        let bucket = rusty_s3::Bucket::new(
+            endpoint,
+            rusty_s3::UrlStyle::Path,
+            self.blob.bucket().to_string(),
+            s3.region.clone(),
+        )
+        .map_err(|e| ApiError::Internal(format!("s3 bucket: {e}")))?;
+        let credentials = rusty_s3::Credentials::new(s3.access_key.clone(), s3.secret_key.clone());
+        use rusty_s3::S3Action;
+        Ok(bucket
+            .get_object(Some(&credentials), key)
+            .sign(std::time::Duration::from_secs(expires))
+            .to_string())
     }
 }
 

@@ -20,6 +20,9 @@ pub enum ApiError {
     Blob(#[from] contrail_blob::Error),
     #[error("stored data is unreadable: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// Our own bug or a broken deployment (INTERNAL).
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

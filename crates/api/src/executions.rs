@@ -789,7 +789,7 @@ impl Api {
         })
     }
 
-    fn node_record(
+    pub(crate) fn node_record(
         &self,
         id: Option<&c::NodeExecutionIdentifier>,
     ) -> ApiResult<(ExecKey, a::NodeExecution)> {

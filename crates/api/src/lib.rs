@@ -15,6 +15,7 @@ mod signals;
 mod validate;
 
 pub use error::ApiError;
+use error::ApiResult;
 
 use contrail_blob::BlobStore;
 use contrail_idl::datacatalog::data_catalog_server::DataCatalogServer;
@@ -37,6 +38,18 @@ pub struct ApiConfig {
     pub max_message_bytes: usize,
     /// Largest accepted registration spec, in bytes (answered with INVALID_ARGUMENT).
     pub max_spec_bytes: usize,
+    /// The S3 endpoint clients reach the blob store at, and its key pair: download links
+    /// (decks) are SigV4-presigned URLs of it, as Flyte signs them with its object store.
+    pub s3: S3Access,
+}
+
+/// How clients reach the blob store over S3.
+#[derive(Debug, Clone)]
+pub struct S3Access {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Default for ApiConfig {
@@ -47,8 +60,23 @@ impl Default for ApiConfig {
             upload_prefix: "uploads".into(),
             max_message_bytes: 64 * 1024 * 1024,
             max_spec_bytes: 8 * 1024 * 1024,
+            s3: S3Access {
+                endpoint: "http://localhost:30002".into(),
+                region: "us-east-1".into(),
+                access_key: "contrail".into(),
+                secret_key: "contrail-secret".into(),
+            },
         }
     }
+}
+
+/// Runs synchronous work (store, blob, compilation) on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))?
 }
 
 /// The API state shared by every handler (cheap to clone).

@@ -3,7 +3,7 @@
 //! `reject`). A value is type-checked against the signal's type before it is stored, and
 //! setting it wakes the execution.
 
-use crate::admin::ok;
+use crate::admin::run;
 use crate::error::{ApiError, ApiResult, invalid};
 use crate::executions::{as_binding, exec_key};
 use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
@@ -105,20 +105,23 @@ impl SignalService for Api {
         &self,
         r: Request<a::SignalGetOrCreateRequest>,
     ) -> Result<Response<a::Signal>, Status> {
-        ok(self.get_or_create_signal_impl(r.into_inner()))
+        run(self, move |api| {
+            api.get_or_create_signal_impl(r.into_inner())
+        })
+        .await
     }
 
     async fn list_signals(
         &self,
         r: Request<a::SignalListRequest>,
     ) -> Result<Response<a::SignalList>, Status> {
-        ok(self.list_signals_impl(r.into_inner()))
+        run(self, move |api| api.list_signals_impl(r.into_inner())).await
     }
 
     async fn set_signal(
         &self,
         r: Request<a::SignalSetRequest>,
     ) -> Result<Response<a::SignalSetResponse>, Status> {
-        ok(self.set_signal_impl(r.into_inner()))
+        run(self, move |api| api.set_signal_impl(r.into_inner())).await
     }
 }

@@ -499,11 +499,12 @@ impl Controller {
             self.blob
                 .uri(&layout::attempt_outputs(wdir, &plan.nodes[i].id, a))
         };
-        let attempt_file = |i: usize, a: u32, file: &str| {
-            self.blob.uri(&format!(
-                "{}/{file}",
-                layout::attempt_dir(wdir, &plan.nodes[i].id, a)
-            ))
+        let futures = |i: usize, a: u32| {
+            self.blob.uri(&layout::futures_in(&layout::attempt_dir(
+                wdir,
+                &plan.nodes[i].id,
+                a,
+            )))
         };
         // Logs need only the attempt's identity, not a whole launch description.
         let logs = |i: usize, a: u32| {
@@ -514,14 +515,35 @@ impl Controller {
                 ..Default::default()
             })
         };
+        // As propeller sets it: while running when the task says it generates a deck,
+        // at the end when the deck is there.
+        let deck = |i: usize, a: u32, terminal: bool| {
+            let key = layout::deck_in(&layout::attempt_dir(wdir, &plan.nodes[i].id, a));
+            let generates = plan
+                .task(i)
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.generates_deck)
+                .unwrap_or(false);
+            let shown = if terminal {
+                self.blob.exists(&key).unwrap_or(false)
+            } else {
+                generates
+            };
+            if shown {
+                self.blob.uri(&key)
+            } else {
+                String::new()
+            }
+        };
         let child = |i: usize| effects::child_id(k, plan, i);
         let ids = render::Ids {
             exec: exec_id,
             plan,
             node_inputs: &node_inputs,
             attempt_outputs: &attempt_outputs,
-            attempt_file: &attempt_file,
+            futures: &futures,
             logs: &logs,
+            deck: &deck,
             child: &child,
         };
         let new = &step.state;

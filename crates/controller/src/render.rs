@@ -47,9 +47,11 @@ pub struct Ids<'a> {
     pub node_inputs: &'a dyn Fn(usize) -> String,
     /// URI of an attempt's outputs.pb.
     pub attempt_outputs: &'a dyn Fn(usize, u32) -> String,
-    /// URI of a file in an attempt's output directory.
-    pub attempt_file: &'a dyn Fn(usize, u32, &str) -> String,
+    /// URI of the `futures.pb` a dynamic task wrote.
+    pub futures: &'a dyn Fn(usize, u32) -> String,
     pub logs: &'a dyn Fn(usize, u32) -> Vec<core::TaskLog>,
+    /// The deck of a task node's attempt (`terminal`: only if the task wrote one), or "".
+    pub deck: &'a dyn Fn(usize, u32, bool) -> String,
     /// The child execution of a launch-plan node.
     pub child: &'a dyn Fn(usize) -> core::WorkflowExecutionIdentifier,
 }
@@ -150,9 +152,13 @@ pub fn node(
             output_result,
             target_metadata,
             dynamic_job_spec_uri: if dynamic {
-                (ids.attempt_file)(i, n.attempt, "futures.pb")
+                (ids.futures)(i, n.attempt)
             } else {
                 String::new()
+            },
+            deck_uri: match kind {
+                NodeKind::Task(_) if !dynamic => (ids.deck)(i, n.attempt, n.phase.is_terminal()),
+                _ => String::new(),
             },
             ..Default::default()
         }),

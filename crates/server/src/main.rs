@@ -5,7 +5,7 @@
 mod catalog_cli;
 
 use clap::{Parser, Subcommand};
-use contrail_api::{Api, ApiConfig};
+use contrail_api::{Api, ApiConfig, S3Access};
 use contrail_blob::BlobStore;
 use contrail_controller::{
     ChildRequest, Config as ControllerConfig, Controller, LaunchError, Launcher,
@@ -352,6 +352,12 @@ async fn start(args: StartArgs) -> Result<(), String> {
         blob,
         ApiConfig {
             public_url,
+            s3: S3Access {
+                endpoint: format!("http://{s3_addr}"),
+                region: "us-east-1".into(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+            },
             ..Default::default()
         },
     );

@@ -219,3 +219,24 @@ def total_x(df: pd.DataFrame) -> int:
 @workflow
 def cached(n: int) -> int:
     return total_x(df=cached_frame(n=n))
+
+
+# ---- a deck, served through a download link ----
+
+
+@task(enable_deck=True)
+def with_deck(n: int) -> int:
+    from flytekit import Deck
+
+    Deck("summary", f"<b>contrail deck {n}</b>")
+    return n
+
+
+@task
+def no_deck(n: int) -> int:
+    return n
+
+
+@workflow
+def decks(n: int) -> typing.Tuple[int, int]:
+    return with_deck(n=n), no_deck(n=n)
