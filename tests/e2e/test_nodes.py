@@ -165,6 +165,25 @@ def test_a_map_item_that_fails_recoverably_is_retried_alone(config, version, tmp
     assert ex.outputs["o0"] == [100, 101, 102]
     runs = {p.name: p.read_text() for p in tmp_path.iterdir()}
     assert runs == {"0": "1", "1": "2", "2": "1"}
+    # Flyte 1's reporting: one TaskExecution on the array node, one external resource per
+    # item attempt (item 1 failed once, then succeeded), as FlyteRemote and the console read.
+    synced = r.sync(ex, sync_nodes=True)
+    tasks = synced.node_executions["n0"].task_executions
+    assert len(tasks) == 1
+    assert tasks[0].id.retry_attempt == 0 and tasks[0].outputs["o0"] == [100, 101, 102]
+    # flytekit's model drops the closure's metadata: read the raw record.
+    from flyteidl.admin import task_execution_pb2
+
+    raw = r.client._stub.ListTaskExecutions(task_execution_pb2.TaskExecutionListRequest(
+        node_execution_id=NodeExecutionIdentifier("n0", ex.id).to_flyte_idl(), limit=10),
+        metadata=r.client._metadata).task_executions
+    assert len(raw) == 1
+    t = raw[0]
+    assert t.closure.task_type == "container_array" and t.closure.phase == 3  # SUCCEEDED
+    resources = t.closure.metadata.external_resources
+    assert sorted((e.index, e.retry_attempt, e.phase) for e in resources) == [
+        (0, 0, 3), (1, 0, 5), (1, 1, 3), (2, 0, 3)]
+    assert len({e.external_id for e in resources}) == 4
 
 
 def test_a_map_task_below_its_success_ratio_fails_and_names_the_item(config, version):

@@ -132,7 +132,13 @@ pub struct Controller {
     cache: Mutex<HashMap<ExecKey, Arc<Loaded>>>,
     live: Mutex<HashMap<ExecKey, Live>>,
     failures: Mutex<HashMap<ExecKey, u32>>,
+    /// When each running array node's TaskExecution record was last rewritten.
+    array_records: Mutex<HashMap<(ExecKey, String), i64>>,
 }
+
+/// A running array node's TaskExecution record (every item) is rewritten at most this
+/// often; its events carry each round's changes, and phase changes rewrite it at once.
+const ARRAY_RECORD_INTERVAL: i64 = 1_000_000_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -155,6 +161,7 @@ impl Controller {
             cache: Mutex::default(),
             live: Mutex::default(),
             failures: Mutex::default(),
+            array_records: Mutex::default(),
         })
     }
 
@@ -535,6 +542,14 @@ impl Controller {
                 String::new()
             }
         };
+        let item_logs = |i: usize, item: u32, a: u32| {
+            self.executor.logs(&AttemptSpec {
+                id: attempt_id(k, &plan.nodes[i].id, Some(item), a),
+                project: k.project.clone(),
+                domain: k.domain.clone(),
+                ..Default::default()
+            })
+        };
         let child = |i: usize| effects::child_id(k, plan, i);
         let ids = render::Ids {
             exec: exec_id,
@@ -543,6 +558,7 @@ impl Controller {
             attempt_outputs: &attempt_outputs,
             futures: &futures,
             logs: &logs,
+            item_logs: &item_logs,
             deck: &deck,
             child: &child,
         };
@@ -590,6 +606,11 @@ impl Controller {
                 created_at: created,
                 updated_at: now,
             });
+            if let Some(a) = &n.array
+                && plan.task(i).is_some()
+            {
+                self.array_task_records(&ids, &mut c, k, i, o, n, a, now);
+            }
             if let Some(t) = &n.task
                 && o.task.as_ref() != Some(t)
             {
@@ -611,5 +632,75 @@ impl Controller {
             }
         }
         c
+    }
+}
+
+impl Controller {
+    /// Flyte 1 reports an array node over a task as one TaskExecution: a task event each
+    /// round some item changed (only those items, so a 10,000-item map never sends one
+    /// event per item per round), and the record with every item, rewritten when the
+    /// array's phase changes and at most once a second in between.
+    #[allow(clippy::too_many_arguments)]
+    fn array_task_records(
+        &self,
+        ids: &render::Ids<'_>,
+        c: &mut RoundCommit,
+        k: &ExecKey,
+        i: usize,
+        old: &NodeState,
+        new: &NodeState,
+        array: &contrail_engine::ArrayState,
+        now: i64,
+    ) {
+        use contrail_engine::array_task_phase;
+        let phase = array_task_phase(new.phase);
+        let old_phase = old.array.as_ref().map(|_| array_task_phase(old.phase));
+        let phase_changed = old_phase != Some(phase);
+        let changed = array.changed_since(old.array.as_ref());
+        if phase_changed || !changed.is_empty() {
+            // The first and the last event list every item, as Flyte's do.
+            let items: Vec<u32> =
+                if phase_changed && (old_phase.is_none() || new.phase.is_terminal()) {
+                    (0..array.len() as u32).collect()
+                } else {
+                    changed
+                };
+            let version = if phase_changed {
+                0
+            } else {
+                u32::try_from(array.progress()).unwrap_or(u32::MAX)
+            };
+            c.events.push(EventRecord {
+                kind: "task",
+                payload: render::array_task_event(ids, i, new, array, &items, version, now)
+                    .encode_to_vec(),
+            });
+        }
+        let node_id = &ids.plan.nodes[i].id;
+        let key = (k.clone(), node_id.clone());
+        let due = {
+            let mut written = lock(&self.array_records);
+            let due = phase_changed
+                || written
+                    .get(&key)
+                    .is_none_or(|at| now.saturating_sub(*at) >= ARRAY_RECORD_INTERVAL);
+            if new.phase.is_terminal() {
+                written.remove(&key);
+            } else if due {
+                written.insert(key, now);
+            }
+            due
+        };
+        if due {
+            c.tasks.push(TaskRecord {
+                exec: k.clone(),
+                node_id: node_id.clone(),
+                attempt: 0,
+                phase: array_task_phase(new.phase) as i32,
+                record: render::array_task(ids, i, new, array, now).encode_to_vec(),
+                created_at: new.queued_at.or(new.started_at).unwrap_or(now),
+                updated_at: now,
+            });
+        }
     }
 }

@@ -6,8 +6,8 @@
 #![allow(deprecated)]
 
 use contrail_engine::{
-    AttemptState, ErrorKind, ExecState, Failure, NodePhase, NodeState, Plan, node_phase,
-    task_phase, workflow_phase,
+    ArrayState, AttemptState, ErrorKind, ExecState, Failure, Item, NodePhase, NodeState, Plan,
+    node_phase, task_phase, workflow_phase,
 };
 use contrail_idl::{admin, core, event};
 use prost_types::{Duration, Timestamp};
@@ -50,6 +50,8 @@ pub struct Ids<'a> {
     /// URI of the `futures.pb` a dynamic task wrote.
     pub futures: &'a dyn Fn(usize, u32) -> String,
     pub logs: &'a dyn Fn(usize, u32) -> Vec<core::TaskLog>,
+    /// Logs of one attempt of one array item.
+    pub item_logs: &'a dyn Fn(usize, u32, u32) -> Vec<core::TaskLog>,
     /// The deck of a task node's attempt (`terminal`: only if the task wrote one), or "".
     pub deck: &'a dyn Fn(usize, u32, bool) -> String,
     /// The child execution of a launch-plan node.
@@ -323,6 +325,168 @@ pub fn task_event(
         producer_id: "contrail".into(),
         occurred_at: Some(ts(now)),
         output_result: t.error.as_ref().map(|f| OutputResult::Error(error(f))),
+        ..Default::default()
+    }
+}
+
+// ---- array nodes over a task: one TaskExecution, items as external resources ----
+
+/// Flyte's name of an array node's attempt; item ids are `<name>-n<index>-<retry>`.
+fn array_generated_name(ids: &Ids<'_>, i: usize) -> String {
+    contrail_engine::ids::fixed_length_unique_id(50, &[&ids.exec.name, &ids.plan.nodes[i].id, "0"])
+}
+
+/// One `external_resources` entry per attempt of each listed item: earlier attempts failed,
+/// the current one is in the item's phase. Logs, renamed `<name>-<index>`, only for items
+/// `with_logs` accepts.
+pub fn array_resources(
+    ids: &Ids<'_>,
+    i: usize,
+    a: &ArrayState,
+    items: &[u32],
+    with_logs: &dyn Fn(Item) -> bool,
+) -> Vec<event::ExternalResourceInfo> {
+    use core::CatalogCacheStatus as S;
+    use core::task_execution::Phase as P;
+    let cacheable = ids.plan.nodes[i].cache.is_some();
+    let base = array_generated_name(ids, i);
+    let mut out = Vec::with_capacity(items.len());
+    for &item in items {
+        let phase = a.get(item);
+        let attempt = a.attempt(item);
+        let hit = a.cache_hits.contains(&item);
+        let miss = if cacheable {
+            S::CacheMiss
+        } else {
+            S::CacheDisabled
+        };
+        for earlier in 0..attempt {
+            out.push(event::ExternalResourceInfo {
+                external_id: format!("{base}-n{item}-{earlier}"),
+                index: item,
+                retry_attempt: earlier,
+                phase: P::Failed as i32,
+                cache_status: miss as i32,
+                ..Default::default()
+            });
+        }
+        let cache_status = match phase {
+            _ if hit => S::CacheHit,
+            Item::Succeeded | Item::Filing if cacheable => S::CachePopulated,
+            _ => miss,
+        };
+        let logs = if !hit && phase != Item::NotStarted && with_logs(phase) {
+            (ids.item_logs)(i, item, attempt)
+                .into_iter()
+                .map(|mut l| {
+                    l.name = format!("{}-{item}", l.name);
+                    l
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.push(event::ExternalResourceInfo {
+            external_id: format!("{base}-n{item}-{attempt}"),
+            index: item,
+            retry_attempt: attempt,
+            phase: contrail_engine::item_phase(phase) as i32,
+            cache_status: cache_status as i32,
+            logs,
+            ..Default::default()
+        });
+    }
+    out
+}
+
+fn array_metadata(
+    ids: &Ids<'_>,
+    i: usize,
+    resources: Vec<event::ExternalResourceInfo>,
+) -> event::TaskExecutionMetadata {
+    event::TaskExecutionMetadata {
+        generated_name: array_generated_name(ids, i),
+        external_resources: resources,
+        plugin_identifier: ARRAY_PLUGIN.into(),
+        ..Default::default()
+    }
+}
+
+/// The task type and plugin Flyte 1 reports for array nodes.
+const ARRAY_TASK_TYPE: &str = "container_array";
+const ARRAY_PLUGIN: &str = "k8s-array";
+
+/// The array node's TaskExecution record (attempt 0): every item, logs of those not done.
+pub fn array_task(
+    ids: &Ids<'_>,
+    i: usize,
+    n: &NodeState,
+    a: &ArrayState,
+    now: i64,
+) -> admin::TaskExecution {
+    use admin::task_execution_closure::OutputResult;
+    let phase = contrail_engine::array_task_phase(n.phase);
+    let output_result = match n.phase {
+        NodePhase::Succeeded | NodePhase::Recovered => {
+            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, 0)))
+        }
+        _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),
+    };
+    let all: Vec<u32> = (0..a.len() as u32).collect();
+    let resources = array_resources(ids, i, a, &all, &|p| {
+        !matches!(p, Item::Succeeded | Item::Filing)
+    });
+    let created = n.queued_at.or(n.started_at).unwrap_or(now);
+    admin::TaskExecution {
+        id: Some(ids.task_id(i, 0)),
+        input_uri: (ids.node_inputs)(i),
+        closure: Some(admin::TaskExecutionClosure {
+            phase: phase as i32,
+            started_at: n.started_at.map(ts),
+            duration: dur(n.started_at, n.finished_at.unwrap_or(now)),
+            created_at: Some(ts(created)),
+            updated_at: Some(ts(now)),
+            task_type: ARRAY_TASK_TYPE.into(),
+            metadata: Some(array_metadata(ids, i, resources)),
+            event_version: 1,
+            output_result,
+            ..Default::default()
+        }),
+        is_parent: false,
+    }
+}
+
+/// The array node's task event of one round: the listed items, at `phase_version`.
+pub fn array_task_event(
+    ids: &Ids<'_>,
+    i: usize,
+    n: &NodeState,
+    a: &ArrayState,
+    items: &[u32],
+    phase_version: u32,
+    now: i64,
+) -> event::TaskExecutionEvent {
+    use event::task_execution_event::OutputResult;
+    let phase = contrail_engine::array_task_phase(n.phase);
+    let output_result = match n.phase {
+        NodePhase::Succeeded | NodePhase::Recovered => {
+            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, 0)))
+        }
+        _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),
+    };
+    let resources = array_resources(ids, i, a, items, &|p| !p.is_terminal());
+    event::TaskExecutionEvent {
+        task_id: ids.plan.task(i).and_then(|t| t.id.clone()),
+        parent_node_execution_id: Some(ids.node_id(i)),
+        retry_attempt: 0,
+        phase: phase as i32,
+        phase_version,
+        producer_id: "contrail".into(),
+        occurred_at: Some(ts(now)),
+        task_type: ARRAY_TASK_TYPE.into(),
+        event_version: 1,
+        metadata: Some(array_metadata(ids, i, resources)),
+        output_result,
         ..Default::default()
     }
 }

@@ -17,7 +17,7 @@ mod state;
 mod step;
 
 pub use branch::evaluate as evaluate_condition;
-pub use phase::{node_phase, task_phase, workflow_phase};
+pub use phase::{array_task_phase, item_phase, node_phase, task_phase, workflow_phase};
 pub use plan::{
     ArraySpec, Branch, FailurePolicy, Gate, NodeKind, Plan, PlanError, PlanNode, Scope,
 };

@@ -1,6 +1,6 @@
 //! The one place internal phases become flyteidl phases.
 
-use crate::{NodePhase, TaskPhase, WorkflowPhase};
+use crate::{Item, NodePhase, TaskPhase, WorkflowPhase};
 use contrail_idl::core::{node_execution, task_execution, workflow_execution};
 
 pub fn workflow_phase(p: WorkflowPhase, aborting: bool) -> workflow_execution::Phase {
@@ -44,6 +44,32 @@ pub fn task_phase(p: TaskPhase) -> task_execution::Phase {
         // RETRYABLE_FAILED as not done.
         TaskPhase::Failed => P::Failed,
         TaskPhase::Aborted => P::Aborted,
+    }
+}
+
+/// The TaskExecution phase of one array item (an `external_resources` entry).
+pub fn item_phase(p: Item) -> task_execution::Phase {
+    use task_execution::Phase as P;
+    match p {
+        Item::NotStarted | Item::Lookup => P::Undefined,
+        // Between attempts the item waits for its next one.
+        Item::Queued | Item::RetryWait => P::Queued,
+        Item::Running => P::Running,
+        Item::Succeeded | Item::Filing => P::Succeeded,
+        Item::Failed => P::Failed,
+        Item::Aborted => P::Aborted,
+    }
+}
+
+/// The phase of the one TaskExecution Flyte 1 reports for an array node over a task.
+pub fn array_task_phase(p: NodePhase) -> task_execution::Phase {
+    use task_execution::Phase as P;
+    match p {
+        NodePhase::NotYetStarted | NodePhase::Queued => P::Queued,
+        NodePhase::Running | NodePhase::RetryWait => P::Running,
+        NodePhase::Succeeded | NodePhase::Recovered => P::Succeeded,
+        NodePhase::Failed | NodePhase::TimedOut => P::Failed,
+        NodePhase::Aborted | NodePhase::Skipped => P::Aborted,
     }
 }
 

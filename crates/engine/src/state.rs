@@ -2,7 +2,7 @@
 
 use crate::Nanos;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum WorkflowPhase {
@@ -235,6 +235,9 @@ pub struct ArrayState {
     /// The failure of items that failed for good (or last failed, while waiting to retry).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<u32, Failure>,
+    /// Items whose outputs came from the catalog.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub cache_hits: BTreeSet<u32>,
 }
 
 /// The phase of one array item.
@@ -326,6 +329,37 @@ impl ArrayState {
         let c = p.code() as u8;
         self.items.bytes().filter(|b| *b == c).count()
     }
+    /// Items whose phase or attempt differs from `before` (every item when there was none).
+    pub fn changed_since(&self, before: Option<&ArrayState>) -> Vec<u32> {
+        let old = before.map(|b| b.items.as_bytes()).unwrap_or_default();
+        self.items
+            .bytes()
+            .enumerate()
+            .map(|(i, c)| (i as u32, c))
+            .filter(|&(i, c)| {
+                old.get(i as usize) != Some(&c)
+                    || before.is_some_and(|b| b.attempt(i) != self.attempt(i))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// A number that grows whenever any item moves on (a new attempt, a later phase):
+    /// the version of the array's TaskExecution within one phase.
+    pub fn progress(&self) -> u64 {
+        let rank = |c: u8| match Item::of(c) {
+            Item::NotStarted => 0u64,
+            Item::Lookup => 1,
+            Item::Queued => 2,
+            Item::Running | Item::RetryWait => 3,
+            Item::Filing => 4,
+            Item::Succeeded | Item::Failed | Item::Aborted => 5,
+        };
+        let phases: u64 = self.items.bytes().map(rank).sum();
+        let attempts: u64 = self.attempts.values().map(|a| u64::from(*a) * 6).sum();
+        phases + attempts
+    }
+
     /// Items (and their attempts) the executor should be asked about.
     pub fn live(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.items

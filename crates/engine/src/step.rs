@@ -796,6 +796,7 @@ impl Round<'_> {
                 }
                 if matches!(outcome, CacheOutcome::Hit(_)) {
                     a.set(*item, Item::Succeeded);
+                    a.cache_hits.insert(*item);
                 } else {
                     a.set(*item, Item::Queued);
                     self.fx.push(Effect::Launch {
