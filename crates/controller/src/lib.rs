@@ -37,6 +37,9 @@ pub enum Error {
     Corrupt(&'static str, String),
     #[error("cannot create a child execution: {0}")]
     Launch(String),
+    /// A round panicked: our bug. It counts as a failed round like any other.
+    #[error("the round panicked: {0}")]
+    Panicked(String),
 }
 
 /// A request to start the child execution of a launch-plan node.
@@ -210,7 +213,20 @@ impl Controller {
 
     /// One reconcile pass (a streak of rounds) over one execution.
     pub fn reconcile(self: &Arc<Self>, k: &ExecKey) {
-        match self.try_reconcile(k) {
+        let round =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_reconcile(k)))
+                .unwrap_or_else(|panic| {
+                    // What this process remembers of the execution may be half updated.
+                    self.forget(k);
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a non-string payload".into());
+                    tracing::error!(execution = %k, "round panicked: {what}");
+                    Err(Error::Panicked(what))
+                });
+        match round {
             Ok(()) => {
                 lock(&self.failures).remove(k);
             }
@@ -702,5 +718,147 @@ impl Controller {
                 updated_at: now,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contrail_executor::Result as ExecResult;
+    use contrail_idl::core::{self, node::Target, task_node::Reference};
+    use contrail_store_sqlite::SqliteStore;
+
+    /// An executor with a bug: it panics whenever it is asked about an attempt.
+    struct Panicking;
+
+    impl Executor for Panicking {
+        fn launch(&self, _: &AttemptSpec, _: Box<dyn Fn() + Send + Sync>) -> ExecResult<()> {
+            panic!("injected launch panic");
+        }
+        fn status(&self, _: &AttemptSpec) -> ExecResult<contrail_engine::TaskStatus> {
+            panic!("injected status panic");
+        }
+        fn abort(&self, _: &AttemptSpec) -> ExecResult<()> {
+            Ok(())
+        }
+        fn logs(&self, _: &AttemptSpec) -> Vec<core::TaskLog> {
+            Vec::new()
+        }
+    }
+
+    /// One execution of a one-task workflow, stored as the API stores it.
+    fn one_task_execution(store: &dyn Store, blob: &BlobStore) -> ExecKey {
+        let task_id = core::Identifier {
+            resource_type: core::ResourceType::Task as i32,
+            project: "p".into(),
+            domain: "d".into(),
+            name: "t".into(),
+            version: "v".into(),
+            org: String::new(),
+        };
+        let closure = core::CompiledWorkflowClosure {
+            primary: Some(core::CompiledWorkflow {
+                template: Some(core::WorkflowTemplate {
+                    nodes: vec![
+                        core::Node {
+                            id: "start-node".into(),
+                            ..Default::default()
+                        },
+                        core::Node {
+                            id: "n0".into(),
+                            target: Some(Target::TaskNode(core::TaskNode {
+                                reference: Some(Reference::ReferenceId(task_id.clone())),
+                                ..Default::default()
+                            })),
+                            ..Default::default()
+                        },
+                        core::Node {
+                            id: "end-node".into(),
+                            upstream_node_ids: vec!["n0".into()],
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                }),
+                connections: None,
+            }),
+            tasks: vec![core::CompiledTask {
+                template: Some(core::TaskTemplate {
+                    id: Some(task_id),
+                    r#type: "python-task".into(),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        };
+        let key = ExecKey {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e1".into(),
+        };
+        let id = core::WorkflowExecutionIdentifier {
+            project: "p".into(),
+            domain: "d".into(),
+            name: "e1".into(),
+            org: String::new(),
+        };
+        blob.put(
+            &layout::execution_inputs("p", "d", "e1"),
+            &core::LiteralMap::default().encode_to_vec(),
+        )
+        .unwrap();
+        let record = admin::Execution {
+            id: Some(id),
+            spec: Some(admin::ExecutionSpec::default()),
+            closure: Some(admin::ExecutionClosure::default()),
+        };
+        assert!(
+            store
+                .create_execution(&contrail_store::ExecutionRecord {
+                    key: key.clone(),
+                    phase: core::workflow_execution::Phase::Queued as i32,
+                    launch_plan: "lp".into(),
+                    workflow: "wf".into(),
+                    record: record.encode_to_vec(),
+                    workflow_closure: closure.encode_to_vec(),
+                    state: Vec::new(),
+                    abort_cause: None,
+                    revision: 0,
+                    created_at: 1,
+                    updated_at: 1,
+                })
+                .unwrap()
+        );
+        key
+    }
+
+    #[test]
+    fn a_panicking_round_counts_toward_the_poison_pill_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("contrail.db")).unwrap());
+        let blob = BlobStore::new(dir.path().join("blobs"), "contrail", vec![7; 32]);
+        let k = one_task_execution(store.as_ref(), &blob);
+        let cfg = Config {
+            max_round_failures: 3,
+            ..Config::default()
+        };
+        let c = Controller::new(store.clone(), blob, Arc::new(Panicking), cfg);
+        for round in 1..=3 {
+            c.reconcile(&k);
+            let phase = store.get_execution(&k).unwrap().unwrap().phase;
+            if round < 3 {
+                assert_eq!(lock(&c.failures).get(&k), Some(&round), "round {round}");
+                assert!(!contrail_store::is_terminal_phase(phase));
+            }
+        }
+        let rec = store.get_execution(&k).unwrap().unwrap();
+        assert_eq!(rec.phase, core::workflow_execution::Phase::Failed as i32);
+        let exec = admin::Execution::decode(rec.record.as_slice()).unwrap();
+        let message = match exec.closure.and_then(|c| c.output_result) {
+            Some(admin::execution_closure::OutputResult::Error(e)) => e.message,
+            other => panic!("{other:?}"),
+        };
+        assert!(message.contains("injected launch panic"), "{message}");
     }
 }

@@ -1,9 +1,11 @@
 //! A work queue keyed by execution: an execution is queued at most once (repeated wake-ups
 //! coalesce), handed to one worker at a time, re-queued once if woken while being worked
-//! on, and can be scheduled for later (requeue-after).
+//! on, and can be scheduled for later (requeue-after). Like kube-runtime's scheduler, an
+//! execution has at most one timer: the earliest requested wins, so resyncs that ask again
+//! for the same deadline never pile timers up.
 
 use contrail_store::ExecKey;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -15,7 +17,9 @@ struct State {
     working: HashSet<ExecKey>,
     /// Woken while being worked on: queue again when the worker is done.
     again: HashSet<ExecKey>,
+    /// Deadlines in time order; `deadline` holds each key's one entry.
     timers: BTreeSet<(Instant, ExecKey)>,
+    deadline: HashMap<ExecKey, Instant>,
 }
 
 #[derive(Default)]
@@ -40,9 +44,26 @@ impl Queue {
         }
     }
 
+    /// Schedules a round for `k` at `at`, unless one is scheduled earlier already.
     pub fn add_at(&self, k: ExecKey, at: Instant) {
-        self.state().timers.insert((at, k));
+        let mut s = self.state();
+        match s.deadline.get(&k) {
+            Some(&current) if current <= at => return,
+            Some(&current) => {
+                s.timers.remove(&(current, k.clone()));
+            }
+            None => {}
+        }
+        s.deadline.insert(k.clone(), at);
+        s.timers.insert((at, k));
+        drop(s);
         self.notify.notify_one();
+    }
+
+    /// How many timers are pending.
+    #[cfg(test)]
+    fn timers(&self) -> usize {
+        self.state().timers.len()
     }
 
     /// Waits for the next execution to work on.
@@ -56,6 +77,7 @@ impl Queue {
                         break;
                     }
                     if let Some((_, k)) = s.timers.pop_first() {
+                        s.deadline.remove(&k);
                         if s.working.contains(&k) {
                             s.again.insert(k);
                         } else if s.queued.insert(k.clone()) {
@@ -121,6 +143,27 @@ mod tests {
         );
         q.done(&k("a"));
         assert_eq!(q.next().await, k("a"));
+    }
+
+    #[tokio::test]
+    async fn an_execution_has_one_timer_and_the_earliest_wins() {
+        let q = Queue::default();
+        let base = Instant::now() + std::time::Duration::from_secs(3600);
+        // An hour-long gate, looked at by 3,600 resyncs, each asking for the same deadline
+        // computed afresh (so never the identical instant).
+        for i in 0..3600u64 {
+            q.add_at(k("gate"), base + std::time::Duration::from_nanos(i));
+        }
+        assert_eq!(q.timers(), 1);
+        q.add_at(k("other"), base);
+        assert_eq!(q.timers(), 2);
+        // An earlier deadline replaces the later one.
+        let soon = Instant::now() + std::time::Duration::from_millis(20);
+        q.add_at(k("gate"), soon);
+        assert_eq!(q.timers(), 2);
+        assert_eq!(q.next().await, k("gate"));
+        assert!(Instant::now() >= soon);
+        assert_eq!(q.timers(), 1);
     }
 
     #[tokio::test]
