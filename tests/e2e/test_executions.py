@@ -250,3 +250,42 @@ def test_tasks_see_envvars_secrets_flyte_ids_and_their_output_is_logged(server, 
     logs = ex.node_executions["n0"].task_executions[0].closure.logs
     stdout = next(l.uri for l in logs if l.name.startswith("stdout"))
     assert "probe-stdout-marker" in pathlib.Path(stdout.removeprefix("file://")).read_text()
+
+
+def test_concurrent_creates_of_one_name_give_one_execution_with_its_own_inputs(server, config, tmp_path_factory):
+    import concurrent.futures
+
+    import grpc
+    from flyteidl.admin import execution_pb2
+    from flyteidl.core import identifier_pb2, literals_pb2
+    from flyteidl.service import admin_pb2_grpc
+
+    from conftest import register_module
+
+    version = register_module(config, tmp_path_factory, "propeller")
+    stub = admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel(server.endpoint))
+    lp = identifier_pb2.Identifier(resource_type=identifier_pb2.LAUNCH_PLAN, project=PROJECT, domain=DOMAIN,
+                                   name="propeller.hello_wf", version=version)
+    name = "race" + uuid.uuid4().hex[:8]
+
+    def create(i):
+        inputs = literals_pb2.LiteralMap(literals={"name": literals_pb2.Literal(scalar=literals_pb2.Scalar(
+            primitive=literals_pb2.Primitive(string_value=f"caller-{i}")))})
+        try:
+            stub.CreateExecution(execution_pb2.ExecutionCreateRequest(
+                project=PROJECT, domain=DOMAIN, name=name, inputs=inputs,
+                spec=execution_pb2.ExecutionSpec(launch_plan=lp)))
+            return i
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.ALREADY_EXISTS, e
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        winners = [i for i in pool.map(create, range(20)) if i is not None]
+    assert len(winners) == 1, winners
+    r = remote(config)
+    ex = r.wait(r.fetch_execution(name=name), timeout=datetime.timedelta(seconds=120),
+                poll_interval=datetime.timedelta(seconds=1))
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.inputs["name"] == f"caller-{winners[0]}"
+    assert ex.outputs["o0"] == f"hello caller-{winners[0]}"

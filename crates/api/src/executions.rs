@@ -486,15 +486,18 @@ impl Api {
                 "spec.launch_plan.resource_type must be LAUNCH_PLAN or TASK",
             ));
         };
+        let exists = || ApiError::AlreadyExists(format!("execution {key} already exists"));
         if self.store.get_execution(&key)?.is_some() {
-            return Err(ApiError::AlreadyExists(format!(
-                "execution {key} already exists"
-            )));
+            return Err(exists());
         }
-        self.blob.put(
-            &layout::execution_inputs(&key.project, &key.domain, &key.name),
-            &inputs.encode_to_vec(),
-        )?;
+        // The inputs are written only where no inputs are, so a creator that loses the race
+        // for the name can never overwrite the winner's. Inputs already there are ours only
+        // when identical (a retried create; the row insert below decides the name).
+        let inputs_key = layout::execution_inputs(&key.project, &key.domain, &key.name);
+        let bytes = inputs.encode_to_vec();
+        if !self.blob.put_new(&inputs_key, &bytes)? && self.blob.get(&inputs_key)? != bytes {
+            return Err(exists());
+        }
         let now = self.now_nanos();
         let id = c::WorkflowExecutionIdentifier {
             project: key.project.clone(),
@@ -530,9 +533,7 @@ impl Api {
             updated_at: now,
         })?;
         if !created {
-            return Err(ApiError::AlreadyExists(format!(
-                "execution {key} already exists"
-            )));
+            return Err(exists());
         }
         tracing::info!(execution = %key, launch_plan = %lp_id.name, "execution created");
         self.wake_execution(&key);

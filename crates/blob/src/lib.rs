@@ -128,6 +128,23 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Writes an object only if its key is free, atomically: `Ok(false)` (and nothing
+    /// written) when it exists.
+    pub fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, Error> {
+        let staged = self.stage()?;
+        std::fs::write(&staged.path, bytes).map_err(|e| Error::Io(key.to_string(), e))?;
+        let etag = objects::md5_hex_of(bytes).map_err(|e| Error::Io(key.to_string(), e))?;
+        match self.commit(staged, key, &etag, &objects::ObjectAttrs::default(), true) {
+            Ok(_) => Ok(true),
+            Err(objects::WriteError::Exists(_)) => Ok(false),
+            Err(objects::WriteError::Blob(e)) => Err(e),
+            Err(e) => Err(Error::Io(
+                key.to_string(),
+                std::io::Error::other(e.to_string()),
+            )),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
         let path = self.path(key)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
@@ -223,6 +240,9 @@ mod tests {
         assert!(s.key_of("s3://other/a").is_err());
         assert!(s.key_of("s3://contrail/../x").is_err());
         assert!(matches!(s.get("nope"), Err(Error::NotFound(_))));
+        assert!(s.put_new("fresh", b"1").unwrap());
+        assert!(!s.put_new("fresh", b"2").unwrap());
+        assert_eq!(s.get("fresh").unwrap(), b"1");
     }
 
     #[test]
