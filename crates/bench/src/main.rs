@@ -374,13 +374,17 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape) -> Res<()> {
         })
         .await?
         .into_inner();
+    // Every poll is also a latency sample of GetExecution while the workflow runs.
+    let mut latencies = Vec::new();
     let phase = loop {
+        let asked = Instant::now();
         let e = admin
             .get_execution(a::WorkflowExecutionGetRequest {
                 id: created.id.clone(),
             })
             .await?
             .into_inner();
+        latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
         let p = e.closure.map(|c| c.phase).unwrap_or(0);
         if matches!(p, 4 | 6..=8) {
             break p;
@@ -395,14 +399,23 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape) -> Res<()> {
     } else {
         wall / n as f64
     };
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     println!(
-        "| {name} | {n} | {} | {wall:.2} | {:.2} | {:.2} | {cpu:.2} | {} |",
+        "| {name} | {n} | {} | {wall:.2} | {:.2} | {:.2} | {cpu:.2} | {} | {:.2} | {:.2} |",
         c::workflow_execution::Phase::try_from(phase)
             .map(|p| p.as_str_name())
             .unwrap_or("?"),
         tasks,
         overhead * 1000.0,
         rss / 1024,
+        quantile(0.5),
+        quantile(0.99),
     );
     drop(server);
     Ok(())
@@ -412,9 +425,9 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape) -> Res<()> {
 async fn main() -> Res<()> {
     let args = Args::parse();
     println!(
-        "| shape | nodes | result | wall s | task s | overhead ms/node | server CPU s | server peak RSS MiB |"
+        "| shape | nodes | result | wall s | task s | overhead ms/node | server CPU s | server peak RSS MiB | GetExecution p50 ms | p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     if args.chain > 0 {
         scenario(&args.bin, "bench.chain", args.chain, Shape::Chain).await?;
     }

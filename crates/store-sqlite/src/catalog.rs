@@ -31,7 +31,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ArtifactRecord> {
 
 impl SqliteStore {
     fn artifacts(&self, sql: &str, args: Vec<Value>) -> Result<Vec<ArtifactRecord>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
         stmt.query_map(rusqlite::params_from_iter(args), row)
             .map_err(backend)?
@@ -56,7 +56,7 @@ fn and_eq(sql: &mut String, args: &mut Vec<Value>, filters: &[(&str, Option<&str
 
 impl CatalogStore for SqliteStore {
     fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {COLS} FROM catalog_artifacts \
                  WHERE project=? AND domain=? AND name=? AND version=? AND tag=?"
@@ -69,7 +69,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn get_artifact_by_id(&self, id: &str) -> Result<Option<ArtifactRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {COLS} FROM catalog_artifacts WHERE artifact_id=?"
             ))
@@ -233,7 +233,7 @@ impl CatalogStore for SqliteStore {
     }
 
     fn uses_of(&self, artifact_id: &str) -> Result<Vec<ArtifactUse>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT artifact_id, project, domain, exec_name, node_id, at FROM catalog_uses \
@@ -302,7 +302,7 @@ impl CatalogStore for SqliteStore {
             &[("project", project), ("domain", domain)],
         );
         sql.push_str(" ORDER BY project, domain, name, version");
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare(&sql).map_err(backend)?;
         stmt.query_map(rusqlite::params_from_iter(args), |r| {
             Ok(CatalogKey {
@@ -332,7 +332,7 @@ impl CatalogStore for SqliteStore {
 
 impl SqliteStore {
     fn dataset_exists_by_artifact(&self, k: &CatalogKey) -> Result<bool> {
-        self.conn()
+        self.read()
             .prepare_cached(
                 "SELECT 1 FROM catalog_artifacts WHERE project=? AND domain=? AND name=? AND version=? LIMIT 1",
             )

@@ -129,7 +129,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn get_execution(&self, k: &ExecKey) -> Result<Option<ExecutionRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {EXEC_READ_COLS} FROM executions WHERE project=? AND domain=? AND name=?"
             ))
@@ -141,7 +141,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn get_execution_head(&self, k: &ExecKey) -> Result<Option<ExecHead>> {
-        self.conn()
+        self.read()
             .prepare_cached(
                 "SELECT phase, revision, abort_cause FROM executions \
                  WHERE project=? AND domain=? AND name=?",
@@ -160,7 +160,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn get_workflow_closure(&self, k: &ExecKey) -> Result<Option<Vec<u8>>> {
-        self.conn()
+        self.read()
             .prepare_cached(
                 "SELECT workflow_closure FROM executions WHERE project=? AND domain=? AND name=?",
             )
@@ -172,7 +172,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn list_node_states(&self, k: &ExecKey) -> Result<Vec<(String, Vec<u8>)>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT node_id, state FROM node_executions \
@@ -202,7 +202,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn list_active_executions(&self) -> Result<Vec<ExecKey>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT project, domain, name FROM executions WHERE phase NOT IN (4, 6, 7, 8) \
@@ -349,7 +349,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn get_node_execution(&self, k: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {NODE_COLS} FROM node_executions \
                  WHERE project=? AND domain=? AND exec_name=? AND node_id=?"
@@ -388,7 +388,7 @@ impl ExecutionStore for SqliteStore {
         node_id: &str,
         attempt: u32,
     ) -> Result<Option<TaskRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {TASK_COLS} FROM task_executions \
                  WHERE project=? AND domain=? AND exec_name=? AND node_id=? AND attempt=?"
@@ -404,7 +404,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT kind, payload FROM events WHERE project=? AND domain=? AND exec_name=? \
@@ -447,7 +447,7 @@ impl ExecutionStore for SqliteStore {
     }
 
     fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
-        self.conn()
+        self.read()
             .prepare_cached(&format!(
                 "SELECT {SIGNAL_COLS} FROM signals \
                  WHERE project=? AND domain=? AND exec_name=? AND signal_id=?"

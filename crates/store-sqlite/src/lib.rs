@@ -173,8 +173,16 @@ CREATE TABLE catalog_reservations (
 ];
 
 pub struct SqliteStore {
+    /// The one writer (SQLite serialises writers anyway).
     conn: Mutex<Connection>,
+    /// Read-only connections: in WAL mode readers never wait for the writer, so API reads
+    /// do not queue behind controller commits. Empty for an in-memory database.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Read-only connections per database file.
+const READERS: usize = 4;
 
 fn backend(e: rusqlite::Error) -> Error {
     Error::Backend(e.to_string())
@@ -184,7 +192,20 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(backend)?;
+            reader
+                .busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(backend)?;
+            store.readers.push(Mutex::new(reader));
+        }
+        Ok(store)
     }
 
     /// A private in-memory database (tests).
@@ -213,6 +234,8 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: Default::default(),
         })
     }
 
@@ -220,6 +243,24 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave a half-applied transaction behind
         // (rusqlite rolls back on drop), so a poisoned lock is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection for reads: a free reader if there is one, else the next in turn.
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.conn();
+        }
+        for reader in &self.readers {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers[turn % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -244,7 +285,7 @@ impl SqliteStore {
         ));
         args.push(Value::Integer(q.limit as i64));
         args.push(Value::Integer(q.offset as i64));
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
         stmt.query_map(rusqlite::params_from_iter(args), row)
             .map_err(backend)?
@@ -421,7 +462,7 @@ impl Store for SqliteStore {
     }
 
     fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
-        select_entity(&self.conn(), kind, k)
+        select_entity(&self.read(), kind, k)
     }
 
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
@@ -456,7 +497,7 @@ impl Store for SqliteStore {
         ));
         args.push(Value::Integer(q.limit as i64));
         args.push(Value::Integer(q.offset as i64));
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn.prepare(&sql).map_err(backend)?;
         let names = stmt
             .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
@@ -492,7 +533,7 @@ impl Store for SqliteStore {
         domain: &str,
         name: &str,
     ) -> Result<Option<EntityRecord>> {
-        let conn = self.conn();
+        let conn = self.read();
         let row = conn
             .query_row(
                 &format!(
@@ -529,7 +570,7 @@ impl Store for SqliteStore {
     }
 
     fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
-        self.conn()
+        self.read()
             .query_row(
                 &format!("SELECT {PROJECT_COLS} FROM projects WHERE id=?"),
                 params![id],
@@ -540,7 +581,7 @@ impl Store for SqliteStore {
     }
 
     fn list_projects(&self) -> Result<Vec<ProjectRecord>> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare(&format!("SELECT {PROJECT_COLS} FROM projects ORDER BY id"))
             .map_err(backend)?;
@@ -559,7 +600,7 @@ impl Store for SqliteStore {
         domain: &str,
         name: &str,
     ) -> Result<Option<NamedEntityMeta>> {
-        self.conn()
+        self.read()
             .query_row(
                 "SELECT description, state FROM named_entities WHERE kind=? AND project=? AND domain=? AND name=?",
                 params![kind.as_str(), project, domain, name],
@@ -601,6 +642,34 @@ fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+        store
+            .create_project(&ProjectRecord {
+                id: "p".into(),
+                name: "p".into(),
+                description: String::new(),
+                labels: Vec::new(),
+                state: 0,
+            })
+            .unwrap();
+        // The writer is busy in a long transaction (as during a large controller commit).
+        let writer = store.conn();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.get_project("p").map(|p| p.is_some()));
+        });
+        let seen = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("a read waited for the writer");
+        assert!(seen.unwrap());
+        writer.execute_batch("ROLLBACK").unwrap();
+    }
 
     fn rec(name: &str, version: &str, digest: u8, t: i64) -> EntityRecord {
         EntityRecord {
