@@ -1,7 +1,8 @@
 //! The executor port. A plugin runs task attempts somewhere (local processes, Slurm, K8s)
 //! and follows Flyte's plugin lifecycle: `launch` is idempotent and returns at once,
-//! `status` observes without side effects on the task, `abort` stops it, `finalize`
-//! releases what is left. **API Boundary** between the controller and every executor.
+//! `status` observes without side effects on the task, `abort` stops it and releases what
+//! it held, `logs` names where its output can be read. **API Boundary** between the
+//! controller and every executor.
 //!
 //! Also here, because every plugin needs them and they are pure: container template
 //! rendering ([`template`]) and the rules that turn files and exit codes into an outcome
