@@ -162,7 +162,6 @@ pub fn node(
                 NodeKind::Task(_) if !dynamic => (ids.deck)(i, n.attempt, n.phase.is_terminal()),
                 _ => String::new(),
             },
-            ..Default::default()
         }),
         metadata: Some(admin::NodeExecutionMetaData {
             spec_node_id: p.spec_id.clone(),
