@@ -184,3 +184,46 @@ def test_the_datacatalog_service_serves_the_same_catalog(server, config, version
     with pytest.raises(grpc.RpcError) as e:
         stub.GetArtifact(dc.GetArtifactRequest(dataset=mine, tag_name="flyte_cached-none"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_artifact_filed_through_the_datacatalog_service_is_a_hit_for_the_engine(server, config, version, tmp_path):
+    import grpc
+    from flyteidl.core import literals_pb2
+    from flyteidl.datacatalog import datacatalog_pb2 as dc
+    from flyteidl.datacatalog import datacatalog_pb2_grpc as dcg
+
+    side = tmp_path / "side"
+    r, ex = run(config, version, "cached_wf", side=str(side), x=22)
+    key = cache_of(r, ex).catalog_key
+    contrail("cache", "rm", "--data-dir", str(server.data_dir), PROJECT, DOMAIN, "caching.cached_square")
+    # A tool files the same key through the service, with its own value.
+    stub = dcg.DataCatalogStub(grpc.insecure_channel(server.endpoint))
+    ds = dc.DatasetID(project=key.dataset_id.project, domain=key.dataset_id.domain,
+                      name=key.dataset_id.name, version=key.dataset_id.version)
+    value = literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(integer=999)))
+    try:
+        stub.CreateDataset(dc.CreateDatasetRequest(dataset=dc.Dataset(id=ds)))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.ALREADY_EXISTS
+    stub.CreateArtifact(dc.CreateArtifactRequest(artifact=dc.Artifact(
+        id="from-tool", dataset=ds, data=[dc.ArtifactData(name="o0", value=value)])))
+    stub.AddTag(dc.AddTagRequest(tag=dc.Tag(name=key.artifact_tag.name, artifact_id="from-tool", dataset=ds)))
+    r, again = run(config, version, "cached_wf", side=str(side), x=22)
+    assert again.closure.phase == WP.SUCCEEDED, again.closure.error
+    assert cache_of(r, again).cache_status == HIT
+    assert again.outputs["o0"] == 999
+    assert side.read_text().split() == ["square-22"]
+
+
+def test_filed_outputs_that_are_gone_are_not_an_empty_hit(server, config, version, tmp_path):
+    side = tmp_path / "side"
+    r, ex = run(config, version, "cached_wf", side=str(side), x=23)
+    artifact = cache_of(r, ex).catalog_key.artifact_tag.artifact_id
+    filed = list((server.data_dir / "blobs" / "contrail" / "catalog").rglob(f"{artifact}/outputs.pb"))
+    assert len(filed) == 1, filed
+    filed[0].unlink()
+    # The lookup fails (naming the object), the task runs again and its real outputs flow on.
+    r, again = run(config, version, "cached_wf", side=str(side), x=23)
+    assert again.closure.phase == WP.SUCCEEDED, again.closure.error
+    assert again.outputs["o0"] == 529
+    assert side.read_text().split() == ["square-23", "square-23"]

@@ -57,6 +57,24 @@ def test_nested_branches_with_conjunctions_and_a_subworkflow_inside(config, vers
     assert ex.outputs["o0"] == expected
 
 
+@pytest.mark.parametrize("x,expected", [(3, 3), (12, 24)])
+def test_an_empty_branch_echoes_its_input_without_a_process(config, version, server, x, expected):
+    def attempts():
+        return len(list((server.data_dir / "attempts").glob("*/*/*")))
+
+    before = attempts()
+    r, ex = run(config, version, "echo_wf", x=x)
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert ex.outputs["o0"] == expected
+    # The echo branch starts no process; the other branch runs one task.
+    assert attempts() - before == (0 if x < 10 else 1)
+    if x < 10:
+        kid = children(r, ex, "n0")["n0-n1"]
+        assert kid.closure.phase == NP.SUCCEEDED
+        tasks = r.client.list_task_executions_paginated(kid.id, limit=10)[0]
+        assert [t.closure.phase for t in tasks] == [3]
+
+
 def test_a_branch_whose_else_fails_fails_with_the_users_message(config, version):
     r, ex = run(config, version, "nested_branch_wf", x=0)
     assert ex.closure.phase == WP.FAILED

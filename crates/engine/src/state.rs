@@ -347,16 +347,18 @@ impl ArrayState {
     /// A number that grows whenever any item moves on (a new attempt, a later phase):
     /// the version of the array's TaskExecution within one phase.
     pub fn progress(&self) -> u64 {
+        // A retry waits at the start of a new attempt, which outweighs any phase.
         let rank = |c: u8| match Item::of(c) {
             Item::NotStarted => 0u64,
             Item::Lookup => 1,
-            Item::Queued => 2,
-            Item::Running | Item::RetryWait => 3,
-            Item::Filing => 4,
-            Item::Succeeded | Item::Failed | Item::Aborted => 5,
+            Item::RetryWait => 2,
+            Item::Queued => 3,
+            Item::Running => 4,
+            Item::Filing => 5,
+            Item::Succeeded | Item::Failed | Item::Aborted => 6,
         };
         let phases: u64 = self.items.bytes().map(rank).sum();
-        let attempts: u64 = self.attempts.values().map(|a| u64::from(*a) * 6).sum();
+        let attempts: u64 = self.attempts.values().map(|a| u64::from(*a) * 7).sum();
         phases + attempts
     }
 
@@ -432,5 +434,45 @@ impl NodeState {
     }
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_of_a_large_array_are_the_items_that_moved() {
+        let before = ArrayState::new(10_000);
+        let mut after = before.clone();
+        after.set(7, Item::Running);
+        after.set(9_999, Item::Succeeded);
+        after.attempts.insert(42, 1);
+        assert_eq!(after.changed_since(Some(&before)), vec![7, 42, 9_999]);
+        assert_eq!(after.changed_since(Some(&after)), Vec::<u32>::new());
+        assert_eq!(after.changed_since(None).len(), 10_000);
+    }
+
+    #[test]
+    fn progress_grows_with_every_move_including_retries() {
+        let mut a = ArrayState::new(3);
+        let mut last = a.progress();
+        let steps: [(u32, Item, Option<u32>); 6] = [
+            (0, Item::Queued, None),
+            (0, Item::Running, None),
+            (0, Item::RetryWait, Some(1)),
+            (0, Item::Queued, None),
+            (0, Item::Running, None),
+            (0, Item::Succeeded, None),
+        ];
+        for (item, phase, attempt) in steps {
+            a.set(item, phase);
+            if let Some(n) = attempt {
+                a.attempts.insert(item, n);
+            }
+            let now = a.progress();
+            assert!(now > last, "{phase:?}: {now} <= {last}");
+            last = now;
+        }
     }
 }

@@ -85,6 +85,17 @@ def nested_branch_wf(x: int, y: float = 1.0) -> int:
     )
 
 
+# An empty branch: flytekit's Echo task passes its input through (Flyte runs it in-process).
+from flytekit.core.task import Echo  # noqa: E402
+
+keep = Echo(name="keep", inputs={"x": int})
+
+
+@workflow
+def echo_wf(x: int = 3) -> int:
+    return conditional("maybe_double").if_(x > 10).then(double(x=x)).else_().then(keep(x=x))
+
+
 # ---- subworkflows and launch plans
 @workflow
 def sub_wf(x: int) -> int:
