@@ -744,6 +744,28 @@ mod tests {
         assert_eq!(f.code, "InsufficientResources");
     }
 
+    #[tokio::test]
+    async fn a_task_type_without_a_container_fails_naming_the_type() {
+        let d = tempfile::tempdir().unwrap();
+        let ex = LocalExecutor::new(
+            LocalConfig {
+                attempts_dir: d.path().join("attempts"),
+                supervisor: vec!["true".into()],
+                ..Default::default()
+            },
+            BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
+        );
+        let mut sql = spec("q", "100m");
+        sql.task.r#type = "sql".into();
+        sql.task.target = None;
+        ex.launch(&sql, Box::new(|| {})).unwrap();
+        let TaskStatus::Failed(f) = ex.status(&sql).unwrap() else {
+            panic!("a task without a container cannot run")
+        };
+        assert_eq!(f.code, "CannotStart");
+        assert!(f.message.contains("task type 'sql'"), "{}", f.message);
+    }
+
     #[test]
     fn quantities() {
         assert_eq!(quantity("500m", 1000.0), Some(500));
