@@ -554,23 +554,17 @@ impl Cx<'_> {
             50,
             &[&self.k.name, &p.id, &item.to_string(), &attempt.to_string()],
         );
-        let blob_key = layout::catalog_outputs(
-            &key.project,
-            &key.domain,
-            &key.name,
-            &key.version,
-            &artifact_id,
-        );
         let outputs = layout::outputs_in(&self.item_dir(plan, node, item, attempt));
-        if let Err(f) = self.copy_map(&outputs, &blob_key)? {
-            return Ok(Err(f.message));
-        }
+        let outputs_uri = match self.file_outputs(&key, &artifact_id, &outputs)? {
+            Ok(uri) => uri,
+            Err(message) => return Ok(Err(message)),
+        };
         let overwrite = self.exec.spec.as_ref().is_some_and(|s| s.overwrite_cache);
         self.c.store.put_artifact(
             &ArtifactRecord {
                 key,
                 artifact_id,
-                outputs_uri: self.c.blob.uri(&blob_key),
+                outputs_uri,
                 source: self.k.clone(),
                 source_node: format!("{}[{item}]", p.id),
                 source_attempt: attempt,
@@ -579,6 +573,26 @@ impl Cx<'_> {
             overwrite,
         )?;
         Ok(Ok(()))
+    }
+
+    /// Copies outputs to where the catalog files them; returns their URI.
+    fn file_outputs(
+        &self,
+        key: &CatalogKey,
+        artifact_id: &str,
+        outputs: &str,
+    ) -> Result<Result<String, String>, Error> {
+        let filed = layout::catalog_outputs(
+            &key.project,
+            &key.domain,
+            &key.name,
+            &key.version,
+            artifact_id,
+        );
+        Ok(match self.copy_map(outputs, &filed)? {
+            Ok(()) => Ok(self.c.blob.uri(&filed)),
+            Err(f) => Err(f.message),
+        })
     }
 
     /// Files a succeeded cacheable node's outputs under its key.
@@ -595,21 +609,15 @@ impl Cx<'_> {
         let attempt = state.nodes[node].attempt;
         let artifact_id =
             ids::fixed_length_unique_id(50, &[&self.k.name, &p.id, &attempt.to_string()]);
-        let blob_key = layout::catalog_outputs(
-            &key.project,
-            &key.domain,
-            &key.name,
-            &key.version,
-            &artifact_id,
-        );
         let outputs = self.outputs_key(plan, node, attempt);
-        if let Err(f) = self.copy_map(&outputs, &blob_key)? {
-            return Ok(Err(f.message));
-        }
+        let outputs_uri = match self.file_outputs(&key, &artifact_id, &outputs)? {
+            Ok(uri) => uri,
+            Err(message) => return Ok(Err(message)),
+        };
         let rec = ArtifactRecord {
             key: key.clone(),
             artifact_id,
-            outputs_uri: self.c.blob.uri(&blob_key),
+            outputs_uri,
             source: self.k.clone(),
             source_node: p.id.clone(),
             source_attempt: attempt,

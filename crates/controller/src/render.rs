@@ -411,6 +411,20 @@ fn array_metadata(
     }
 }
 
+/// An array node's result, in the record's or the event's own type.
+fn array_result<T>(
+    ids: &Ids<'_>,
+    i: usize,
+    n: &NodeState,
+    outputs: fn(String) -> T,
+    failed: fn(core::ExecutionError) -> T,
+) -> Option<T> {
+    match n.phase {
+        NodePhase::Succeeded | NodePhase::Recovered => Some(outputs((ids.attempt_outputs)(i, 0))),
+        _ => n.error.as_ref().map(|f| failed(error(f))),
+    }
+}
+
 /// The task type and plugin Flyte 1 reports for array nodes.
 const ARRAY_TASK_TYPE: &str = "container_array";
 const ARRAY_PLUGIN: &str = "k8s-array";
@@ -425,12 +439,7 @@ pub fn array_task(
 ) -> admin::TaskExecution {
     use admin::task_execution_closure::OutputResult;
     let phase = contrail_engine::array_task_phase(n.phase);
-    let output_result = match n.phase {
-        NodePhase::Succeeded | NodePhase::Recovered => {
-            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, 0)))
-        }
-        _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),
-    };
+    let output_result = array_result(ids, i, n, OutputResult::OutputUri, OutputResult::Error);
     let all: Vec<u32> = (0..a.len() as u32).collect();
     let resources = array_resources(ids, i, a, &all, &|p| {
         !matches!(p, Item::Succeeded | Item::Filing)
@@ -467,12 +476,7 @@ pub fn array_task_event(
 ) -> event::TaskExecutionEvent {
     use event::task_execution_event::OutputResult;
     let phase = contrail_engine::array_task_phase(n.phase);
-    let output_result = match n.phase {
-        NodePhase::Succeeded | NodePhase::Recovered => {
-            Some(OutputResult::OutputUri((ids.attempt_outputs)(i, 0)))
-        }
-        _ => n.error.as_ref().map(|f| OutputResult::Error(error(f))),
-    };
+    let output_result = array_result(ids, i, n, OutputResult::OutputUri, OutputResult::Error);
     let resources = array_resources(ids, i, a, items, &|p| !p.is_terminal());
     event::TaskExecutionEvent {
         task_id: ids.plan.task(i).and_then(|t| t.id.clone()),

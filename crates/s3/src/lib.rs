@@ -163,6 +163,21 @@ fn metadata_of(info: &ObjectInfo) -> Option<Metadata> {
     })
 }
 
+/// A HEAD or GET answer: the headers both describe an object with, plus `extra` fields.
+macro_rules! described {
+    ($output:ident, $info:expr, { $($field:ident: $value:expr),* $(,)? }) => {
+        $output {
+            content_type: $info.attrs.content_type.clone(),
+            e_tag: Some(etag(&$info)),
+            last_modified: Some(Timestamp::from($info.modified)),
+            metadata: metadata_of(&$info),
+            accept_ranges: Some("bytes".into()),
+            $($field: $value,)*
+            ..Default::default()
+        }
+    };
+}
+
 /// `If-Match` / `If-None-Match` on GET and HEAD.
 fn check_preconditions(
     info: &ObjectInfo,
@@ -351,15 +366,9 @@ impl S3 for Endpoint {
         self.bucket(&input.bucket)?;
         let info = self.head_info(&input.key).await?;
         check_preconditions(&info, input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        Ok(S3Response::new(HeadObjectOutput {
+        Ok(S3Response::new(described!(HeadObjectOutput, info, {
             content_length: Some(info.size as i64),
-            content_type: info.attrs.content_type.clone(),
-            e_tag: Some(etag(&info)),
-            last_modified: Some(Timestamp::from(info.modified)),
-            metadata: metadata_of(&info),
-            accept_ranges: Some("bytes".into()),
-            ..Default::default()
-        }))
+        })))
     }
 
     async fn get_object(
@@ -396,17 +405,11 @@ impl S3 for Endpoint {
         }
         let len = range.end - range.start;
         let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
-        Ok(S3Response::new(GetObjectOutput {
+        Ok(S3Response::new(described!(GetObjectOutput, info, {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(len as i64),
-            content_range,
-            content_type: info.attrs.content_type.clone(),
-            e_tag: Some(etag(&info)),
-            last_modified: Some(Timestamp::from(info.modified)),
-            metadata: metadata_of(&info),
-            accept_ranges: Some("bytes".into()),
-            ..Default::default()
-        }))
+            content_range: content_range,
+        })))
     }
 
     async fn put_object(
