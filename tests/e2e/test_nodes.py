@@ -177,6 +177,20 @@ def test_map_tasks_gather_item_outputs(config, version, wf, inputs, expected):
     assert ex.outputs["o0"] == expected
 
 
+def test_a_map_inside_a_dynamic_workflow_reports_one_task_execution(config, version):
+    from flyteidl.admin import task_execution_pb2
+
+    r, ex = run(config, version, "dyn_map_wf", n=3)
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    kids = children(r, ex, "n0")
+    arrays = [n for n in kids.values() if n.metadata.is_array]
+    assert len(arrays) == 1, list(kids)
+    raw = r.client._stub.ListTaskExecutions(task_execution_pb2.TaskExecutionListRequest(
+        node_execution_id=arrays[0].id.to_flyte_idl(), limit=10), metadata=r.client._metadata).task_executions
+    assert len(raw) == 1 and raw[0].closure.task_type == "container_array"
+    assert sorted(e.index for e in raw[0].closure.metadata.external_resources) == [0, 1, 2]
+
+
 def test_a_map_item_that_fails_recoverably_is_retried_alone(config, version, tmp_path):
     r, ex = run(config, version, "map_retry_wf", marks=str(tmp_path), xs=[0, 1, 2])
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
