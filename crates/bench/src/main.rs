@@ -33,6 +33,9 @@ struct Args {
     /// Nodes a dynamic task generates (0 skips it).
     #[arg(long, default_value_t = 1000)]
     dynamic: usize,
+    /// Keep each scenario's data directory (its path goes to stderr) to inspect the store.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// The workflows this harness can measure.
@@ -271,8 +274,12 @@ fn task_seconds(data: &Path) -> f64 {
     total
 }
 
-async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape) -> Res<()> {
-    let dir = tempfile::tempdir()?;
+async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape, keep: bool) -> Res<()> {
+    let mut dir = tempfile::tempdir()?;
+    if keep {
+        dir.disable_cleanup(true);
+        eprintln!("{name}: data directory {}", dir.path().display());
+    }
     let server = start(bin, dir.path())?;
     let url = format!("http://127.0.0.1:{}", server.port);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -429,19 +436,40 @@ async fn main() -> Res<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     if args.chain > 0 {
-        scenario(&args.bin, "bench.chain", args.chain, Shape::Chain).await?;
+        scenario(
+            &args.bin,
+            "bench.chain",
+            args.chain,
+            Shape::Chain,
+            args.keep,
+        )
+        .await?;
     }
     if args.fanout > 0 {
-        scenario(&args.bin, "bench.fanout", args.fanout, Shape::Fanout).await?;
+        scenario(
+            &args.bin,
+            "bench.fanout",
+            args.fanout,
+            Shape::Fanout,
+            args.keep,
+        )
+        .await?;
     }
     if args.map > 0 {
         let shape = Shape::Map {
             parallelism: args.map_parallelism,
         };
-        scenario(&args.bin, "bench.map", args.map, shape).await?;
+        scenario(&args.bin, "bench.map", args.map, shape, args.keep).await?;
     }
     if args.dynamic > 0 {
-        scenario(&args.bin, "bench.dynamic", args.dynamic, Shape::Dynamic).await?;
+        scenario(
+            &args.bin,
+            "bench.dynamic",
+            args.dynamic,
+            Shape::Dynamic,
+            args.keep,
+        )
+        .await?;
     }
     Ok(())
 }
