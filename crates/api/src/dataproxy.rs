@@ -24,17 +24,16 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use contrail_blob::hex;
 
-fn expiry(d: Option<&prost_types::Duration>) -> ApiResult<u64> {
+/// A requested lifetime: unset or zero is the default, longer than `max` is refused.
+fn expiry(d: Option<&prost_types::Duration>, max: u64) -> ApiResult<u64> {
     match d {
         None => Ok(DEFAULT_EXPIRY_SECS),
         Some(d) if d.seconds <= 0 && d.nanos <= 0 => Ok(DEFAULT_EXPIRY_SECS),
-        Some(d) if d.seconds < 0 || d.seconds as u64 > MAX_EXPIRY_SECS => Err(invalid(format!(
-            "expires_in must be at most {MAX_EXPIRY_SECS}s"
-        ))),
+        Some(d) if d.seconds < 0 || d.seconds as u64 > max => {
+            Err(invalid(format!("expires_in must be at most {max}s")))
+        }
         Some(d) => Ok(d.seconds.max(1) as u64),
     }
 }
@@ -93,7 +92,7 @@ impl Api {
             self.cfg.upload_prefix, r.project, r.domain, root, r.filename
         );
         contrail_blob::validate_key(&key)?;
-        let expires = self.now_secs() + expiry(r.expires_in.as_ref())?;
+        let expires = self.now_secs() + expiry(r.expires_in.as_ref(), MAX_EXPIRY_SECS)?;
         let md5_hex = hex(&r.content_md5);
         let mut headers = BTreeMap::new();
         if !r.content_md5.is_empty() {
@@ -122,7 +121,7 @@ impl Api {
         if !self.blob.exists(&key)? {
             return Err(ApiError::NotFound(format!("{native_url} does not exist")));
         }
-        let expires = self.now_secs() + expiry(expires_in)?;
+        let expires = self.now_secs() + expiry(expires_in, MAX_EXPIRY_SECS)?;
         Ok((
             self.signed_url("download", "GET", &key, expires, ""),
             expires,
@@ -174,8 +173,9 @@ impl DataProxyService for Api {
     }
 }
 
-/// Longest a download link lives (flyteadmin's `download.maxExpiresIn` default).
-const MAX_DOWNLOAD_EXPIRY_SECS: u64 = 3600;
+/// Longest a download link lives (flyteadmin's `download.maxExpiresIn` default, which is
+/// also the default lifetime).
+const MAX_DOWNLOAD_EXPIRY_SECS: u64 = DEFAULT_EXPIRY_SECS;
 
 impl Api {
     /// Flyte's `CreateDownloadLink`: only decks (`ARTIFACT_TYPE_DECK`) of node executions, as
@@ -190,19 +190,11 @@ impl Api {
                 r.artifact_type
             )));
         }
-        let expires = match r.expires_in {
-            None => MAX_DOWNLOAD_EXPIRY_SECS,
-            Some(d) if d.seconds < 0 || d.nanos < 0 => {
-                return Err(invalid("expires_in must not be negative"));
-            }
-            Some(d) if d.seconds as u64 > MAX_DOWNLOAD_EXPIRY_SECS => {
-                return Err(invalid(format!(
-                    "expires_in must be at most {MAX_DOWNLOAD_EXPIRY_SECS}s"
-                )));
-            }
-            Some(d) if d.seconds == 0 && d.nanos == 0 => MAX_DOWNLOAD_EXPIRY_SECS,
-            Some(d) => d.seconds.max(1) as u64,
-        };
+        // Flyte refuses a negative lifetime here (uploads read it as the default).
+        if r.expires_in.is_some_and(|d| d.seconds < 0 || d.nanos < 0) {
+            return Err(invalid("expires_in must not be negative"));
+        }
+        let expires = expiry(r.expires_in.as_ref(), MAX_DOWNLOAD_EXPIRY_SECS)?;
         let id = match r.source {
             Some(s::create_download_link_request::Source::NodeExecutionId(id)) => id,
             None => return Err(invalid("source is missing: set node_execution_id")),

@@ -108,40 +108,18 @@ impl BlobStore {
     /// Writes an object atomically (staged, then renamed into place): readers never see a
     /// partial object. Its ETag is computed when a client first asks for it.
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
-        let path = self.path(key)?;
-        let io = |e| Error::Io(key.to_string(), e);
-        let dir = path.parent().expect("keys have a parent");
-        let staged = self.stage()?;
-        std::fs::write(&staged.path, bytes).map_err(io)?;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            std::fs::create_dir_all(dir).map_err(io)?;
-            match std::fs::rename(&staged.path, &path) {
-                // A concurrent delete pruned the empty parent: make it again.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 5 => continue,
-                done => done.map_err(io)?,
-            }
-            break;
-        }
-        self.forget_sidecar(key);
-        Ok(())
+        let staged = self.stage_bytes(key, bytes)?;
+        self.commit_plain(staged, key, false).map_err(plain_error)
     }
 
     /// Writes an object only if its key is free, atomically: `Ok(false)` (and nothing
     /// written) when it exists.
     pub fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, Error> {
-        let staged = self.stage()?;
-        std::fs::write(&staged.path, bytes).map_err(|e| Error::Io(key.to_string(), e))?;
-        let etag = objects::md5_hex_of(bytes).map_err(|e| Error::Io(key.to_string(), e))?;
-        match self.commit(staged, key, &etag, &objects::ObjectAttrs::default(), true) {
-            Ok(_) => Ok(true),
+        let staged = self.stage_bytes(key, bytes)?;
+        match self.commit_plain(staged, key, true) {
+            Ok(()) => Ok(true),
             Err(objects::WriteError::Exists(_)) => Ok(false),
-            Err(objects::WriteError::Blob(e)) => Err(e),
-            Err(e) => Err(Error::Io(
-                key.to_string(),
-                std::io::Error::other(e.to_string()),
-            )),
+            Err(e) => Err(plain_error(e)),
         }
     }
 
@@ -187,13 +165,28 @@ impl BlobStore {
     }
 }
 
+/// A plain write's refusal as a blob error (only the S3 endpoint speaks `WriteError`).
+fn plain_error(e: objects::WriteError) -> Error {
+    match e {
+        objects::WriteError::Blob(e) => e,
+        other => {
+            let key = match &other {
+                objects::WriteError::Exists(k) | objects::WriteError::Conflict(k) => k.clone(),
+                _ => String::new(),
+            };
+            Error::Io(key, std::io::Error::other(other.to_string()))
+        }
+    }
+}
+
 pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(crate) fn hex(b: &[u8]) -> String {
+/// Lower-case hex of bytes (digests, signatures).
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -68,12 +68,50 @@ struct Sidecar {
     attrs: ObjectAttrs,
 }
 
+impl Sidecar {
+    /// The sidecar of the file `meta` describes.
+    fn of(meta: &fs::Metadata, etag: &str, attrs: &ObjectAttrs) -> Sidecar {
+        Sidecar {
+            etag: etag.to_string(),
+            size: meta.len(),
+            ino: meta.ino(),
+            mtime_ns: mtime_ns(meta),
+            attrs: attrs.clone(),
+        }
+    }
+
+    /// Whether it was written for this very file (same inode, size and mtime).
+    fn describes(&self, meta: &fs::Metadata) -> bool {
+        self.ino == meta.ino() && self.size == meta.len() && self.mtime_ns == mtime_ns(meta)
+    }
+
+    fn info(self, key: &str, meta: &fs::Metadata) -> Result<ObjectInfo, Error> {
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: meta.len(),
+            etag: self.etag,
+            modified: meta.modified().map_err(io_err(key))?,
+            attrs: self.attrs,
+        })
+    }
+}
+
 /// A listing entry, in key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
     Object(ObjectInfo),
     /// A common prefix (ends with the delimiter).
     Prefix(String),
+}
+
+impl Listed {
+    /// The object's key or the common prefix: where a following page starts after.
+    pub fn key(&self) -> &str {
+        match self {
+            Listed::Object(o) => &o.key,
+            Listed::Prefix(p) => p,
+        }
+    }
 }
 
 /// One page of a listing.
@@ -160,6 +198,15 @@ fn mtime_ns(m: &fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
 }
 
+/// Checks an object key (a directory marker when it ends with `/`); returns its path
+/// relative to the bucket directory.
+pub fn validate_object_key(key: &str) -> Result<String, Error> {
+    match key.strip_suffix('/') {
+        Some(dir) => validate_key(dir).map(|()| format!("{dir}/{MARKER}")),
+        None => validate_key(key).map(|()| key.to_string()),
+    }
+}
+
 fn valid_upload_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -175,29 +222,27 @@ impl BlobStore {
 
     /// Maps an object key (a marker when it ends with `/`) to its file and sidecar.
     fn locate(&self, key: &str) -> Result<Located, Error> {
-        let (rel, is_marker) = match key.strip_suffix('/') {
-            Some(dir) => (format!("{dir}/{MARKER}"), true),
-            None => (key.to_string(), false),
-        };
-        let plain = if is_marker {
-            &key[..key.len() - 1]
-        } else {
-            key
-        };
-        validate_key(plain)?;
+        let rel = validate_object_key(key)?;
         Ok(Located {
             file: self.bucket_dir().join(&rel),
             meta: self.meta_root().join(format!("{rel}.meta")),
         })
     }
 
-    /// A fresh staging file for a write of `bytes` or a stream.
-    pub fn stage(&self) -> Result<Staged, Error> {
+    /// A fresh staging file, open for writing, for a write of bytes or a stream.
+    pub fn stage(&self) -> Result<(Staged, File), Error> {
         let dir = self.root.join(TMP_DIR);
         fs::create_dir_all(&dir).map_err(io_err("staging"))?;
         let path = dir.join(format!("{}-{}", std::process::id(), crate::unique()));
-        File::create(&path).map_err(io_err("staging"))?;
-        Ok(Staged { path })
+        let file = File::create(&path).map_err(io_err("staging"))?;
+        Ok((Staged { path }, file))
+    }
+
+    /// A staging file holding `bytes`.
+    pub(crate) fn stage_bytes(&self, key: &str, bytes: &[u8]) -> Result<Staged, Error> {
+        let (staged, mut file) = self.stage()?;
+        file.write_all(bytes).map_err(io_err(key))?;
+        Ok(staged)
     }
 
     /// The object `key`, or `None` when there is none (a missing key, a prefix, a key that
@@ -223,22 +268,13 @@ impl BlobStore {
             }
             Err(e) => return Err(Error::Io(key.to_string(), e)),
         };
-        let modified = meta.modified().map_err(io_err(key))?;
         let sidecar = fs::read(&loc.meta)
             .ok()
             .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok());
         if let Some(s) = sidecar
-            && s.ino == meta.ino()
-            && s.size == meta.len()
-            && s.mtime_ns == mtime_ns(&meta)
+            && s.describes(&meta)
         {
-            return Ok(Some(ObjectInfo {
-                key: key.to_string(),
-                size: meta.len(),
-                etag: s.etag,
-                modified,
-                attrs: s.attrs,
-            }));
+            return s.info(key, &meta).map(Some);
         }
         // Written without a sidecar (or replaced since): its ETag is its MD5. Persist it
         // only where no sidecar exists, so a writer's own sidecar always wins.
@@ -247,13 +283,7 @@ impl BlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::Io(key.to_string(), e)),
         };
-        let sidecar = Sidecar {
-            etag: etag.clone(),
-            size: meta.len(),
-            ino: meta.ino(),
-            mtime_ns: mtime_ns(&meta),
-            attrs: ObjectAttrs::default(),
-        };
+        let sidecar = Sidecar::of(&meta, &etag, &ObjectAttrs::default());
         if let Some(dir) = loc.meta.parent()
             && fs::create_dir_all(dir).is_ok()
             && let Ok(mut f) = fs::OpenOptions::new()
@@ -263,13 +293,7 @@ impl BlobStore {
         {
             let _ = f.write_all(&serde_json::to_vec(&sidecar).unwrap_or_default());
         }
-        Ok(Some(ObjectInfo {
-            key: key.to_string(),
-            size: meta.len(),
-            etag,
-            modified,
-            attrs: ObjectAttrs::default(),
-        }))
+        sidecar.info(key, &meta).map(Some)
     }
 
     /// Opens the object for reading with its description.
@@ -298,68 +322,45 @@ impl BlobStore {
         exclusive: bool,
     ) -> Result<ObjectInfo, WriteError> {
         let loc = self.locate(key)?;
-        let dir = loc.file.parent().expect("object files have a parent");
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            if let Err(e) = fs::create_dir_all(dir) {
-                return Err(match e.kind() {
-                    io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
-                        WriteError::Conflict(key.to_string())
-                    }
-                    _ => Error::Io(key.to_string(), e).into(),
-                });
-            }
-            let placed = if exclusive {
-                fs::hard_link(&staged.path, &loc.file)
-            } else {
-                fs::rename(&staged.path, &loc.file)
-            };
-            match placed {
-                Ok(()) => break,
-                // A concurrent delete pruned the (empty) parent: make it again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => continue,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && exclusive => {
-                    return Err(WriteError::Exists(key.to_string()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::IsADirectory || loc.file.is_dir() => {
-                    return Err(WriteError::Conflict(key.to_string()));
-                }
-                Err(e) => return Err(Error::Io(key.to_string(), e).into()),
-            }
-        }
+        place(&staged, &loc.file, key, exclusive)?;
         let meta = fs::metadata(&loc.file).map_err(io_err(key))?;
-        let sidecar = Sidecar {
-            etag: etag.to_string(),
-            size: meta.len(),
-            ino: meta.ino(),
-            mtime_ns: mtime_ns(&meta),
-            attrs: attrs.clone(),
+        let sidecar = Sidecar::of(&meta, etag, attrs);
+        let bytes = serde_json::to_vec(&sidecar).expect("sidecars serialize");
+        place(&self.stage_bytes(key, &bytes)?, &loc.meta, key, false)?;
+        Ok(sidecar.info(key, &meta)?)
+    }
+
+    /// Makes a staged file the object `key` without describing it: its ETag is computed
+    /// when a client first asks (the engine's writes, which no S3 client made).
+    pub(crate) fn commit_plain(
+        &self,
+        staged: Staged,
+        key: &str,
+        exclusive: bool,
+    ) -> Result<(), WriteError> {
+        let loc = self.locate(key)?;
+        place(&staged, &loc.file, key, exclusive)?;
+        // A sidecar left from an earlier object would no longer describe this file.
+        let _ = fs::remove_file(loc.meta);
+        Ok(())
+    }
+
+    /// Copies the object `from` to `to`, with the source's attributes or `attrs`; `None`
+    /// when there is no such source.
+    pub fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        attrs: Option<ObjectAttrs>,
+    ) -> Result<Option<ObjectInfo>, WriteError> {
+        let Some((mut src, info)) = self.open(from)? else {
+            return Ok(None);
         };
-        self.write_sidecar(key, &loc.meta, &sidecar)?;
-        Ok(ObjectInfo {
-            key: key.to_string(),
-            size: meta.len(),
-            etag: etag.to_string(),
-            modified: meta.modified().map_err(io_err(key))?,
-            attrs: attrs.clone(),
-        })
-    }
-
-    fn write_sidecar(&self, key: &str, path: &Path, sidecar: &Sidecar) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(sidecar).expect("sidecars serialize");
-        let staged = self.stage()?;
-        fs::write(&staged.path, bytes).map_err(io_err(key))?;
-        let dir = path.parent().expect("sidecars have a parent");
-        fs::create_dir_all(dir).map_err(io_err(key))?;
-        fs::rename(&staged.path, path).map_err(io_err(key))
-    }
-
-    /// Forgets the sidecar of `key` (its file was replaced by a plain write).
-    pub(crate) fn forget_sidecar(&self, key: &str) {
-        if let Ok(loc) = self.locate(key) {
-            let _ = fs::remove_file(loc.meta);
-        }
+        let (staged, mut out) = self.stage()?;
+        io::copy(&mut src, &mut out).map_err(io_err(to))?;
+        drop(out);
+        let attrs = attrs.unwrap_or(info.attrs);
+        self.commit(staged, to, &info.etag, &attrs, false).map(Some)
     }
 
     /// Deletes the object `key`; a missing key or a prefix is not an error (S3 answers 204).
@@ -392,8 +393,8 @@ impl BlobStore {
 
     /// One page of the objects whose keys start with `prefix` and sort after `after`, in
     /// key order; with a delimiter, keys that contain it past the prefix are rolled up into
-    /// common prefixes. `after_prefix` skips everything under a common prefix already
-    /// returned (a continuation after a prefix).
+    /// common prefixes. When `after` is a common prefix already returned (a continuation),
+    /// everything under it is skipped.
     pub fn list(
         &self,
         prefix: &str,
@@ -481,27 +482,15 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Refuses (`NoSuchUpload`) an upload that does not exist or is of another key.
+    pub fn check_upload(&self, id: &str, key: &str) -> Result<(), WriteError> {
+        self.upload_record(id, key).map(|_| ())
+    }
+
     /// The parts uploaded so far, by number.
     pub fn list_parts(&self, id: &str, key: &str) -> Result<Vec<PartInfo>, WriteError> {
         let (dir, _) = self.upload_record(id, key)?;
-        let mut parts = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err(key))? {
-            let entry = entry.map_err(io_err(key))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(number) = name.parse::<i32>() else {
-                continue;
-            };
-            let meta = entry.metadata().map_err(io_err(key))?;
-            let etag = fs::read_to_string(dir.join(format!("{name}.etag"))).unwrap_or_default();
-            parts.push(PartInfo {
-                number,
-                size: meta.len(),
-                etag,
-                modified: meta.modified().map_err(io_err(key))?,
-            });
-        }
-        parts.sort_by_key(|p| p.number);
-        Ok(parts)
+        parts_in(&dir, key)
     }
 
     /// Assembles the listed parts, in order, into the object; the ETag is the MD5 of the
@@ -513,7 +502,7 @@ impl BlobStore {
         listed: &[(i32, String)],
     ) -> Result<ObjectInfo, WriteError> {
         let (dir, rec) = self.upload_record(id, key)?;
-        let stored = self.list_parts(id, key)?;
+        let stored = parts_in(&dir, key)?;
         if listed.is_empty() {
             return Err(WriteError::InvalidPart(0));
         }
@@ -535,12 +524,7 @@ impl BlobStore {
                 return Err(WriteError::EntityTooSmall(part.number, part.size));
             }
         }
-        let staged = self.stage()?;
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&staged.path)
-            .map_err(io_err(key))?;
+        let (staged, mut out) = self.stage()?;
         let mut digests = Md5::new();
         for part in &chosen {
             let mut f = File::open(dir.join(format!("{:05}", part.number))).map_err(io_err(key))?;
@@ -560,6 +544,63 @@ impl BlobStore {
         let (dir, _) = self.upload_record(id, key)?;
         fs::remove_dir_all(&dir).map_err(io_err(key))?;
         Ok(())
+    }
+}
+
+/// The parts stored in an upload's directory, by number.
+fn parts_in(dir: &Path, key: &str) -> Result<Vec<PartInfo>, WriteError> {
+    let mut parts = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(key))? {
+        let entry = entry.map_err(io_err(key))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(number) = name.parse::<i32>() else {
+            continue;
+        };
+        let meta = entry.metadata().map_err(io_err(key))?;
+        let etag = fs::read_to_string(dir.join(format!("{name}.etag"))).unwrap_or_default();
+        parts.push(PartInfo {
+            number,
+            size: meta.len(),
+            etag,
+            modified: meta.modified().map_err(io_err(key))?,
+        });
+    }
+    parts.sort_by_key(|p| p.number);
+    Ok(parts)
+}
+
+/// Puts a staged file at `file`, atomically: renamed over whatever is there, or with
+/// `exclusive` linked only where nothing is (`Exists` otherwise). A parent that a concurrent
+/// delete pruned is made again.
+fn place(staged: &Staged, file: &Path, key: &str, exclusive: bool) -> Result<(), WriteError> {
+    let dir = file.parent().expect("object files have a parent");
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if let Err(e) = fs::create_dir_all(dir) {
+            return Err(match e.kind() {
+                io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
+                    WriteError::Conflict(key.to_string())
+                }
+                _ => Error::Io(key.to_string(), e).into(),
+            });
+        }
+        let placed = if exclusive {
+            fs::hard_link(&staged.path, file)
+        } else {
+            fs::rename(&staged.path, file)
+        };
+        match placed {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 5 => continue,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && exclusive => {
+                return Err(WriteError::Exists(key.to_string()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory || file.is_dir() => {
+                return Err(WriteError::Conflict(key.to_string()));
+            }
+            Err(e) => return Err(Error::Io(key.to_string(), e).into()),
+        }
     }
 }
 
@@ -661,16 +702,19 @@ impl Walk<'_> {
         if let Some(rolled) = self.rollup(key) {
             return self.push_prefix(rolled);
         }
+        match self.store.head(key) {
+            Ok(Some(info)) => self.push(Listed::Object(info)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds an entry, or ends the page (marking it truncated) when it is full.
+    fn push(&mut self, entry: Listed) -> Flow {
         if self.out.entries.len() == self.max {
             self.out.truncated = true;
             return Err(());
         }
-        let Ok(loc) = self.store.locate(key) else {
-            return Ok(());
-        };
-        if let Ok(Some(info)) = self.store.info_at(key, &loc) {
-            self.out.entries.push(Listed::Object(info));
-        }
+        self.out.entries.push(entry);
         Ok(())
     }
 
@@ -684,12 +728,7 @@ impl Walk<'_> {
         if self.after.starts_with(&prefix) || prefix.as_str() <= self.after {
             return Ok(());
         }
-        if self.out.entries.len() == self.max {
-            self.out.truncated = true;
-            return Err(());
-        }
-        self.out.entries.push(Listed::Prefix(prefix));
-        Ok(())
+        self.push(Listed::Prefix(prefix))
     }
 }
 
@@ -720,7 +759,7 @@ mod tests {
     }
 
     fn put(s: &BlobStore, key: &str, body: &[u8]) -> ObjectInfo {
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         fs::write(&staged.path, body).unwrap();
         let etag = md5_hex_of(body).unwrap();
         s.commit(staged, key, &etag, &ObjectAttrs::default(), false)
@@ -731,7 +770,7 @@ mod tests {
         l.entries
             .iter()
             .map(|e| match e {
-                Listed::Object(o) => o.key.clone(),
+                Listed::Object(_) => e.key().to_string(),
                 Listed::Prefix(p) => format!("P:{p}"),
             })
             .collect()
@@ -772,7 +811,7 @@ mod tests {
             content_type: Some("text/plain".into()),
             ..Default::default()
         };
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         fs::write(&staged.path, b"one").unwrap();
         s.commit(staged, "k", "custom", &attrs, false).unwrap();
         assert_eq!(s.head("k").unwrap().unwrap().attrs, attrs);
@@ -786,12 +825,12 @@ mod tests {
     fn exclusive_commit_refuses_an_existing_key() {
         let (_d, s) = store();
         put(&s, "k", b"1");
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         let err = s
             .commit(staged, "k", "x", &ObjectAttrs::default(), true)
             .unwrap_err();
         assert!(matches!(err, WriteError::Exists(_)));
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         s.commit(staged, "k2", "x", &ObjectAttrs::default(), true)
             .unwrap();
     }
@@ -800,13 +839,13 @@ mod tests {
     fn a_key_cannot_be_both_an_object_and_a_prefix() {
         let (_d, s) = store();
         put(&s, "a/b", b"1");
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         let err = s
             .commit(staged, "a/b/c", "x", &ObjectAttrs::default(), false)
             .unwrap_err();
         assert!(matches!(err, WriteError::Conflict(_)), "{err:?}");
         put(&s, "x/y/z", b"1");
-        let staged = s.stage().unwrap();
+        let (staged, _) = s.stage().unwrap();
         let err = s
             .commit(staged, "x/y", "x", &ObjectAttrs::default(), false)
             .unwrap_err();
@@ -854,10 +893,7 @@ mod tests {
             if !page.truncated {
                 break;
             }
-            after = Some(match page.entries.last().unwrap() {
-                Listed::Object(o) => o.key.clone(),
-                Listed::Prefix(p) => p.clone(),
-            });
+            after = Some(page.entries.last().unwrap().key().to_string());
         }
         assert_eq!(seen, keys(&top));
         let none = s.list("", None, Some("b"), 100).unwrap();
@@ -874,7 +910,7 @@ mod tests {
         let big = vec![7u8; MIN_PART_SIZE as usize];
         let mut etags = Vec::new();
         for (n, body) in [(1, &big[..]), (2, &b"tail"[..])] {
-            let staged = s.stage().unwrap();
+            let (staged, _) = s.stage().unwrap();
             fs::write(&staged.path, body).unwrap();
             let etag = md5_hex_of(body).unwrap();
             s.commit_part(&id, "big", n, staged, &etag).unwrap();
@@ -905,7 +941,7 @@ mod tests {
         let id = s.create_upload("small", &ObjectAttrs::default()).unwrap();
         let mut etags = Vec::new();
         for n in 1..=2 {
-            let staged = s.stage().unwrap();
+            let (staged, _) = s.stage().unwrap();
             fs::write(&staged.path, b"x").unwrap();
             s.commit_part(&id, "small", n, staged, &md5_hex_of(&b"x"[..]).unwrap())
                 .unwrap();

@@ -530,9 +530,9 @@ impl Controller {
             )))
         };
         // Logs need only the attempt's identity, not a whole launch description.
-        let logs = |i: usize, a: u32| {
+        let logs = |i: usize, item: Option<u32>, a: u32| {
             self.executor.logs(&AttemptSpec {
-                id: attempt_id(k, &plan.nodes[i].id, None, a),
+                id: attempt_id(k, &plan.nodes[i].id, item, a),
                 project: k.project.clone(),
                 domain: k.domain.clone(),
                 ..Default::default()
@@ -542,29 +542,19 @@ impl Controller {
         // at the end when the deck is there.
         let deck = |i: usize, a: u32, terminal: bool| {
             let key = layout::deck_in(&layout::attempt_dir(wdir, &plan.nodes[i].id, a));
-            let generates = plan
-                .task(i)
-                .and_then(|t| t.metadata.as_ref())
-                .and_then(|m| m.generates_deck)
-                .unwrap_or(false);
             let shown = if terminal {
                 self.blob.exists(&key).unwrap_or(false)
             } else {
-                generates
+                plan.task(i)
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.generates_deck)
+                    .unwrap_or(false)
             };
             if shown {
                 self.blob.uri(&key)
             } else {
                 String::new()
             }
-        };
-        let item_logs = |i: usize, item: u32, a: u32| {
-            self.executor.logs(&AttemptSpec {
-                id: attempt_id(k, &plan.nodes[i].id, Some(item), a),
-                project: k.project.clone(),
-                domain: k.domain.clone(),
-                ..Default::default()
-            })
         };
         let child = |i: usize| effects::child_id(k, plan, i);
         let ids = render::Ids {
@@ -574,7 +564,6 @@ impl Controller {
             attempt_outputs: &attempt_outputs,
             futures: &futures,
             logs: &logs,
-            item_logs: &item_logs,
             deck: &deck,
             child: &child,
         };
@@ -712,7 +701,7 @@ impl Controller {
                 exec: k.clone(),
                 node_id: node_id.clone(),
                 attempt: 0,
-                phase: array_task_phase(new.phase) as i32,
+                phase: phase as i32,
                 record: render::array_task(ids, i, new, array, now).encode_to_vec(),
                 created_at: new.queued_at.or(new.started_at).unwrap_or(now),
                 updated_at: now,

@@ -49,9 +49,8 @@ pub struct Ids<'a> {
     pub attempt_outputs: &'a dyn Fn(usize, u32) -> String,
     /// URI of the `futures.pb` a dynamic task wrote.
     pub futures: &'a dyn Fn(usize, u32) -> String,
-    pub logs: &'a dyn Fn(usize, u32) -> Vec<core::TaskLog>,
-    /// Logs of one attempt of one array item.
-    pub item_logs: &'a dyn Fn(usize, u32, u32) -> Vec<core::TaskLog>,
+    /// Logs of one attempt of a node, or of one of its array items.
+    pub logs: &'a dyn Fn(usize, Option<u32>, u32) -> Vec<core::TaskLog>,
     /// The deck of a task node's attempt (`terminal`: only if the task wrote one), or "".
     pub deck: &'a dyn Fn(usize, u32, bool) -> String,
     /// The child execution of a launch-plan node.
@@ -244,7 +243,7 @@ pub fn task(ids: &Ids<'_>, i: usize, t: &AttemptState, now: i64) -> admin::TaskE
         input_uri: (ids.node_inputs)(i),
         closure: Some(admin::TaskExecutionClosure {
             phase: task_phase(t.phase) as i32,
-            logs: (ids.logs)(i, t.attempt),
+            logs: (ids.logs)(i, None, t.attempt),
             started_at: t.started_at.map(ts),
             duration: dur(t.started_at, t.finished_at.unwrap_or(now)),
             created_at: Some(ts(t.created_at)),
@@ -375,7 +374,7 @@ pub fn array_resources(
             _ => miss,
         };
         let logs = if !hit && phase != Item::NotStarted && with_logs(phase) {
-            (ids.item_logs)(i, item, attempt)
+            (ids.logs)(i, Some(item), attempt)
                 .into_iter()
                 .map(|mut l| {
                     l.name = format!("{}-{item}", l.name);

@@ -11,7 +11,9 @@
 
 use base64::Engine;
 use contrail_blob::BlobStore;
-use contrail_blob::objects::{Listed, ObjectAttrs, ObjectInfo, Staged, WriteError};
+use contrail_blob::objects::{
+    Listed, Listing, ObjectAttrs, ObjectInfo, Staged, WriteError, validate_object_key,
+};
 use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
@@ -64,29 +66,22 @@ impl Endpoint {
             .map_err(|e| s3_error!(InternalError, "blocking task failed: {e}"))
     }
 
-    /// Streams a request body into a staging file; returns it with its MD5 (hex) and size,
-    /// after checking `Content-MD5` when the client sent one.
+    /// Streams a request body into a staging file; returns it with its MD5 (hex), after
+    /// checking `Content-MD5` when the client sent one.
     async fn receive(
         &self,
         body: Option<StreamingBlob>,
         content_md5: Option<&str>,
-    ) -> S3Result<(Staged, String, u64)> {
-        let staged = self.blocking(|s| s.stage()).await?.map_err(blob_error)?;
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&staged.path)
-            .await
-            .map_err(|e| s3_error!(InternalError, "staging: {e}"))?;
+    ) -> S3Result<(Staged, String)> {
+        let (staged, file) = self.blocking(|s| s.stage()).await?.map_err(blob_error)?;
+        let file = tokio::fs::File::from_std(file);
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Md5::new();
-        let mut size = 0u64;
         if let Some(mut body) = body {
             while let Some(chunk) = body.next().await {
                 let chunk =
                     chunk.map_err(|e| s3_error!(IncompleteBody, "reading the body: {e}"))?;
                 hasher.update(&chunk);
-                size += chunk.len() as u64;
                 out.write_all(&chunk)
                     .await
                     .map_err(|e| s3_error!(InternalError, "staging: {e}"))?;
@@ -104,8 +99,33 @@ impl Endpoint {
                 return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
             }
         }
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok((staged, hex, size))
+        Ok((staged, contrail_blob::hex(&digest)))
+    }
+
+    /// The page of a listing request: its bounds checked, its keys read off the store.
+    async fn page(
+        &self,
+        bucket: &str,
+        prefix: &Option<String>,
+        delimiter: &Option<String>,
+        after: Option<String>,
+        max_keys: Option<i32>,
+    ) -> S3Result<Page> {
+        self.bucket(bucket)?;
+        let max = self::max_keys(max_keys)?;
+        let prefix = prefix.clone().unwrap_or_default();
+        let delimiter = delimiter.clone().filter(|d| !d.is_empty());
+        let (p, d) = (prefix.clone(), delimiter.clone());
+        let listing = self
+            .blocking(move |s| s.list(&p, d.as_deref(), after.as_deref(), max))
+            .await?
+            .map_err(blob_error)?;
+        Ok(Page {
+            prefix,
+            delimiter,
+            max,
+            listing,
+        })
     }
 
     async fn head_info(&self, key: &str) -> S3Result<ObjectInfo> {
@@ -254,11 +274,12 @@ fn decode_token(token: &str) -> S3Result<String> {
         .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not valid"))
 }
 
-fn last_name(listed: &Listed) -> &str {
-    match listed {
-        Listed::Object(o) => &o.key,
-        Listed::Prefix(p) => p,
-    }
+/// One listing page, as both ListObjects versions ask for it.
+struct Page {
+    prefix: String,
+    delimiter: Option<String>,
+    max: usize,
+    listing: Listing,
 }
 
 /// Splits a listing page into S3's contents and common prefixes.
@@ -418,7 +439,8 @@ impl S3 for Endpoint {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         self.bucket(&input.bucket)?;
-        contrail_blob::validate_key(input.key.trim_end_matches('/')).map_err(blob_error)?;
+        // Refuse a key that can never be an object before reading its body.
+        validate_object_key(&input.key).map_err(blob_error)?;
         let exclusive = match &input.if_none_match {
             Some(ETagCondition::Any) => true,
             Some(ETagCondition::ETag(_)) => {
@@ -429,18 +451,11 @@ impl S3 for Endpoint {
             }
             None => false,
         };
-        if let Some(cond) = &input.if_match {
+        if input.if_match.is_some() {
             let current = self.head_info(&input.key).await?;
-            if let ETagCondition::ETag(e) = cond
-                && !etag(&current).strong_cmp(e)
-            {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "If-Match does not match the ETag"
-                ));
-            }
+            check_preconditions(&current, input.if_match.as_ref(), None)?;
         }
-        let (staged, md5, _size) = self
+        let (staged, md5) = self
             .receive(input.body, input.content_md5.as_deref())
             .await?;
         let attrs = attrs_of(input.content_type, input.metadata);
@@ -537,25 +552,10 @@ impl S3 for Endpoint {
         let new_attrs = replace.then(|| attrs_of(input.content_type, input.metadata));
         let dst_key = input.key;
         let info = self
-            .blocking(move |s| -> S3Result<ObjectInfo> {
-                let (mut src, src_info) = s
-                    .open(&src_key)
-                    .map_err(blob_error)?
-                    .ok_or_else(|| s3_error!(NoSuchKey))?;
-                let staged = s.stage().map_err(blob_error)?;
-                let mut out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .truncate(true)
-                    .open(&staged.path)
-                    .map_err(|e| s3_error!(InternalError, "staging: {e}"))?;
-                std::io::copy(&mut src, &mut out)
-                    .map_err(|e| s3_error!(InternalError, "copy: {e}"))?;
-                drop(out);
-                let attrs = new_attrs.unwrap_or(src_info.attrs);
-                s.commit(staged, &dst_key, &src_info.etag, &attrs, false)
-                    .map_err(write_error)
-            })
-            .await??;
+            .blocking(move |s| s.copy_object(&src_key, &dst_key, new_attrs))
+            .await?
+            .map_err(write_error)?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&info)),
@@ -571,22 +571,27 @@ impl S3 for Endpoint {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.bucket(&input.bucket)?;
-        let max = max_keys(input.max_keys)?;
         let after = match &input.continuation_token {
             Some(t) => Some(decode_token(t)?),
             None => input.start_after.clone(),
         };
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-        let (p, d, a) = (prefix.clone(), delimiter.clone(), after.clone());
-        let page = self
-            .blocking(move |s| s.list(&p, d.as_deref(), a.as_deref(), max))
-            .await?
-            .map_err(blob_error)?;
+        let Page {
+            prefix,
+            delimiter,
+            max,
+            listing: page,
+        } = self
+            .page(
+                &input.bucket,
+                &input.prefix,
+                &input.delimiter,
+                after,
+                input.max_keys,
+            )
+            .await?;
         let next = page
             .truncated
-            .then(|| page.entries.last().map(|e| encode_token(last_name(e))))
+            .then(|| page.entries.last().map(|e| encode_token(e.key())))
             .flatten();
         let count = page.entries.len() as i32;
         let enc = KeyEncoding::of(input.encoding_type.as_ref());
@@ -613,18 +618,23 @@ impl S3 for Endpoint {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        self.bucket(&input.bucket)?;
-        let max = max_keys(input.max_keys)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
-        let (p, d, a) = (prefix.clone(), delimiter.clone(), input.marker.clone());
-        let page = self
-            .blocking(move |s| s.list(&p, d.as_deref(), a.as_deref(), max))
-            .await?
-            .map_err(blob_error)?;
+        let Page {
+            prefix,
+            delimiter,
+            max,
+            listing: page,
+        } = self
+            .page(
+                &input.bucket,
+                &input.prefix,
+                &input.delimiter,
+                input.marker.clone(),
+                input.max_keys,
+            )
+            .await?;
         // v1 gives NextMarker only with a delimiter; clients use the last key otherwise.
         let next_marker = (page.truncated && delimiter.is_some())
-            .then(|| page.entries.last().map(|e| last_name(e).to_string()))
+            .then(|| page.entries.last().map(|e| e.key().to_string()))
             .flatten();
         let enc = KeyEncoding::of(input.encoding_type.as_ref());
         let (contents, common_prefixes) = page_parts(page.entries, &enc);
@@ -674,10 +684,10 @@ impl S3 for Endpoint {
         }
         // Refuse an unknown upload before reading its body.
         let (id, key) = (input.upload_id.clone(), input.key.clone());
-        self.blocking(move |s| s.list_parts(&id, &key).map(|_| ()))
+        self.blocking(move |s| s.check_upload(&id, &key))
             .await?
             .map_err(write_error)?;
-        let (staged, md5, _) = self
+        let (staged, md5) = self
             .receive(input.body, input.content_md5.as_deref())
             .await?;
         let (id, key, number, tag) = (input.upload_id, input.key, input.part_number, md5.clone());
