@@ -10,12 +10,61 @@
 //! It exits after `idle` with no connection and no task.
 
 use crate::lock;
-use crate::supervisor::{Begun, begin, open_lock};
+use crate::reaper::Reaper;
+use crate::supervisor::{Begun, Launch, Process, Spawner, begin, open_lock, spawn_cold};
+use crate::zygote::Zygotes;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Settings of the resident supervisor.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Exit after this long with no connection and no task.
+    pub idle: Duration,
+    /// Attempts one warm worker forks before it is replaced.
+    pub max_forks: u32,
+    /// Reap exited children nobody registered (orphans tasks leave behind). Off only where
+    /// the daemon shares its process with other children's owners (tests).
+    pub reap_strangers: bool,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            idle: Duration::from_secs(30),
+            max_forks: 500,
+            reap_strangers: true,
+        }
+    }
+}
+
+/// Starts attempts warm when their worker can serve them, cold otherwise; every attempt's
+/// process is waited for by the reaper.
+struct DaemonSpawner {
+    zygotes: Arc<Zygotes>,
+    reaper: Arc<Reaper>,
+}
+
+impl Spawner for DaemonSpawner {
+    fn spawn(&self, launch: &Launch, dir: &Path) -> Result<Process, String> {
+        if let Some(warm) = &launch.warm {
+            for name in [crate::supervisor::STDOUT, crate::supervisor::STDERR] {
+                std::fs::File::create(dir.join(name))
+                    .map_err(|e| format!("cannot create {name}: {e}"))?;
+            }
+            if let Some(pid) = self.zygotes.fork(warm, &launch.cwd, dir) {
+                return Ok(Process::Forked(pid, self.reaper.clone()));
+            }
+        }
+        let child = spawn_cold(launch, dir)?;
+        let pid = child.id() as i32;
+        self.reaper.expect(pid);
+        Ok(Process::Reaped(pid, self.reaper.clone()))
+    }
+}
 
 #[derive(Default)]
 struct Shared {
@@ -38,7 +87,7 @@ fn notify(shared: &Mutex<Shared>, dir: &Path) {
 /// probes it to tell whether an attempt is supervised, so a launch retries for a moment
 /// rather than mistaking the probe for another supervisor; if it stays busy, a real
 /// supervisor holds it and a background thread waits for it to finish.
-fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
+fn launch(shared: &Arc<Mutex<Shared>>, spawner: &Arc<DaemonSpawner>, dir: PathBuf) {
     let Ok(lock_file) = open_lock(&dir) else {
         return;
     };
@@ -47,9 +96,10 @@ fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
         if Instant::now() >= deadline {
             lock(shared).running += 1;
             let shared = shared.clone();
+            let spawner = spawner.clone();
             std::thread::spawn(move || {
                 if lock_file.lock().is_ok() {
-                    run(&shared, dir, lock_file);
+                    run(&shared, &spawner, dir, lock_file);
                 }
                 lock(&shared).running -= 1;
             });
@@ -57,12 +107,17 @@ fn launch(shared: &Arc<Mutex<Shared>>, dir: PathBuf) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    run(shared, dir, lock_file);
+    run(shared, spawner, dir, lock_file);
 }
 
 /// With the attempt's lock held: start it, or report the end it already has.
-fn run(shared: &Arc<Mutex<Shared>>, dir: PathBuf, lock_file: std::fs::File) {
-    match begin(&dir) {
+fn run(
+    shared: &Arc<Mutex<Shared>>,
+    spawner: &DaemonSpawner,
+    dir: PathBuf,
+    lock_file: std::fs::File,
+) {
+    match begin(&dir, spawner) {
         Ok(Begun::Recorded) => notify(shared, &dir),
         Ok(Begun::Running(task)) => {
             lock(shared).running += 1;
@@ -87,8 +142,9 @@ fn run(shared: &Arc<Mutex<Shared>>, dir: PathBuf, lock_file: std::fs::File) {
     }
 }
 
-/// Serves `socket` until idle for `idle`. Returns the process exit code.
-pub fn run_daemon(socket: &Path, idle: Duration) -> i32 {
+/// Serves `socket` until idle for `options.idle`. Returns the process exit code.
+pub fn run_daemon(socket: &Path, options: DaemonOptions) -> i32 {
+    let idle = options.idle;
     // Only one daemon per socket: a live one answers connections.
     if UnixStream::connect(socket).is_ok() {
         return 0;
@@ -98,6 +154,16 @@ pub fn run_daemon(socket: &Path, idle: Duration) -> i32 {
         return 1;
     };
     let _ = std::fs::write(socket.with_extension("pid"), std::process::id().to_string());
+    let reaper = Reaper::start(options.reap_strangers);
+    let workers_dir = socket
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("workers");
+    let zygotes = match Zygotes::new(workers_dir, options.max_forks, reaper.clone()) {
+        Ok(z) => z,
+        Err(_) => return 1,
+    };
+    let spawner = Arc::new(DaemonSpawner { zygotes, reaper });
     let shared = Arc::new(Mutex::new(Shared {
         last_active: Some(Instant::now()),
         ..Default::default()
@@ -130,11 +196,16 @@ pub fn run_daemon(socket: &Path, idle: Duration) -> i32 {
         let id = next_id;
         lock(&shared).clients.push((id, writer));
         let shared = shared.clone();
+        let spawner = spawner.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(conn).lines() {
                 let Ok(line) = line else { break };
                 if let Some(dir) = line.strip_prefix("launch ") {
-                    launch(&shared, PathBuf::from(dir));
+                    launch(&shared, &spawner, PathBuf::from(dir));
+                } else if let Some(json) = line.strip_prefix("warm ")
+                    && let Ok(warm) = serde_json::from_str(json)
+                {
+                    spawner.zygotes.prepare(&warm);
                 }
             }
             let mut s = lock(&shared);
@@ -176,6 +247,12 @@ impl Link {
         self.writer
             .write_all(format!("launch {}\n", dir.display()).as_bytes())
     }
+
+    /// Asks for the warm worker of this environment to be started ahead of its first task.
+    pub(crate) fn warm(&mut self, warm: &crate::supervisor::Warm) -> std::io::Result<()> {
+        let json = serde_json::to_string(warm).map_err(std::io::Error::other)?;
+        self.writer.write_all(format!("warm {json}\n").as_bytes())
+    }
 }
 
 /// Waits until something listens on `socket`.
@@ -205,6 +282,7 @@ mod tests {
             cwd: d.join("sandbox"),
             cpu_millis: 0,
             memory_bytes: 0,
+            warm: None,
         };
         std::fs::write(d.join(LAUNCH), serde_json::to_vec(&l).unwrap()).unwrap();
         d
@@ -216,7 +294,12 @@ mod tests {
         let socket = root.path().join("s.sock");
         {
             let socket = socket.clone();
-            std::thread::spawn(move || run_daemon(&socket, Duration::from_secs(3600)));
+            let options = DaemonOptions {
+                idle: Duration::from_secs(3600),
+                reap_strangers: false,
+                ..Default::default()
+            };
+            std::thread::spawn(move || run_daemon(&socket, options));
         }
         assert!(wait_for(&socket, Duration::from_secs(10)));
         let (tx, rx) = mpsc::channel();

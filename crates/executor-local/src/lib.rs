@@ -6,7 +6,10 @@
 
 pub mod daemon;
 mod rawcontainer;
+pub mod reaper;
 pub mod supervisor;
+mod warm;
+pub mod zygote;
 
 use contrail_blob::BlobStore;
 use contrail_engine::{Failure, TaskStatus};
@@ -32,6 +35,8 @@ pub struct LocalConfig {
     pub daemon: Vec<String>,
     /// The resident supervisor's socket.
     pub daemon_socket: PathBuf,
+    /// Environment variables added to the resident supervisor's (its settings).
+    pub daemon_env: Vec<(String, String)>,
     /// Environment every task starts from (PATH, HOME, storage settings).
     pub base_env: Vec<(String, String)>,
     /// `<dir>/<group>/<key>` files become `_FSEC_<GROUP>_<KEY>` variables.
@@ -44,6 +49,10 @@ pub struct LocalConfig {
     /// Capacity tasks are admitted against.
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    /// Run flytekit tasks in processes forked from warm Python workers (see [`zygote`]).
+    pub warm_workers: bool,
+    /// Where fast-registration archives are extracted, once per digest, for warm attempts.
+    pub code_cache: PathBuf,
 }
 
 #[derive(Default)]
@@ -120,6 +129,23 @@ pub fn requests(spec: &AttemptSpec) -> (u64, u64) {
     )
 }
 
+/// PATH and VIRTUAL_ENV of a Python environment directory, given the environment so far.
+fn venv_env(env: &[(String, String)], dir: &Path) -> [(String, String); 2] {
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    [
+        (
+            "PATH".into(),
+            format!("{}:{path}", dir.join("bin").display()),
+        ),
+        ("VIRTUAL_ENV".into(), dir.to_string_lossy().into_owned()),
+    ]
+}
+
 /// Locks a mutex; a panic elsewhere while holding it leaves plain data behind, safe to reuse.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -178,6 +204,7 @@ impl LocalExecutor {
                 let started = std::process::Command::new(exe)
                     .args(args)
                     .arg(socket)
+                    .envs(self.cfg.daemon_env.iter().map(|(k, v)| (k, v)))
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
@@ -198,7 +225,8 @@ impl LocalExecutor {
                 daemon::Link::connect(socket, on_exit, on_close)
             });
         match connected {
-            Ok(l) => {
+            Ok(mut l) => {
+                self.prewarm(&mut l);
                 *link = Some(l);
                 true
             }
@@ -207,6 +235,14 @@ impl LocalExecutor {
                 *lock(&self.daemon_failed) = Some(std::time::Instant::now());
                 false
             }
+        }
+    }
+
+    /// Connects to the resident supervisor (starting it) so that the warm workers boot
+    /// before the first task needs them. Blocking; call it off the async workers.
+    pub fn warm_up(&self) {
+        if self.cfg.warm_workers {
+            self.connect();
         }
     }
 
@@ -461,12 +497,7 @@ impl LocalExecutor {
                 .map(|(_, v)| v.clone())
         };
         if let Some((_, dir)) = venv {
-            let path = getenv(&env, "PATH").unwrap_or_default();
-            env.push((
-                "PATH".into(),
-                format!("{}:{path}", dir.join("bin").display()),
-            ));
-            env.push(("VIRTUAL_ENV".into(), dir.to_string_lossy().into_owned()));
+            env.extend(venv_env(&env, dir));
         }
         if !self.cfg.python_path.is_empty() {
             let mut parts: Vec<String> = self
@@ -487,13 +518,61 @@ impl LocalExecutor {
             .collect();
         dedup.reverse();
         let (cpu_millis, memory_bytes) = requests(spec);
+        let warm = if self.cfg.warm_workers {
+            warm::plan(
+                warm::Attempt {
+                    argv: &argv,
+                    env: &dedup,
+                    worker_env: self.worker_env(venv.map(|(_, dir)| dir.as_path())),
+                    sandbox,
+                    code_cache: &self.cfg.code_cache,
+                },
+                |uri| self.local(uri).ok().filter(|p| p.is_file()),
+            )?
+        } else {
+            None
+        };
         Ok(Launch {
             argv,
             env: dedup,
             cwd: sandbox.to_path_buf(),
             cpu_millis,
             memory_bytes,
+            warm,
         })
+    }
+
+    /// The environment a warm worker starts with: the server's, with the Python
+    /// environment's PATH, and nothing of any task (no PYTHONPATH: user code is imported
+    /// only by the tasks).
+    fn worker_env(&self, venv: Option<&Path>) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .cfg
+            .base_env
+            .iter()
+            .filter(|(k, _)| k != "PYTHONPATH")
+            .cloned()
+            .collect();
+        if let Some(dir) = venv {
+            let adjusted = venv_env(&env, dir);
+            env.retain(|(k, _)| !adjusted.iter().any(|(a, _)| a == k));
+            env.extend(adjusted);
+        }
+        env
+    }
+
+    /// Asks the resident supervisor to start the warm workers of every configured Python
+    /// environment ahead of their first task.
+    fn prewarm(&self, link: &mut daemon::Link) {
+        if !self.cfg.warm_workers {
+            return;
+        }
+        let venvs = std::iter::once(None).chain(self.cfg.images.iter().map(|(_, d)| Some(d.as_path())));
+        for venv in venvs {
+            if let Some(worker) = warm::worker(self.worker_env(venv)) {
+                let _ = link.warm(&worker);
+            }
+        }
     }
 
     fn leftovers(

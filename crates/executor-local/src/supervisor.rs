@@ -27,6 +27,25 @@ pub struct Launch {
     /// CPU millicores and memory bytes this attempt was admitted with.
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    /// How to run the attempt in a process forked from a warm Python worker instead (see
+    /// [`crate::zygote`]); `argv` stays the cold way, used whenever no worker can serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<Warm>,
+}
+
+/// A Python attempt as a warm worker runs it: `pyflyte-execute` in a forked process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Warm {
+    /// The interpreter `pyflyte-execute` runs with; with `worker_env`, names the worker.
+    pub python: std::path::PathBuf,
+    /// The environment the worker itself starts with (no per-task values).
+    pub worker_env: Vec<(String, String)>,
+    /// The `pyflyte` subcommand and its arguments (`pyflyte-execute --inputs ...`).
+    pub args: Vec<String>,
+    /// The task's environment (as the cold way's, with the code directory on PYTHONPATH).
+    pub env: Vec<(String, String)>,
+    /// The directory of the console scripts (first on `sys.path`, as for a script).
+    pub bin_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -38,6 +57,9 @@ pub struct ExitRecord {
     /// The task was started by an earlier supervisor that vanished.
     pub lost: bool,
     pub aborted: bool,
+    /// The task ran in a process forked from a warm Python worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
     pub started_at: i64,
     pub finished_at: i64,
 }
@@ -111,7 +133,7 @@ fn run(dir: &Path) -> std::io::Result<()> {
     let lock = open_lock(dir)?;
     // Blocks while another supervisor of this attempt runs; it then finds exit.json.
     lock.lock()?;
-    if let Begun::Running(r) = begin(dir)? {
+    if let Begun::Running(r) = begin(dir, &ColdSpawner)? {
         r.finish()?;
     }
     drop(lock);
@@ -121,8 +143,74 @@ fn run(dir: &Path) -> std::io::Result<()> {
 /// A started task, to be waited for.
 pub(crate) struct RunningTask {
     dir: std::path::PathBuf,
-    child: std::process::Child,
+    process: Process,
     started_at: i64,
+}
+
+/// How an attempt's process is waited for.
+pub(crate) enum Process {
+    /// Spawned by this process, waited for through std.
+    Child(std::process::Child),
+    /// A child of this process (spawned, or forked by a warm worker and re-parented to
+    /// this subreaper) that the reaper waits for.
+    Reaped(i32, std::sync::Arc<crate::reaper::Reaper>),
+    /// Forked by a warm worker and re-parented to this subreaper.
+    Forked(i32, std::sync::Arc<crate::reaper::Reaper>),
+}
+
+impl Process {
+    fn pid(&self) -> i32 {
+        match self {
+            Process::Child(c) => c.id() as i32,
+            Process::Reaped(pid, _) | Process::Forked(pid, _) => *pid,
+        }
+    }
+
+    /// (exit code, signal)
+    fn wait(self) -> std::io::Result<(Option<i32>, Option<i32>)> {
+        match self {
+            Process::Child(mut c) => {
+                let status = c.wait()?;
+                Ok((status.code(), status.signal()))
+            }
+            Process::Reaped(pid, reaper) | Process::Forked(pid, reaper) => Ok(reaper.wait(pid)),
+        }
+    }
+}
+
+/// Starts an attempt's process. `Err` is a message for the user (recorded as the attempt's
+/// spawn error).
+pub(crate) trait Spawner {
+    fn spawn(&self, launch: &Launch, dir: &Path) -> Result<Process, String>;
+}
+
+/// Spawns the attempt's argv as a new process in its own group (the cold way).
+pub(crate) fn spawn_cold(launch: &Launch, dir: &Path) -> Result<std::process::Child, String> {
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Err("the task has no command".into());
+    };
+    let open = |name: &str| File::create(dir.join(name)).map_err(|e| format!("cannot create {name}: {e}"));
+    let (out, err) = (open(STDOUT)?, open(STDERR)?);
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))
+}
+
+/// The per-attempt supervisor spawns every attempt the cold way.
+struct ColdSpawner;
+
+impl Spawner for ColdSpawner {
+    fn spawn(&self, launch: &Launch, dir: &Path) -> Result<Process, String> {
+        spawn_cold(launch, dir).map(Process::Child)
+    }
 }
 
 pub(crate) enum Begun {
@@ -145,7 +233,7 @@ fn record_now(dir: &Path, started_at: i64, rec: ExitRecord) -> std::io::Result<B
 
 /// Starts the attempt's task unless it ended or was started before. The caller holds the
 /// attempt's lock until the task has been waited for.
-pub(crate) fn begin(dir: &Path) -> std::io::Result<Begun> {
+pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun> {
     if dir.join(EXIT).exists() {
         return Ok(Begun::Recorded);
     }
@@ -167,36 +255,17 @@ pub(crate) fn begin(dir: &Path) -> std::io::Result<Begun> {
     }
     let launch: Launch =
         serde_json::from_slice(&fs::read(dir.join(LAUNCH))?).map_err(std::io::Error::other)?;
-    let out = File::create(dir.join(STDOUT))?;
-    let err = File::create(dir.join(STDERR))?;
-    let Some((program, args)) = launch.argv.split_first() else {
-        let rec = ExitRecord {
-            spawn_error: Some("the task has no command".into()),
-            ..Default::default()
-        };
-        return record_now(dir, started_at, rec);
-    };
-    let spawned = Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn();
-    let child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
+    let process = match spawner.spawn(&launch, dir) {
+        Ok(p) => p,
+        Err(message) => {
             let rec = ExitRecord {
-                spawn_error: Some(format!("cannot start {program}: {e}")),
+                spawn_error: Some(message),
                 ..Default::default()
             };
             return record_now(dir, started_at, rec);
         }
     };
-    let pid = child.id() as i32;
+    let pid = process.pid();
     // Atomic, not synced: it guards against a second start while this machine runs; after
     // a machine crash no task survives anyway.
     write_atomically(dir, STARTED, pid.to_string().as_bytes(), false)?;
@@ -207,21 +276,23 @@ pub(crate) fn begin(dir: &Path) -> std::io::Result<Begun> {
     }
     Ok(Begun::Running(RunningTask {
         dir: dir.to_path_buf(),
-        child,
+        process,
         started_at,
     }))
 }
 
 impl RunningTask {
     /// Waits for the task and records how it ended.
-    pub(crate) fn finish(mut self) -> std::io::Result<()> {
-        let status = self.child.wait()?;
+    pub(crate) fn finish(self) -> std::io::Result<()> {
+        let warm = matches!(self.process, Process::Forked(..));
+        let (code, signal) = self.process.wait()?;
         let dir = &self.dir;
         record_exit(
             dir,
             &ExitRecord {
-                code: status.code(),
-                signal: status.signal(),
+                code,
+                signal,
+                warm,
                 aborted: dir.join(ABORT).exists(),
                 started_at: self.started_at,
                 finished_at: now_nanos(),
@@ -313,6 +384,7 @@ mod tests {
             cwd: d.path().join("sandbox"),
             cpu_millis: 0,
             memory_bytes: 0,
+            warm: None,
         };
         std::fs::write(d.path().join(LAUNCH), serde_json::to_vec(&l).unwrap()).unwrap();
         d
