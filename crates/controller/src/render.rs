@@ -250,6 +250,7 @@ pub fn task(ids: &Ids<'_>, i: usize, t: &AttemptState, now: i64) -> admin::TaskE
             updated_at: Some(ts(now)),
             task_type: template.map(|t| t.r#type.clone()).unwrap_or_default(),
             output_result,
+            reason: t.reason.clone().unwrap_or_default(),
             ..Default::default()
         }),
         is_parent: false,
@@ -323,6 +324,7 @@ pub fn task_event(
         producer_id: "contrail".into(),
         occurred_at: Some(ts(now)),
         output_result: t.error.as_ref().map(|f| OutputResult::Error(error(f))),
+        reason: t.reason.clone().unwrap_or_default(),
         ..Default::default()
     }
 }

@@ -134,6 +134,9 @@ pub struct AttemptState {
     pub started_at: Option<Nanos>,
     pub finished_at: Option<Nanos>,
     pub error: Option<Failure>,
+    /// Why the attempt is not running yet (waiting for resources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

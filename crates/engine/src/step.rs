@@ -57,8 +57,10 @@ pub enum TaskStatus {
     Unknown,
     /// Launched; not running yet.
     Queued,
-    /// Launched, waiting for CPU/memory.
-    Waiting,
+    /// Launched, waiting for CPU/memory; why, for the task's records.
+    Waiting {
+        reason: String,
+    },
     Running {
         started_at: Option<Nanos>,
     },
@@ -615,6 +617,7 @@ impl Round<'_> {
             started_at: None,
             finished_at: None,
             error: None,
+            reason: None,
         });
         self.fx.push(Effect::Launch {
             node: i,
@@ -944,9 +947,10 @@ impl Round<'_> {
                     }
                 }
                 TaskStatus::Queued => {}
-                TaskStatus::Waiting => {
+                TaskStatus::Waiting { reason } => {
                     if let Some(t) = n.task.as_mut() {
                         t.phase = TaskPhase::WaitingForResources;
+                        t.reason = Some(reason.clone());
                     }
                 }
                 TaskStatus::Running { started_at } => {
@@ -955,6 +959,7 @@ impl Round<'_> {
                     n.started_at.get_or_insert(at);
                     if let Some(t) = n.task.as_mut() {
                         t.phase = TaskPhase::Running;
+                        t.reason = None;
                         t.started_at.get_or_insert(at);
                     }
                 }
@@ -1016,7 +1021,7 @@ impl Round<'_> {
                 }
                 return;
             }
-            Ok(TaskStatus::Queued | TaskStatus::Waiting) => return,
+            Ok(TaskStatus::Queued | TaskStatus::Waiting { .. }) => return,
             Ok(TaskStatus::Running { .. }) => {
                 a.set(item, Item::Running);
                 return;

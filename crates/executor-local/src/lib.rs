@@ -49,6 +49,9 @@ pub struct LocalConfig {
     /// Capacity tasks are admitted against.
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    /// What a task that requests nothing counts with.
+    pub default_cpu_millis: u64,
+    pub default_memory_bytes: u64,
     /// Run flytekit tasks in processes forked from warm Python workers (see [`zygote`]).
     pub warm_workers: bool,
     /// Where fast-registration archives are extracted, once per digest, for warm attempts.
@@ -57,7 +60,10 @@ pub struct LocalConfig {
 
 #[derive(Default)]
 struct Book {
-    /// Attempts admitted and not yet seen finished: dir → (cpu, memory).
+    /// Whether `running` was read from the attempt directories on disk yet.
+    seeded: bool,
+    /// Attempts admitted and not yet seen finished: dir → (cpu, memory). Seeded from the
+    /// directories of live attempts, so a restarted server admits against what runs.
     running: HashMap<PathBuf, (u64, u64)>,
     /// Attempts waiting for capacity.
     pending: HashSet<PathBuf>,
@@ -260,17 +266,87 @@ impl LocalExecutor {
         self.blob.path(key).map_err(io)
     }
 
-    fn fits(&self, book: &Book, want: (u64, u64)) -> bool {
-        let (cpu, mem) = book
-            .running
+    /// What an attempt counts with: its requests, or the defaults for what it leaves out.
+    fn demand(&self, spec: &AttemptSpec) -> (u64, u64) {
+        let (cpu, memory) = requests(spec);
+        (
+            if cpu == 0 {
+                self.cfg.default_cpu_millis
+            } else {
+                cpu
+            },
+            if memory == 0 {
+                self.cfg.default_memory_bytes
+            } else {
+                memory
+            },
+        )
+    }
+
+    /// Reads the live attempts on disk (launched, not ended) into the book, once.
+    fn seed(&self, book: &mut Book) {
+        if std::mem::replace(&mut book.seeded, true) {
+            return;
+        }
+        let dirs = |d: &Path| -> Vec<PathBuf> {
+            std::fs::read_dir(d)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for project in dirs(&self.cfg.attempts_dir) {
+            for domain in dirs(&project) {
+                for attempt in dirs(&domain) {
+                    if attempt.join(supervisor::EXIT).exists() {
+                        continue;
+                    }
+                    let Ok(bytes) = std::fs::read(attempt.join(supervisor::LAUNCH)) else {
+                        continue;
+                    };
+                    if let Ok(l) = serde_json::from_slice::<Launch>(&bytes) {
+                        book.running.insert(attempt, (l.cpu_millis, l.memory_bytes));
+                    }
+                }
+            }
+        }
+    }
+
+    /// (cpu, memory) in use by attempts that have not ended, by their records: an entry
+    /// whose attempt recorded its end is dropped. (An admitted attempt's directory may not
+    /// exist yet: it appears, complete, when its start renames it into place.)
+    fn in_use(&self, book: &mut Book) -> (u64, u64) {
+        self.seed(book);
+        book.running
+            .retain(|dir, _| !dir.join(supervisor::EXIT).exists());
+        book.running
             .values()
-            .fold((0, 0), |(c, m), (a, b)| (c + a, m + b));
-        (want.0 == 0 || cpu + want.0 <= self.cfg.cpu_millis)
-            && (want.1 == 0 || mem + want.1 <= self.cfg.memory_bytes)
+            .fold((0, 0), |(c, m), (a, b)| (c + a, m + b))
+    }
+
+    /// `None` when the attempt fits now, else why it waits.
+    fn shortfall(&self, book: &mut Book, want: (u64, u64)) -> Option<String> {
+        let (cpu, mem) = self.in_use(book);
+        let (cap_cpu, cap_mem) = (self.cfg.cpu_millis, self.cfg.memory_bytes);
+        if cpu + want.0 <= cap_cpu && mem + want.1 <= cap_mem {
+            return None;
+        }
+        let mib = |b: u64| b / (1024 * 1024);
+        Some(format!(
+            "waiting for local capacity: the task needs {}m CPU and {} MiB; {cpu}m of {cap_cpu}m CPU and {} of {} MiB are in use by {} running tasks",
+            want.0,
+            mib(want.1),
+            mib(mem),
+            mib(cap_mem),
+            book.running.len()
+        ))
     }
 
     fn admit(&self, book: &mut Book, dir: &Path, want: (u64, u64)) -> bool {
-        let fits = self.fits(book, want);
+        let fits = self.shortfall(book, want).is_none();
         if fits {
             book.pending.remove(dir);
             book.running.insert(dir.to_path_buf(), want);
@@ -517,7 +593,7 @@ impl LocalExecutor {
             .filter(|(k, _)| seen.insert(k.clone()))
             .collect();
         dedup.reverse();
-        let (cpu_millis, memory_bytes) = requests(spec);
+        let (cpu_millis, memory_bytes) = self.demand(spec);
         let warm = if self.cfg.warm_workers {
             warm::plan(
                 warm::Attempt {
@@ -567,7 +643,8 @@ impl LocalExecutor {
         if !self.cfg.warm_workers {
             return;
         }
-        let venvs = std::iter::once(None).chain(self.cfg.images.iter().map(|(_, d)| Some(d.as_path())));
+        let venvs =
+            std::iter::once(None).chain(self.cfg.images.iter().map(|(_, d)| Some(d.as_path())));
         for venv in venvs {
             if let Some(worker) = warm::worker(self.worker_env(venv)) {
                 let _ = link.warm(&worker);
@@ -637,13 +714,16 @@ impl Executor for LocalExecutor {
             DirState::Missing => {
                 let admitted = {
                     let mut b = lock(&self.book);
-                    self.admit(&mut b, &dir, requests(spec))
+                    self.admit(&mut b, &dir, self.demand(spec))
                 };
-                if admitted {
-                    self.start(spec, &dir, on_change)
-                } else {
-                    Ok(())
+                if !admitted {
+                    return Ok(());
                 }
+                let started = self.start(spec, &dir, on_change);
+                if started.is_err() && !dir.exists() {
+                    self.settle(&dir);
+                }
+                started
             }
         }
     }
@@ -656,7 +736,7 @@ impl Executor for LocalExecutor {
                 if !pending {
                     return Ok(TaskStatus::Unknown);
                 }
-                let want = requests(spec);
+                let want = self.demand(spec);
                 let (cpu, mem) = (self.cfg.cpu_millis, self.cfg.memory_bytes);
                 if want.0 > cpu || want.1 > mem {
                     self.settle(&dir);
@@ -669,11 +749,11 @@ impl Executor for LocalExecutor {
                         false,
                     )));
                 }
-                if self.fits(&lock(&self.book), want) {
+                match self.shortfall(&mut lock(&self.book), want) {
                     // Capacity is free now: report it unlaunched so the engine launches it.
-                    return Ok(TaskStatus::Unknown);
+                    None => Ok(TaskStatus::Unknown),
+                    Some(reason) => Ok(TaskStatus::Waiting { reason }),
                 }
-                Ok(TaskStatus::Waiting)
             }
             DirState::Supervised { started } => {
                 if started {
@@ -797,7 +877,10 @@ mod tests {
             !ex.attempt_dir(&b).exists(),
             "b must wait: 800m + 800m > 1000m"
         );
-        assert_eq!(ex.status(&b).unwrap(), TaskStatus::Waiting);
+        let TaskStatus::Waiting { reason } = ex.status(&b).unwrap() else {
+            panic!("b must wait for capacity")
+        };
+        assert!(reason.contains("800m"), "{reason}");
         // a finishes: its capacity is released and b is admitted on its next launch.
         std::fs::write(
             ex.attempt_dir(&a).join(supervisor::EXIT),
@@ -821,6 +904,52 @@ mod tests {
             panic!("a request above the machine's capacity must fail")
         };
         assert_eq!(f.code, "InsufficientResources");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_executor_admits_against_the_attempts_still_running() {
+        let d = tempfile::tempdir().unwrap();
+        let executor = || {
+            LocalExecutor::new(
+                LocalConfig {
+                    attempts_dir: d.path().join("attempts"),
+                    supervisor: vec!["true".into()],
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                    default_cpu_millis: 500,
+                    default_memory_bytes: 1 << 20,
+                    ..Default::default()
+                },
+                BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
+            )
+        };
+        let before = executor();
+        // No requests: each counts with the default 500m, so two fit.
+        let (a, b, c) = (spec("a", "0"), spec("b", "0"), spec("c", "0"));
+        before.launch(&a, Box::new(|| {})).unwrap();
+        before.launch(&b, Box::new(|| {})).unwrap();
+        assert!(before.attempt_dir(&b).join(supervisor::LAUNCH).exists());
+        // A new process (a restart) reads what is still running from the attempt records.
+        let after = executor();
+        after.launch(&c, Box::new(|| {})).unwrap();
+        assert!(
+            !after.attempt_dir(&c).exists(),
+            "c must wait: a and b still run"
+        );
+        assert!(matches!(
+            after.status(&c).unwrap(),
+            TaskStatus::Waiting { .. }
+        ));
+        std::fs::write(
+            after.attempt_dir(&a).join(supervisor::EXIT),
+            serde_json::to_vec(&ExitRecord::default()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            after.status(&c).unwrap(),
+            TaskStatus::Unknown,
+            "a ended: c may start"
+        );
     }
 
     #[tokio::test]

@@ -189,7 +189,8 @@ pub(crate) fn spawn_cold(launch: &Launch, dir: &Path) -> Result<std::process::Ch
     let Some((program, args)) = launch.argv.split_first() else {
         return Err("the task has no command".into());
     };
-    let open = |name: &str| File::create(dir.join(name)).map_err(|e| format!("cannot create {name}: {e}"));
+    let open =
+        |name: &str| File::create(dir.join(name)).map_err(|e| format!("cannot create {name}: {e}"));
     let (out, err) = (open(STDOUT)?, open(STDERR)?);
     Command::new(program)
         .args(args)

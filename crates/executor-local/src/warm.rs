@@ -250,7 +250,11 @@ mod tests {
         // A venv-like bin dir whose pyflyte-execute names its interpreter.
         let bin = d.path().join("venv/bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::write(bin.join("pyflyte-execute"), "#!/opt/py/bin/python3\nimport x\n").unwrap();
+        std::fs::write(
+            bin.join("pyflyte-execute"),
+            "#!/opt/py/bin/python3\nimport x\n",
+        )
+        .unwrap();
         // A code archive with one module.
         let archive = d.path().join("fast1.tar.gz");
         {
@@ -284,7 +288,10 @@ mod tests {
             "wf",
         ]);
         let path = format!("{}:/usr/bin", bin.display());
-        let env = vec![("PATH".to_string(), path.clone()), ("PYTHONPATH".into(), "/src".into())];
+        let env = vec![
+            ("PATH".to_string(), path.clone()),
+            ("PYTHONPATH".into(), "/src".into()),
+        ];
         let cache = d.path().join("code");
         let plan_once = || {
             plan(
@@ -338,17 +345,19 @@ mod tests {
     fn other_commands_and_unknown_environments_run_cold() {
         let argv = strings(&["sh", "-c", "true"]);
         let env = vec![("PATH".to_string(), "/nonexistent".to_string())];
-        let attempt = |argv: &'_ [String]| Attempt {
-            argv,
-            env: &env,
-            worker_env: env.clone(),
-            sandbox: Path::new("/s"),
-            code_cache: Path::new("/nonexistent/code"),
-        };
-        assert_eq!(plan(attempt(&argv), |_| None).unwrap(), None);
+        fn attempt<'a>(argv: &'a [String], env: &'a [(String, String)]) -> Attempt<'a> {
+            Attempt {
+                argv,
+                env,
+                worker_env: env.to_vec(),
+                sandbox: Path::new("/s"),
+                code_cache: Path::new("/nonexistent/code"),
+            }
+        }
+        assert_eq!(plan(attempt(&argv, &env), |_| None).unwrap(), None);
         let argv = strings(&["pyflyte-execute", "--inputs", "x"]);
         assert_eq!(
-            plan(attempt(&argv), |_| None).unwrap(),
+            plan(attempt(&argv, &env), |_| None).unwrap(),
             None,
             "no pyflyte-execute on PATH"
         );

@@ -28,8 +28,10 @@ pub const SCRIPT: &str = include_str!("zygote.py");
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a fork may take.
 const FORK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause before a failed worker is started again.
+/// Pause before a worker that failed (or died young) is started again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Pause before a worker that served a while and died is replaced.
+const REPLACE_AFTER: Duration = Duration::from_millis(500);
 
 /// What a worker says when it is ready.
 #[derive(Debug, Deserialize)]
@@ -71,7 +73,7 @@ impl Drop for Worker {
 enum Slot {
     Starting,
     Ready(Box<Worker>),
-    /// Failed at this moment; started again after [`RETRY_AFTER`].
+    /// Failed; started again on demand from this moment.
     Failed(Instant),
 }
 
@@ -117,7 +119,7 @@ impl Zygotes {
         let mut slots = lock(&self.slots);
         let start = match slots.get(&key) {
             None => true,
-            Some(Slot::Failed(at)) => at.elapsed() >= RETRY_AFTER,
+            Some(Slot::Failed(retry_at)) => Instant::now() >= *retry_at,
             Some(_) => false,
         };
         if start {
@@ -142,7 +144,10 @@ impl Zygotes {
             .iter()
             .any(|(path, when)| mtime(path) != *when)
         {
-            tracing::info!(worker = worker.pid, "the Python environment changed: replacing its worker");
+            tracing::info!(
+                worker = worker.pid,
+                "the Python environment changed: replacing its worker"
+            );
             slots.remove(&key);
             drop(slots);
             self.prepare(warm);
@@ -171,7 +176,11 @@ impl Zygotes {
                 self.reaper.expect(pid);
                 worker.forks += 1;
                 if worker.forks >= self.max_forks {
-                    tracing::info!(worker = worker.pid, forks = worker.forks, "replacing a worker after its last fork");
+                    tracing::info!(
+                        worker = worker.pid,
+                        forks = worker.forks,
+                        "replacing a worker after its last fork"
+                    );
                     slots.remove(&key);
                     drop(slots);
                     self.prepare(warm);
@@ -181,12 +190,12 @@ impl Zygotes {
             Ok(Reply { error, .. }) => {
                 let error = error.unwrap_or_else(|| "no pid".into());
                 tracing::warn!(worker = worker.pid, "the worker refused a fork: {error}");
-                slots.insert(key, Slot::Failed(Instant::now()));
+                slots.insert(key, Slot::Failed(Instant::now() + RETRY_AFTER));
                 None
             }
             Err(e) => {
                 tracing::warn!(worker = worker.pid, "the worker failed: {e}");
-                slots.insert(key, Slot::Failed(Instant::now()));
+                slots.insert(key, Slot::Failed(Instant::now() + RETRY_AFTER));
                 None
             }
         }
@@ -200,14 +209,41 @@ impl Zygotes {
                 Ok(worker) => Slot::Ready(Box::new(worker)),
                 Err(e) => {
                     tracing::warn!(python = %warm.python.display(), "no warm worker, tasks start cold: {e}");
-                    Slot::Failed(Instant::now())
+                    Slot::Failed(Instant::now() + RETRY_AFTER)
                 }
             };
             lock(&zygotes.slots).insert(key, slot);
         });
     }
 
-    fn start_worker(&self, key: &str, warm: &Warm) -> Result<Worker, String> {
+    /// A worker process ended. If it was the one serving, attempts start cold until a
+    /// replacement is ready: soon after a worker that served a while, after
+    /// [`RETRY_AFTER`] after one that died young (no restart loop).
+    fn exited(self: &Arc<Self>, key: &str, pid: i32, born: Instant, warm: &Warm) {
+        let mut slots = lock(&self.slots);
+        if !matches!(slots.get(key), Some(Slot::Ready(w)) if w.pid == pid) {
+            return; // retired on purpose, or never became ready
+        }
+        let pause = if born.elapsed() < RETRY_AFTER {
+            RETRY_AFTER
+        } else {
+            REPLACE_AFTER
+        };
+        tracing::warn!(
+            worker = pid,
+            "the warm worker died: tasks start cold until it is replaced"
+        );
+        slots.insert(key.to_string(), Slot::Failed(Instant::now() + pause));
+        drop(slots);
+        let zygotes = self.clone();
+        let warm = warm.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(pause);
+            zygotes.prepare(&warm);
+        });
+    }
+
+    fn start_worker(self: &Arc<Self>, key: &str, warm: &Warm) -> Result<Worker, String> {
         let socket = self.dir.join(format!("{key}.sock"));
         let _ = std::fs::remove_file(&socket);
         let log = std::fs::File::create(self.dir.join(format!("{key}.log")))
@@ -225,11 +261,15 @@ impl Zygotes {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", warm.python.display()))?;
         let pid = child.id() as i32;
-        // The reaper owns its exit; a thread just takes it, so the pid is freed.
+        // The reaper owns its exit; a thread takes it and replaces the worker if needed.
         self.reaper.expect(pid);
         {
-            let reaper = self.reaper.clone();
-            std::thread::spawn(move || reaper.wait(pid));
+            let zygotes = self.clone();
+            let (key, warm, born) = (key.to_string(), warm.clone(), Instant::now());
+            std::thread::spawn(move || {
+                zygotes.reaper.wait(pid);
+                zygotes.exited(&key, pid, born, &warm);
+            });
         }
         let _ = std::fs::write(self.dir.join(format!("{key}.pid")), pid.to_string());
         let deadline = Instant::now() + BOOT_TIMEOUT;

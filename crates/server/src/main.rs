@@ -159,6 +159,22 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_WARM_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     warm_workers: bool,
 
+    /// CPU (millicores) local tasks may request in all. Default: 1000 per core.
+    #[arg(long, env = "CONTRAIL_TASK_CPU")]
+    task_cpu: Option<u64>,
+
+    /// Memory (MiB) local tasks may request in all. Default: the machine's memory.
+    #[arg(long, env = "CONTRAIL_TASK_MEMORY_MIB")]
+    task_memory_mib: Option<u64>,
+
+    /// CPU (millicores) a task that requests none counts with.
+    #[arg(long, env = "CONTRAIL_DEFAULT_TASK_CPU", default_value_t = 250)]
+    default_task_cpu: u64,
+
+    /// Memory (MiB) a task that requests none counts with.
+    #[arg(long, env = "CONTRAIL_DEFAULT_TASK_MEMORY_MIB", default_value_t = 256)]
+    default_task_memory_mib: u64,
+
     /// Tasks one warm worker forks before it is replaced by a fresh one.
     #[arg(long, env = "CONTRAIL_WARM_MAX_FORKS", default_value_t = 500)]
     warm_max_forks: u32,
@@ -504,8 +520,12 @@ fn controller(
             secrets_dir: data_dir.join("secrets"),
             images,
             python_path: args.task_pythonpath.clone(),
-            cpu_millis: cpus * 1000,
-            memory_bytes: machine_memory(),
+            cpu_millis: args.task_cpu.unwrap_or(cpus * 1000),
+            memory_bytes: args
+                .task_memory_mib
+                .map_or_else(machine_memory, |m| m << 20),
+            default_cpu_millis: args.default_task_cpu,
+            default_memory_bytes: args.default_task_memory_mib << 20,
             warm_workers: args.warm_workers,
             code_cache: data_dir.join("code"),
         },
