@@ -179,8 +179,19 @@ def test_the_worker_is_replaced_after_its_last_fork(tmp_path, tmp_path_factory):
         r = remote(config)
         for _ in range(2):
             assert done(r, start(config, version, "nap_wf", seconds=0.0)[1]).closure.phase == WP.SUCCEEDED
-        wait_until(lambda: first not in worker_pids(server.data_dir) and worker_pids(server.data_dir),
-                   deadline_s=120, what="a fresh worker after two forks")
+        (second,) = wait_until(lambda: first not in worker_pids(server.data_dir) and worker_pids(server.data_dir),
+                               deadline_s=120, what="a fresh worker after two forks")
+        # A change in the environment on disk (as `pip install` makes) replaces the worker too.
+        import sysconfig
+
+        log = server.data_dir / "supervisor.log"
+        wait_until(lambda: any("warm worker ready" in line and f"worker={second}" in line
+                               for line in log.read_text().splitlines()), deadline_s=120, what="worker ready")
+        site = pathlib.Path(sysconfig.get_paths()["purelib"])
+        os.utime(site)
+        assert done(r, start(config, version, "nap_wf", seconds=0.0)[1]).closure.phase == WP.SUCCEEDED
+        wait_until(lambda: second not in worker_pids(server.data_dir) and worker_pids(server.data_dir),
+                   deadline_s=120, what="a fresh worker after the environment changed")
     finally:
         server.stop()
         server.kill_tasks()
