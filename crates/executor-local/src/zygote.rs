@@ -6,8 +6,9 @@
 //!
 //! A worker is started on first demand (or when the server asks ahead with `warm`), in the
 //! background: until it is ready, attempts start cold. It is replaced after `max_forks`
-//! attempts, and when a directory on its `sys.path` changes on disk (a package installed or
-//! removed). A worker that dies, refuses a fork or answers late is dropped; the attempt
+//! attempts (serving on until its successor is ready), and when a directory on its
+//! `sys.path` changes on disk (a package installed or removed; attempts start cold until the
+//! new one is ready). A worker that dies, refuses a fork or answers late is dropped; the attempt
 //! starts cold and a new worker is started after a pause.
 
 use crate::lock;
@@ -55,6 +56,8 @@ struct Worker {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
     forks: u32,
+    /// Its successor is starting; it serves until the successor is ready.
+    retiring: bool,
     /// Directories on the worker's `sys.path` and when each last changed.
     fingerprint: Vec<(PathBuf, Option<SystemTime>)>,
 }
@@ -175,15 +178,16 @@ impl Zygotes {
             Ok(Reply { pid: Some(pid), .. }) => {
                 self.reaper.expect(pid);
                 worker.forks += 1;
-                if worker.forks >= self.max_forks {
+                if worker.forks >= self.max_forks && !worker.retiring {
+                    // It keeps serving while its successor boots: no attempt starts cold.
                     tracing::info!(
                         worker = worker.pid,
                         forks = worker.forks,
                         "replacing a worker after its last fork"
                     );
-                    slots.remove(&key);
+                    worker.retiring = true;
                     drop(slots);
-                    self.prepare(warm);
+                    self.boot(key, warm.clone());
                 }
                 Some(pid)
             }
@@ -205,14 +209,24 @@ impl Zygotes {
     fn boot(self: &Arc<Self>, key: String, warm: Warm) {
         let zygotes = self.clone();
         std::thread::spawn(move || {
-            let slot = match zygotes.start_worker(&key, &warm) {
-                Ok(worker) => Slot::Ready(Box::new(worker)),
+            let started = zygotes.start_worker(&key, &warm);
+            let mut slots = lock(&zygotes.slots);
+            match started {
+                // Replaces (and so stops) a retiring predecessor.
+                Ok(worker) => {
+                    slots.insert(key, Slot::Ready(Box::new(worker)));
+                }
                 Err(e) => {
                     tracing::warn!(python = %warm.python.display(), "no warm worker, tasks start cold: {e}");
-                    Slot::Failed(Instant::now() + RETRY_AFTER)
+                    match slots.get_mut(&key) {
+                        // A retiring worker serves on; its next fork tries again.
+                        Some(Slot::Ready(old)) => old.retiring = false,
+                        _ => {
+                            slots.insert(key, Slot::Failed(Instant::now() + RETRY_AFTER));
+                        }
+                    }
                 }
-            };
-            lock(&zygotes.slots).insert(key, slot);
+            }
         });
     }
 
@@ -312,6 +326,7 @@ impl Zygotes {
             writer: stream,
             reader,
             forks: 0,
+            retiring: false,
             fingerprint: fingerprint(&status.paths),
         })
     }
