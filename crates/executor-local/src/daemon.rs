@@ -50,19 +50,24 @@ struct DaemonSpawner {
 
 impl Spawner for DaemonSpawner {
     fn spawn(&self, launch: &Launch, dir: &Path) -> Result<Process, String> {
-        if let Some(warm) = &launch.warm {
-            for name in [crate::supervisor::STDOUT, crate::supervisor::STDERR] {
-                std::fs::File::create(dir.join(name))
-                    .map_err(|e| format!("cannot create {name}: {e}"))?;
+        // A forked attempt opens its own logs; the cold way opens them before it spawns.
+        let forked = launch
+            .warm
+            .as_ref()
+            .and_then(|warm| self.zygotes.fork(warm, &launch.cwd, dir));
+        let pid = match forked {
+            Some(pid) => pid,
+            None => {
+                let pid = spawn_cold(launch, dir)?.id() as i32;
+                self.reaper.expect(pid);
+                pid
             }
-            if let Some(pid) = self.zygotes.fork(warm, &launch.cwd, dir) {
-                return Ok(Process::Forked(pid, self.reaper.clone()));
-            }
-        }
-        let child = spawn_cold(launch, dir)?;
-        let pid = child.id() as i32;
-        self.reaper.expect(pid);
-        Ok(Process::Reaped(pid, self.reaper.clone()))
+        };
+        Ok(Process::Reaped {
+            pid,
+            reaper: self.reaper.clone(),
+            warm: forked.is_some(),
+        })
     }
 }
 

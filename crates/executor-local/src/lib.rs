@@ -58,6 +58,9 @@ pub struct LocalConfig {
     pub code_cache: PathBuf,
 }
 
+/// The warm worker of each Python environment (`None`: the server's own), found once.
+type Workers = HashMap<Option<PathBuf>, supervisor::Warm>;
+
 #[derive(Default)]
 struct Book {
     /// Whether `running` was read from the attempt directories on disk yet.
@@ -81,6 +84,8 @@ pub struct LocalExecutor {
     daemon_failed: Mutex<Option<std::time::Instant>>,
     /// Wake-ups for attempts handed to the resident supervisor, by attempt directory.
     waiters: Arc<Mutex<HashMap<PathBuf, Waker>>>,
+    workers: Mutex<Workers>,
+    code: warm::CodeCache,
 }
 
 /// What to call when an attempt's status may have changed.
@@ -135,14 +140,17 @@ pub fn requests(spec: &AttemptSpec) -> (u64, u64) {
     )
 }
 
+/// The value of a variable in an environment being assembled (the last one set wins).
+pub(crate) fn getenv<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// PATH and VIRTUAL_ENV of a Python environment directory, given the environment so far.
 fn venv_env(env: &[(String, String)], dir: &Path) -> [(String, String); 2] {
-    let path = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
+    let path = getenv(env, "PATH").unwrap_or_default();
     [
         (
             "PATH".into(),
@@ -160,6 +168,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl LocalExecutor {
     pub fn new(cfg: LocalConfig, blob: BlobStore) -> Self {
         LocalExecutor {
+            code: warm::CodeCache::new(cfg.code_cache.clone()),
+            workers: Mutex::default(),
             cfg,
             blob,
             book: Arc::default(),
@@ -566,12 +576,6 @@ impl LocalExecutor {
                 Some(prefix) => c.image.starts_with(prefix),
                 None => &c.image == img,
             });
-        let getenv = |env: &[(String, String)], k: &str| {
-            env.iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
         if let Some((_, dir)) = venv {
             env.extend(venv_env(&env, dir));
         }
@@ -582,7 +586,7 @@ impl LocalExecutor {
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect();
-            parts.extend(getenv(&env, "PYTHONPATH"));
+            parts.extend(getenv(&env, "PYTHONPATH").map(str::to_string));
             env.push(("PYTHONPATH".into(), parts.join(":")));
         }
         // Last value of a name wins, as with a shell's `export`.
@@ -599,10 +603,10 @@ impl LocalExecutor {
                 warm::Attempt {
                     argv: &argv,
                     env: &dedup,
-                    worker_env: self.worker_env(venv.map(|(_, dir)| dir.as_path())),
                     sandbox,
-                    code_cache: &self.cfg.code_cache,
+                    code: &self.code,
                 },
+                || self.worker(venv.map(|(_, dir)| dir.as_path())),
                 |uri| self.local(uri).ok().filter(|p| p.is_file()),
             )?
         } else {
@@ -616,6 +620,18 @@ impl LocalExecutor {
             memory_bytes,
             warm,
         })
+    }
+
+    /// The warm worker of a Python environment (`None`: the server's own), found on its
+    /// PATH the first time it is asked for and remembered.
+    fn worker(&self, venv: Option<&Path>) -> Option<supervisor::Warm> {
+        let key = venv.map(Path::to_path_buf);
+        if let Some(found) = lock(&self.workers).get(&key) {
+            return Some(found.clone());
+        }
+        let found = warm::worker(self.worker_env(venv))?;
+        lock(&self.workers).insert(key, found.clone());
+        Some(found)
     }
 
     /// The environment a warm worker starts with: the server's, with the Python
@@ -646,7 +662,7 @@ impl LocalExecutor {
         let venvs =
             std::iter::once(None).chain(self.cfg.images.iter().map(|(_, d)| Some(d.as_path())));
         for venv in venvs {
-            if let Some(worker) = warm::worker(self.worker_env(venv)) {
+            if let Some(worker) = self.worker(venv) {
                 let _ = link.warm(&worker);
             }
         }

@@ -151,18 +151,20 @@ pub(crate) struct RunningTask {
 pub(crate) enum Process {
     /// Spawned by this process, waited for through std.
     Child(std::process::Child),
-    /// A child of this process (spawned, or forked by a warm worker and re-parented to
-    /// this subreaper) that the reaper waits for.
-    Reaped(i32, std::sync::Arc<crate::reaper::Reaper>),
-    /// Forked by a warm worker and re-parented to this subreaper.
-    Forked(i32, std::sync::Arc<crate::reaper::Reaper>),
+    /// A child of this process that the reaper waits for: spawned, or (`warm`) forked by
+    /// a warm worker and re-parented to this subreaper.
+    Reaped {
+        pid: i32,
+        reaper: std::sync::Arc<crate::reaper::Reaper>,
+        warm: bool,
+    },
 }
 
 impl Process {
     fn pid(&self) -> i32 {
         match self {
             Process::Child(c) => c.id() as i32,
-            Process::Reaped(pid, _) | Process::Forked(pid, _) => *pid,
+            Process::Reaped { pid, .. } => *pid,
         }
     }
 
@@ -173,7 +175,7 @@ impl Process {
                 let status = c.wait()?;
                 Ok((status.code(), status.signal()))
             }
-            Process::Reaped(pid, reaper) | Process::Forked(pid, reaper) => Ok(reaper.wait(pid)),
+            Process::Reaped { pid, reaper, .. } => Ok(reaper.wait(pid)),
         }
     }
 }
@@ -285,7 +287,7 @@ pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun>
 impl RunningTask {
     /// Waits for the task and records how it ended.
     pub(crate) fn finish(self) -> std::io::Result<()> {
-        let warm = matches!(self.process, Process::Forked(..));
+        let warm = matches!(self.process, Process::Reaped { warm: true, .. });
         let (code, signal) = self.process.wait()?;
         let dir = &self.dir;
         record_exit(

@@ -5,9 +5,12 @@
 //! code from there (on PYTHONPATH after the rest, where `pyflyte-fast-execute` puts its
 //! `--dest-dir`) and runs in its own sandbox.
 
+use crate::getenv;
 use crate::supervisor::Warm;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The subcommands of flytekit's task entrypoint a worker can run.
 const ENTRYPOINTS: [&str; 2] = ["pyflyte-execute", "pyflyte-map-execute"];
@@ -58,13 +61,6 @@ fn which(program: &str, path: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn getenv<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 /// The worker of the environment whose PATH is given, if it has flytekit's entrypoint.
 pub(crate) fn worker(worker_env: Vec<(String, String)>) -> Option<Warm> {
     let script = which("pyflyte-execute", getenv(&worker_env, "PATH")?)?;
@@ -76,6 +72,41 @@ pub(crate) fn worker(worker_env: Vec<(String, String)>) -> Option<Warm> {
         args: vec![],
         env: vec![],
     })
+}
+
+/// An archive file's length and mtime, and the directory its code went to.
+type Extracted = (u64, Option<SystemTime>, PathBuf);
+
+/// Where archives are extracted, and which archive file (by length and mtime) went where,
+/// so an attempt of known code neither reads nor hashes its archive again.
+pub(crate) struct CodeCache {
+    dir: PathBuf,
+    known: std::sync::Mutex<HashMap<PathBuf, Extracted>>,
+}
+
+impl CodeCache {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        CodeCache {
+            dir,
+            known: Default::default(),
+        }
+    }
+
+    /// The directory holding the archive's code, extracted on first use.
+    fn code_dir(&self, archive: &Path) -> Result<PathBuf, String> {
+        let meta = std::fs::metadata(archive)
+            .map_err(|e| format!("cannot read the code archive {}: {e}", archive.display()))?;
+        let stamp = (meta.len(), meta.modified().ok());
+        if let Some((len, modified, dir)) = crate::lock(&self.known).get(archive)
+            && (*len, *modified) == stamp
+            && dir.is_dir()
+        {
+            return Ok(dir.clone());
+        }
+        let dir = extract_once(archive, &self.dir)?;
+        crate::lock(&self.known).insert(archive.to_path_buf(), (stamp.0, stamp.1, dir.clone()));
+        Ok(dir)
+    }
 }
 
 /// Extracts a `.tar.gz` into `<cache>/<sha256 of the archive>` once; the directory and its
@@ -141,22 +172,22 @@ pub(crate) struct Attempt<'a> {
     pub argv: &'a [String],
     /// The task's environment, as the cold way runs it.
     pub env: &'a [(String, String)],
-    /// The worker's environment (the server's, with the image's PATH; no task values).
-    pub worker_env: Vec<(String, String)>,
     pub sandbox: &'a Path,
-    pub code_cache: &'a Path,
+    pub code: &'a CodeCache,
 }
 
-/// How the attempt runs warm; `Ok(None)`: it runs cold only. `local` maps a blob URI to
-/// its file.
+/// How the attempt runs warm; `Ok(None)`: it runs cold only. `worker` names the worker of
+/// the attempt's environment (asked only for flytekit's commands); `local` maps a blob URI
+/// to its file.
 pub(crate) fn plan(
     attempt: Attempt<'_>,
+    worker: impl FnOnce() -> Option<Warm>,
     local: impl Fn(&str) -> Option<PathBuf>,
 ) -> Result<Option<Warm>, String> {
     let Some(program) = attempt.argv.first() else {
         return Ok(None);
     };
-    let (inner, code_dir, distribution) = if program == "pyflyte-fast-execute" {
+    let (inner, archive, distribution) = if program == "pyflyte-fast-execute" {
         let Some(fast) = parse_fast_execute(attempt.argv) else {
             return Ok(None);
         };
@@ -165,8 +196,7 @@ pub(crate) fn plan(
                 let Some(archive) = local(uri) else {
                     return Ok(None);
                 };
-                let code = extract_once(&archive, attempt.code_cache)?;
-                (fast.inner, Some(code), Some(uri))
+                (fast.inner, Some(archive), Some(uri))
             }
             Some(_) => return Ok(None),
             None => (fast.inner, None, None),
@@ -180,9 +210,10 @@ pub(crate) fn plan(
     {
         return Ok(None);
     }
-    let Some(mut warm) = worker(attempt.worker_env) else {
+    let Some(mut warm) = worker() else {
         return Ok(None);
     };
+    let code_dir = archive.map(|a| attempt.code.code_dir(&a)).transpose()?;
     // As pyflyte-fast-execute passes it on: where dynamic tasks find the code.
     let sandbox = attempt.sandbox.to_string_lossy().into_owned();
     let mut args = Vec::with_capacity(inner.len() + 4);
@@ -293,15 +324,16 @@ mod tests {
             ("PYTHONPATH".into(), "/src".into()),
         ];
         let cache = d.path().join("code");
+        let code = CodeCache::new(cache.clone());
         let plan_once = || {
             plan(
                 Attempt {
                     argv: &argv,
                     env: &env,
-                    worker_env: vec![("PATH".into(), path.clone())],
                     sandbox: Path::new("/sandbox"),
-                    code_cache: &cache,
+                    code: &code,
                 },
+                || worker(vec![("PATH".into(), path.clone())]),
                 |uri| (uri == "s3://b/fast1.tar.gz").then(|| archive.clone()),
             )
             .unwrap()
@@ -345,19 +377,18 @@ mod tests {
     fn other_commands_and_unknown_environments_run_cold() {
         let argv = strings(&["sh", "-c", "true"]);
         let env = vec![("PATH".to_string(), "/nonexistent".to_string())];
-        fn attempt<'a>(argv: &'a [String], env: &'a [(String, String)]) -> Attempt<'a> {
-            Attempt {
-                argv,
-                env,
-                worker_env: env.to_vec(),
-                sandbox: Path::new("/s"),
-                code_cache: Path::new("/nonexistent/code"),
-            }
-        }
-        assert_eq!(plan(attempt(&argv, &env), |_| None).unwrap(), None);
+        let code = CodeCache::new("/nonexistent/code".into());
+        let attempt = |argv| Attempt {
+            argv,
+            env: &env,
+            sandbox: Path::new("/s"),
+            code: &code,
+        };
+        let worker_of_env = || worker(env.clone());
+        assert_eq!(plan(attempt(&argv), worker_of_env, |_| None).unwrap(), None);
         let argv = strings(&["pyflyte-execute", "--inputs", "x"]);
         assert_eq!(
-            plan(attempt(&argv, &env), |_| None).unwrap(),
+            plan(attempt(&argv), worker_of_env, |_| None).unwrap(),
             None,
             "no pyflyte-execute on PATH"
         );
