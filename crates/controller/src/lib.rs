@@ -5,6 +5,7 @@
 //! this happen sooner; the periodic resync alone is enough for correctness.
 
 mod effects;
+mod leases;
 mod plugins;
 mod queue;
 pub mod render;
@@ -17,7 +18,7 @@ use contrail_engine::{
 use contrail_executor::{AttemptSpec, Executor};
 use contrail_idl::{admin, core};
 use contrail_store::{
-    CommitOutcome, EventRecord, ExecKey, NodeRecord, RoundCommit, Store, TaskRecord,
+    CommitOutcome, EventRecord, ExecKey, Fence, NodeRecord, RoundCommit, Store, TaskRecord,
 };
 use prost::Message;
 use queue::Queue;
@@ -78,6 +79,14 @@ pub struct Config {
     pub max_streak: usize,
     /// Consecutive failed rounds before an execution is failed as a poison pill.
     pub max_round_failures: u32,
+    /// This replica's name in lease rows and the replica list.
+    pub replica: String,
+    /// "all" or "controller": how the replica list shows it.
+    pub role: String,
+    /// How long a lease lasts without renewal; renewed every third of it.
+    pub lease_ttl: Duration,
+    /// Executions claimed per resync pass at most.
+    pub claim_batch: u32,
 }
 
 impl Default for Config {
@@ -88,6 +97,10 @@ impl Default for Config {
             workers: 4,
             max_streak: 64,
             max_round_failures: 10,
+            replica: "local".into(),
+            role: "all".into(),
+            lease_ttl: Duration::from_secs(10),
+            claim_batch: 256,
         }
     }
 }
@@ -137,6 +150,8 @@ pub struct Controller {
     failures: Mutex<HashMap<ExecKey, u32>>,
     /// When each running array node's TaskExecution record was last rewritten.
     array_records: Mutex<HashMap<(ExecKey, String), i64>>,
+    /// The executions this replica owns, by lease.
+    leases: leases::Leases,
 }
 
 /// A running array node's TaskExecution record (every item) is rewritten at most this
@@ -164,6 +179,7 @@ impl Controller {
             cache: Mutex::default(),
             live: Mutex::default(),
             failures: Mutex::default(),
+            leases: leases::Leases::default(),
             array_records: Mutex::default(),
         })
     }
@@ -193,14 +209,26 @@ impl Controller {
                 }
             });
         }
+        {
+            // Wake-ups from other processes (an API replica created or aborted an
+            // execution, a child ended): a hint like any other.
+            let me = Arc::downgrade(&self);
+            self.store.subscribe(Box::new(move |k| {
+                if let Some(me) = me.upgrade() {
+                    me.wake(k)
+                }
+            }));
+        }
         let me = self.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(me.cfg.resync);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut first = true;
             loop {
                 tick.tick().await;
-                let store = me.store.clone();
-                match tokio::task::spawn_blocking(move || store.list_active_executions()).await {
+                let me2 = me.clone();
+                let adopt = std::mem::take(&mut first);
+                match tokio::task::spawn_blocking(move || me2.resync(adopt)).await {
                     Ok(Ok(keys)) => keys.into_iter().for_each(|k| me.queue.add(k)),
                     Ok(Err(e)) => tracing::warn!("resync: {e}"),
                     Err(e) => tracing::warn!("resync: {e}"),
@@ -209,12 +237,32 @@ impl Controller {
         });
         stop.await;
         tasks.abort_all();
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.store.release_leases(&me.cfg.replica)).await
+        {
+            Ok(Ok(())) => tracing::info!(replica = %self.cfg.replica, "leases released"),
+            Ok(Err(e)) => tracing::warn!("cannot release leases: {e}"),
+            Err(e) => tracing::warn!("cannot release leases: {e}"),
+        }
+    }
+
+    /// Executions this replica owns now.
+    pub fn owned(&self) -> usize {
+        self.leases.len()
     }
 
     /// One reconcile pass (a streak of rounds) over one execution.
     pub fn reconcile(self: &Arc<Self>, k: &ExecKey) {
+        let fence = match self.fence(k) {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(execution = %k, "cannot claim: {e}");
+                return;
+            }
+        };
         let round =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_reconcile(k)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_reconcile(k, &fence)))
                 .unwrap_or_else(|panic| {
                     // What this process remembers of the execution may be half updated.
                     self.forget(k);
@@ -240,7 +288,7 @@ impl Controller {
                 tracing::warn!(execution = %k, attempt = n, "round failed: {e}");
                 if n >= self.cfg.max_round_failures {
                     let msg = format!("{n} rounds in a row failed; last error: {e}");
-                    if let Err(e2) = self.fail_outright(k, &msg) {
+                    if let Err(e2) = self.fail_outright(k, &msg, &fence) {
                         tracing::error!(execution = %k, "cannot fail poisoned execution: {e2}");
                     }
                     lock(&self.failures).remove(k);
@@ -332,7 +380,7 @@ impl Controller {
         }))
     }
 
-    fn fail_outright(&self, k: &ExecKey, msg: &str) -> Result<(), Error> {
+    fn fail_outright(&self, k: &ExecKey, msg: &str, fence: &Fence) -> Result<(), Error> {
         let Some(rec) = self.store.get_execution(k)? else {
             return Ok(());
         };
@@ -354,26 +402,34 @@ impl Controller {
             record: exec.encode_to_vec(),
             state: st.encode_header(),
             now,
+            fence: Some(fence.clone()),
             ..Default::default()
         })?;
         self.forget(k);
+        self.leases.drop_key(k);
         Ok(())
     }
 
-    fn try_reconcile(self: &Arc<Self>, k: &ExecKey) -> Result<(), Error> {
+    fn try_reconcile(self: &Arc<Self>, k: &ExecKey, fence: &Fence) -> Result<(), Error> {
         let Some(head) = self.store.get_execution_head(k)? else {
             self.forget(k);
+            self.leases.drop_key(k);
             return Ok(());
         };
         if head.is_terminal() {
             self.forget(k);
+            self.leases.drop_key(k);
             return Ok(());
         }
         let mut live = match self.live_state(k, head.revision) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
             Err(Error::Corrupt(what, msg)) => {
-                return self.fail_outright(k, &format!("cannot run this execution: {what}: {msg}"));
+                return self.fail_outright(
+                    k,
+                    &format!("cannot run this execution: {what}: {msg}"),
+                    fence,
+                );
             }
             Err(e) => return Err(e),
         };
@@ -437,8 +493,19 @@ impl Controller {
                 &wdir,
                 now,
             );
+            let commit = RoundCommit {
+                fence: Some(fence.clone()),
+                ..commit
+            };
             match self.store.commit_round(&commit)? {
                 CommitOutcome::Committed => live.revision += 1,
+                CommitOutcome::Fenced => {
+                    // Another replica took this execution over: it is theirs now.
+                    tracing::warn!(execution = %k, epoch = fence.epoch, "lease lost; dropping");
+                    self.forget(k);
+                    self.leases.drop_key(k);
+                    return Ok(());
+                }
                 CommitOutcome::Conflict => {
                     // Someone else moved this execution on; look again from the store.
                     self.forget(k);
@@ -450,6 +517,7 @@ impl Controller {
             live.plan = plan;
             if live.state.phase.is_terminal() {
                 self.forget(k);
+                self.leases.drop_key(k);
                 self.wake_parent(&live.exec);
                 return Ok(());
             }
@@ -480,11 +548,16 @@ impl Controller {
             .and_then(|m| m.parent_node_execution.as_ref())
             .and_then(|p| p.execution_id.as_ref());
         if let Some(p) = parent {
-            self.wake(ExecKey {
+            let parent = ExecKey {
                 project: p.project.clone(),
                 domain: p.domain.clone(),
                 name: p.name.clone(),
-            });
+            };
+            // Another replica may own the parent.
+            if let Err(e) = self.store.nudge(&parent) {
+                tracing::debug!(execution = %parent, "cannot nudge: {e}");
+            }
+            self.wake(parent);
         }
     }
 
@@ -579,10 +652,10 @@ impl Controller {
             ..Default::default()
         };
         if old.phase != new.phase {
-            c.events.push(EventRecord {
-                kind: "workflow",
-                payload: render::workflow_event(&ids, new, outputs_uri, now).encode_to_vec(),
-            });
+            c.events.push(EventRecord::new(
+                "workflow",
+                render::workflow_event(&ids, new, outputs_uri, now).encode_to_vec(),
+            ));
         }
         let default = NodeState::default();
         for &i in &step.changed {
@@ -592,10 +665,10 @@ impl Controller {
             }
             let created = n.queued_at.or(n.started_at).unwrap_or(now);
             if o.phase != n.phase {
-                c.events.push(EventRecord {
-                    kind: "node",
-                    payload: render::node_event(&ids, i, n, now).encode_to_vec(),
-                });
+                c.events.push(EventRecord::new(
+                    "node",
+                    render::node_event(&ids, i, n, now).encode_to_vec(),
+                ));
             }
             let p = &plan.nodes[i];
             c.nodes.push(NodeRecord {
@@ -620,10 +693,10 @@ impl Controller {
                 && o.task.as_ref() != Some(t)
             {
                 if o.task.as_ref().map(|x| (x.attempt, x.phase)) != Some((t.attempt, t.phase)) {
-                    c.events.push(EventRecord {
-                        kind: "task",
-                        payload: render::task_event(&ids, i, t, now).encode_to_vec(),
-                    });
+                    c.events.push(EventRecord::new(
+                        "task",
+                        render::task_event(&ids, i, t, now).encode_to_vec(),
+                    ));
                 }
                 c.tasks.push(TaskRecord {
                     exec: k.clone(),
@@ -675,11 +748,11 @@ impl Controller {
             } else {
                 u32::try_from(array.progress()).unwrap_or(u32::MAX)
             };
-            c.events.push(EventRecord {
-                kind: "task",
-                payload: render::array_task_event(ids, i, new, array, &items, version, now)
+            c.events.push(EventRecord::new(
+                "task",
+                render::array_task_event(ids, i, new, array, &items, version, now)
                     .encode_to_vec(),
-            });
+            ));
         }
         let node_id = &ids.plan.nodes[i].id;
         let key = (k.clone(), node_id.clone());

@@ -254,6 +254,23 @@ impl ExecutionStore for SqliteStore {
         let k = &c.key;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
+        if let Some(fence) = &c.fence {
+            // The one writer connection serialises this check with every takeover.
+            let held: Option<(String, i64)> = tx
+                .prepare_cached(
+                    "SELECT owner, epoch FROM leases WHERE project=? AND domain=? AND name=?",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![k.project, k.domain, k.name], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(backend)?;
+            if held.as_ref() != Some(&(fence.owner.clone(), fence.epoch)) {
+                return Ok(CommitOutcome::Fenced);
+            }
+        }
         let n = tx
             .prepare_cached(
                 "UPDATE executions SET phase=?, record=?, state=?, revision=revision+1, updated_at=? \
@@ -315,13 +332,22 @@ impl ExecutionStore for SqliteStore {
             }
             let mut ev = tx
                 .prepare_cached(
-                    "INSERT INTO events (project, domain, exec_name, kind, payload) VALUES (?,?,?,?,?)",
+                    "INSERT INTO events (project, domain, exec_name, kind, payload, owner) \
+                     VALUES (?,?,?,?,?,?)",
                 )
                 .map_err(backend)?;
+            let owner = c.fence.as_ref().map_or("", |f| f.owner.as_str());
             for e in &c.events {
-                ev.execute(params![k.project, k.domain, k.name, e.kind, e.payload])
+                ev.execute(params![k.project, k.domain, k.name, e.kind, e.payload, owner])
                     .map_err(backend)?;
             }
+        }
+        if is_terminal_phase(c.phase) {
+            tx.execute(
+                "DELETE FROM leases WHERE project=? AND domain=? AND name=?",
+                params![k.project, k.domain, k.name],
+            )
+            .map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(CommitOutcome::Committed)
@@ -407,8 +433,8 @@ impl ExecutionStore for SqliteStore {
         let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT kind, payload FROM events WHERE project=? AND domain=? AND exec_name=? \
-                 ORDER BY seq",
+                "SELECT kind, payload, owner FROM events \
+                 WHERE project=? AND domain=? AND exec_name=? ORDER BY seq",
             )
             .map_err(backend)?;
         stmt.query_map(params![k.project, k.domain, k.name], |r| {
@@ -420,6 +446,7 @@ impl ExecutionStore for SqliteStore {
                     _ => "task",
                 },
                 payload: r.get(1)?,
+                owner: r.get(2)?,
             })
         })
         .map_err(backend)?
@@ -509,200 +536,4 @@ fn signal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SignalRecord> {
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(name: &str) -> ExecKey {
-        ExecKey {
-            project: "p".into(),
-            domain: "d".into(),
-            name: name.into(),
-        }
-    }
-
-    fn exec(name: &str, t: i64) -> ExecutionRecord {
-        ExecutionRecord {
-            key: key(name),
-            phase: 1,
-            launch_plan: "lp".into(),
-            workflow: "wf".into(),
-            record: vec![1],
-            workflow_closure: vec![2],
-            created_at: t,
-            updated_at: t,
-            ..Default::default()
-        }
-    }
-
-    fn q(limit: u32) -> ListQuery {
-        ListQuery {
-            project: "p".into(),
-            domain: "d".into(),
-            name: None,
-            filters: vec![],
-            sort: None,
-            limit,
-            offset: 0,
-        }
-    }
-
-    #[test]
-    fn commits_are_conditional_and_atomic_with_records_and_events() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert!(s.create_execution(&exec("e1", 1)).unwrap());
-        assert!(
-            !s.create_execution(&exec("e1", 2)).unwrap(),
-            "names are unique"
-        );
-        let node = |phase| NodeRecord {
-            exec: key("e1"),
-            node_id: "n0".into(),
-            phase,
-            record: vec![phase as u8],
-            created_at: 5,
-            updated_at: 5,
-            ..Default::default()
-        };
-        let commit = RoundCommit {
-            key: key("e1"),
-            revision: 0,
-            phase: 2,
-            record: vec![9],
-            state: b"{}".to_vec(),
-            nodes: vec![node(1)],
-            tasks: vec![TaskRecord {
-                exec: key("e1"),
-                node_id: "n0".into(),
-                attempt: 0,
-                phase: 1,
-                record: vec![7],
-                created_at: 5,
-                updated_at: 5,
-            }],
-            events: vec![EventRecord {
-                kind: "workflow",
-                payload: vec![1],
-            }],
-            now: 6,
-        };
-        assert_eq!(s.commit_round(&commit).unwrap(), CommitOutcome::Committed);
-        // The same revision again is a conflict and changes nothing.
-        let stale = RoundCommit {
-            phase: 6,
-            nodes: vec![node(5)],
-            ..commit.clone()
-        };
-        assert_eq!(s.commit_round(&stale).unwrap(), CommitOutcome::Conflict);
-        let e = s.get_execution(&key("e1")).unwrap().unwrap();
-        assert_eq!(
-            (e.phase, e.revision, e.record.as_slice()),
-            (2, 1, &[9u8][..])
-        );
-        assert_eq!(
-            s.get_node_execution(&key("e1"), "n0")
-                .unwrap()
-                .unwrap()
-                .phase,
-            1
-        );
-        assert_eq!(s.list_events(&key("e1")).unwrap().len(), 1);
-        // The next revision updates the node in place and appends to the log.
-        let next = RoundCommit {
-            revision: 1,
-            phase: 4,
-            nodes: vec![node(3)],
-            tasks: vec![],
-            ..commit.clone()
-        };
-        assert_eq!(s.commit_round(&next).unwrap(), CommitOutcome::Committed);
-        let n = s.get_node_execution(&key("e1"), "n0").unwrap().unwrap();
-        assert_eq!((n.phase, n.created_at), (3, 5));
-        assert_eq!(s.list_events(&key("e1")).unwrap().len(), 2);
-        assert_eq!(
-            s.list_node_executions(&key("e1"), "", &q(10))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(
-            s.list_node_executions(&key("e1"), "n0", &q(10))
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            s.get_task_execution(&key("e1"), "n0", 0)
-                .unwrap()
-                .unwrap()
-                .record,
-            vec![7]
-        );
-        assert!(
-            s.list_active_executions().unwrap().is_empty(),
-            "SUCCEEDED is terminal"
-        );
-    }
-
-    #[test]
-    fn abort_requests_are_recorded_once_and_not_for_finished_executions() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.create_execution(&exec("a", 1)).unwrap();
-        assert_eq!(s.request_abort(&key("zz"), "x", 2).unwrap(), None);
-        assert_eq!(
-            s.request_abort(&key("a"), "stop", 2).unwrap(),
-            Some(AbortOutcome::Requested)
-        );
-        assert_eq!(
-            s.request_abort(&key("a"), "again", 3).unwrap(),
-            Some(AbortOutcome::AlreadyRequested)
-        );
-        assert_eq!(
-            s.get_execution(&key("a"))
-                .unwrap()
-                .unwrap()
-                .abort_cause
-                .as_deref(),
-            Some("stop")
-        );
-        assert_eq!(s.list_active_executions().unwrap(), vec![key("a")]);
-        let mut done = exec("b", 1);
-        done.phase = 6;
-        s.create_execution(&done).unwrap();
-        assert_eq!(
-            s.request_abort(&key("b"), "x", 2).unwrap(),
-            Some(AbortOutcome::AlreadyTerminal)
-        );
-    }
-
-    #[test]
-    fn execution_lists_filter_by_phase_and_page() {
-        let s = SqliteStore::in_memory().unwrap();
-        for i in 0..5 {
-            let mut e = exec(&format!("e{i}"), i);
-            e.phase = if i % 2 == 0 { 4 } else { 6 };
-            s.create_execution(&e).unwrap();
-        }
-        let mut query = q(2);
-        query.filters = vec![contrail_store::Filter {
-            column: Column::Phase,
-            op: contrail_store::Op::Eq,
-            values: vec!["4".into()],
-        }];
-        let page: Vec<String> = s
-            .list_executions(&query)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.key.name)
-            .collect();
-        assert_eq!(page, vec!["e4", "e2"], "newest first");
-        query.offset = 2;
-        let rest = s.list_executions(&query).unwrap();
-        assert_eq!(rest.len(), 1);
-        assert!(
-            rest[0].workflow_closure.is_empty(),
-            "lists leave the closure out"
-        );
-    }
 }

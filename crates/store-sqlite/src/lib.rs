@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 mod catalog;
 mod exec;
+mod lease;
 
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
 const MIGRATIONS: &[&str] = &[
@@ -169,6 +170,26 @@ CREATE TABLE catalog_reservations (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (project, domain, name, version, tag)
 );
+"#,
+    r#"
+CREATE TABLE leases (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (project, domain, name)
+);
+CREATE INDEX leases_by_owner ON leases (owner);
+CREATE TABLE replicas (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+ALTER TABLE events ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 "#,
 ];
 
@@ -640,6 +661,20 @@ fn project_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRecord> {
 }
 
 #[cfg(test)]
+mod conformance {
+    use super::SqliteStore;
+
+    /// A file-backed store (readers and writer apart, as in production) in a directory
+    /// that lives as long as the test process.
+    fn fresh() -> std::sync::Arc<SqliteStore> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::sync::Arc::new(SqliteStore::open(&dir.join("contrail.db")).unwrap())
+    }
+
+    contrail_store_conformance::conformance_tests!(fresh());
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -671,186 +706,33 @@ mod tests {
         writer.execute_batch("ROLLBACK").unwrap();
     }
 
-    fn rec(name: &str, version: &str, digest: u8, t: i64) -> EntityRecord {
-        EntityRecord {
-            kind: EntityKind::LaunchPlan,
-            key: EntityKey {
-                project: "p".into(),
-                domain: "d".into(),
-                name: name.into(),
-                version: version.into(),
-            },
-            digest: vec![digest],
-            spec: vec![1, 2, 3],
-            closure: vec![],
-            state: 0,
-            created_at: t,
-            updated_at: t,
-        }
-    }
-
-    fn q() -> ListQuery {
-        ListQuery {
-            project: "p".into(),
-            domain: "d".into(),
-            name: None,
-            filters: vec![],
-            sort: None,
-            limit: 100,
-            offset: 0,
-        }
-    }
-
-    #[test]
-    fn create_never_overwrites_and_reports_the_existing_record() {
-        let s = SqliteStore::in_memory().unwrap();
-        assert_eq!(
-            s.create_entity(&rec("a", "v1", 1, 1)).unwrap(),
-            CreateOutcome::Created
-        );
-        match s.create_entity(&rec("a", "v1", 2, 2)).unwrap() {
-            CreateOutcome::Exists(e) => assert_eq!(e.digest, vec![1]),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
-                .unwrap()
-                .unwrap()
-                .digest,
-            vec![1]
-        );
-        assert!(
-            s.get_entity(EntityKind::Task, &rec("a", "v1", 0, 0).key)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn lists_filter_sort_and_page() {
-        let s = SqliteStore::in_memory().unwrap();
-        for (i, v) in ["v1", "v2", "v3"].iter().enumerate() {
-            s.create_entity(&rec("a", v, 0, i as i64)).unwrap();
-        }
-        s.create_entity(&rec("b", "v1", 0, 10)).unwrap();
-        let all = s.list_entities(EntityKind::LaunchPlan, &q()).unwrap();
-        assert_eq!(
-            all.iter()
-                .map(|r| r.key.version.as_str())
-                .collect::<Vec<_>>(),
-            ["v1", "v3", "v2", "v1"]
-        );
-        let mut f = q();
-        f.filters.push(Filter {
-            column: Column::Version,
-            op: Op::Eq,
-            values: vec!["v1".into()],
-        });
-        assert_eq!(
-            s.list_entities(EntityKind::LaunchPlan, &f).unwrap().len(),
-            2
-        );
-        let mut page = q();
-        page.name = Some("a".into());
-        page.sort = Some((Column::Version, false));
-        page.limit = 2;
-        page.offset = 2;
-        let p2 = s.list_entities(EntityKind::LaunchPlan, &page).unwrap();
-        assert_eq!(
-            p2.iter()
-                .map(|r| r.key.version.as_str())
-                .collect::<Vec<_>>(),
-            ["v3"]
-        );
-        assert_eq!(
-            s.list_entity_names(EntityKind::LaunchPlan, &q()).unwrap(),
-            ["a", "b"]
-        );
-    }
-
-    #[test]
-    fn activating_one_version_deactivates_the_others() {
-        let s = SqliteStore::in_memory().unwrap();
-        s.create_entity(&rec("a", "v1", 0, 1)).unwrap();
-        s.create_entity(&rec("a", "v2", 0, 2)).unwrap();
-        assert!(
-            s.set_launch_plan_state(&rec("a", "v1", 0, 0).key, true, 5)
-                .unwrap()
-        );
-        assert!(
-            s.set_launch_plan_state(&rec("a", "v2", 0, 0).key, true, 6)
-                .unwrap()
-        );
-        assert_eq!(
-            s.get_active_launch_plan("p", "d", "a")
-                .unwrap()
-                .unwrap()
-                .key
-                .version,
-            "v2"
-        );
-        let v1 = s
-            .get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
-            .unwrap()
-            .unwrap();
-        assert_eq!(v1.state, 0);
-        assert!(
-            !s.set_launch_plan_state(&rec("a", "v9", 0, 0).key, true, 7)
-                .unwrap()
-        );
-    }
-
-    #[test]
-    fn concurrent_creates_of_one_entity_create_it_exactly_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("c.db")).unwrap());
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let s = s.clone();
-                std::thread::spawn(move || s.create_entity(&rec("a", "v1", i, i as i64)).unwrap())
-            })
-            .collect();
-        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(
-            outcomes
-                .iter()
-                .filter(|o| **o == CreateOutcome::Created)
-                .count(),
-            1
-        );
-        let winner = s
-            .get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
-            .unwrap()
-            .unwrap();
-        for o in outcomes {
-            if let CreateOutcome::Exists(e) = o {
-                assert_eq!(e.digest, winner.digest, "losers see the winner's record");
-            }
-        }
-    }
-
     #[test]
     fn data_survives_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
+        let rec = EntityRecord {
+            kind: EntityKind::Task,
+            key: EntityKey {
+                project: "p".into(),
+                domain: "d".into(),
+                name: "a".into(),
+                version: "v1".into(),
+            },
+            digest: vec![7],
+            spec: vec![],
+            closure: vec![],
+            state: 0,
+            created_at: 1,
+            updated_at: 1,
+        };
         {
             let s = SqliteStore::open(&path).unwrap();
-            s.create_entity(&rec("a", "v1", 7, 1)).unwrap();
-            s.create_project(&ProjectRecord {
-                id: "x".into(),
-                name: "X".into(),
-                ..Default::default()
-            })
-            .unwrap();
+            s.create_entity(&rec).unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            s.get_entity(EntityKind::LaunchPlan, &rec("a", "v1", 0, 0).key)
-                .unwrap()
-                .unwrap()
-                .digest,
+            s.get_entity(EntityKind::Task, &rec.key).unwrap().unwrap().digest,
             vec![7]
         );
-        assert_eq!(s.list_projects().unwrap().len(), 1);
     }
 }

@@ -5,7 +5,7 @@
 //! `admin.Execution` / `admin.NodeExecution` / `admin.TaskExecution` messages, `state` the
 //! engine's own snapshot. The store only keys, orders and filters them.
 
-use crate::{ListQuery, Result};
+use crate::{Fence, ListQuery, Result};
 
 /// project / domain / name of one workflow execution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -110,6 +110,20 @@ pub struct EventRecord {
     pub kind: &'static str,
     /// Canonical `event.{Workflow,Node,Task}ExecutionEvent`.
     pub payload: Vec<u8>,
+    /// The replica whose round appended it: adapters write the commit's fence owner
+    /// (empty without a fence) and ignore this field on writes.
+    pub owner: String,
+}
+
+impl EventRecord {
+    /// An event to append (its owner is the commit's fence owner).
+    pub fn new(kind: &'static str, payload: Vec<u8>) -> Self {
+        EventRecord {
+            kind,
+            payload,
+            owner: String::new(),
+        }
+    }
 }
 
 /// Everything one controller round changes, committed atomically.
@@ -125,6 +139,9 @@ pub struct RoundCommit {
     pub tasks: Vec<TaskRecord>,
     pub events: Vec<EventRecord>,
     pub now: i64,
+    /// The lease the round ran under; the commit fails with `Fenced` unless its owner
+    /// still holds that epoch. `None` commits without a lease (tests, one-off repairs).
+    pub fence: Option<Fence>,
 }
 
 /// What a conditional commit found.
@@ -133,6 +150,8 @@ pub enum CommitOutcome {
     Committed,
     /// Someone else committed first (or the row is gone): reload and run the round again.
     Conflict,
+    /// The fence's lease was taken over: this replica no longer owns the execution.
+    Fenced,
 }
 
 /// The execution half of the storage port.
@@ -153,6 +172,9 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// Records a termination request unless one exists or the execution is terminal.
     /// None when the execution does not exist.
     fn request_abort(&self, key: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>>;
+    /// Applies a round atomically when the revision matches and, with a fence, while its
+    /// owner holds that epoch (checked under a lock on the lease row). A terminal phase
+    /// also drops the lease.
     fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome>;
 
     /// Node executions of one execution under one parent (`""` = top level), in the

@@ -18,8 +18,10 @@ pub enum Error {
 
 mod catalog;
 mod exec;
+mod lease;
 pub use catalog::*;
 pub use exec::*;
+pub use lease::*;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -144,7 +146,7 @@ pub struct NamedEntityMeta {
 }
 
 /// The storage port. Implementations must be safe under concurrent callers.
-pub trait Store: ExecutionStore + CatalogStore + Send + Sync + 'static {
+pub trait Store: ExecutionStore + CatalogStore + LeaseStore + Send + Sync + 'static {
     /// Inserts the entity unless its key exists; never overwrites.
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome>;
     fn get_entity(&self, kind: EntityKind, key: &EntityKey) -> Result<Option<EntityRecord>>;
