@@ -152,4 +152,3 @@ impl Controller {
         Ok(self.leases.keys())
     }
 }
-

@@ -238,8 +238,7 @@ impl Controller {
         stop.await;
         tasks.abort_all();
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.store.release_leases(&me.cfg.replica)).await
-        {
+        match tokio::task::spawn_blocking(move || me.store.release_leases(&me.cfg.replica)).await {
             Ok(Ok(())) => tracing::info!(replica = %self.cfg.replica, "leases released"),
             Ok(Err(e)) => tracing::warn!("cannot release leases: {e}"),
             Err(e) => tracing::warn!("cannot release leases: {e}"),
@@ -261,19 +260,20 @@ impl Controller {
                 return;
             }
         };
-        let round =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.try_reconcile(k, &fence)))
-                .unwrap_or_else(|panic| {
-                    // What this process remembers of the execution may be half updated.
-                    self.forget(k);
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a non-string payload".into());
-                    tracing::error!(execution = %k, "round panicked: {what}");
-                    Err(Error::Panicked(what))
-                });
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.try_reconcile(k, &fence)
+        }))
+        .unwrap_or_else(|panic| {
+            // What this process remembers of the execution may be half updated.
+            self.forget(k);
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into());
+            tracing::error!(execution = %k, "round panicked: {what}");
+            Err(Error::Panicked(what))
+        });
         match round {
             Ok(()) => {
                 lock(&self.failures).remove(k);
@@ -750,8 +750,7 @@ impl Controller {
             };
             c.events.push(EventRecord::new(
                 "task",
-                render::array_task_event(ids, i, new, array, &items, version, now)
-                    .encode_to_vec(),
+                render::array_task_event(ids, i, new, array, &items, version, now).encode_to_vec(),
             ));
         }
         let node_id = &ids.plan.nodes[i].id;

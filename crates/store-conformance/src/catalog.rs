@@ -52,14 +52,22 @@ pub fn first_artifact_writer_wins_and_uses_are_lineage(s: Arc<dyn Store>) {
     };
     s.record_use(&usage).unwrap();
     s.record_use(&usage).unwrap();
-    assert_eq!(s.uses_of("a3").unwrap(), vec![usage], "a use is recorded once");
+    assert_eq!(
+        s.uses_of("a3").unwrap(),
+        vec![usage],
+        "a use is recorded once"
+    );
     assert_eq!(
         s.artifacts_used_by(&reader, Some("n1")).unwrap()[0].artifact_id,
         "a3"
     );
     assert!(s.artifacts_used_by(&reader, Some("n2")).unwrap().is_empty());
     assert_eq!(s.artifacts_produced_by(&key("e3"), None).unwrap().len(), 1);
-    assert!(s.artifacts_produced_by(&key("e1"), None).unwrap().is_empty());
+    assert!(
+        s.artifacts_produced_by(&key("e1"), None)
+            .unwrap()
+            .is_empty()
+    );
     s.put_artifact(&art("a4", "t2", "e3"), false).unwrap();
     let newest_first: Vec<String> = s
         .list_artifacts(Some("p"), None, Some("flyte_task-t"))
@@ -90,7 +98,11 @@ pub fn reservations_are_leases(s: Arc<dyn Store>) {
     assert_eq!(s.reserve(&k, "b", 49, 79).unwrap(), "a");
     assert_eq!(s.reserve(&k, "b", 50, 80).unwrap(), "b");
     s.release(&k, "a").unwrap();
-    assert_eq!(s.reserve(&k, "c", 51, 81).unwrap(), "b", "only the holder releases");
+    assert_eq!(
+        s.reserve(&k, "c", 51, 81).unwrap(),
+        "b",
+        "only the holder releases"
+    );
     s.release(&k, "b").unwrap();
     assert_eq!(s.reserve(&k, "c", 52, 82).unwrap(), "c");
 }

@@ -74,8 +74,14 @@ pub fn entity_lists_filter_sort_and_page(s: Arc<dyn Store>) {
     }
     s.create_entity(&rec("b", "v1", 0, 10)).unwrap();
     s.create_entity(&rec("B", "v1", 0, 11)).unwrap();
-    let all = s.list_entities(EntityKind::LaunchPlan, &query(100)).unwrap();
-    assert_eq!(versions(&all), ["v1", "v1", "v3", "v2", "v1"], "newest first");
+    let all = s
+        .list_entities(EntityKind::LaunchPlan, &query(100))
+        .unwrap();
+    assert_eq!(
+        versions(&all),
+        ["v1", "v1", "v3", "v2", "v1"],
+        "newest first"
+    );
     let mut by_version = query(100);
     by_version.filters.push(Filter {
         column: Column::Version,
@@ -193,7 +199,8 @@ pub fn projects_and_named_entity_metadata(s: Arc<dyn Store>) {
         description: "bye".into(),
         state: 0,
     };
-    s.put_named_entity_meta(kind, "p", "d", "w", &again).unwrap();
+    s.put_named_entity_meta(kind, "p", "d", "w", &again)
+        .unwrap();
     assert_eq!(
         s.get_named_entity_meta(kind, "p", "d", "w").unwrap(),
         Some(again)

@@ -3,8 +3,7 @@
 use crate::{key, query};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, EventRecord, ExecutionRecord, Filter, ListQuery,
-    NodeRecord, Op,
-    RoundCommit, Store, TaskRecord,
+    NodeRecord, Op, RoundCommit, Store, TaskRecord,
 };
 use std::sync::Arc;
 
@@ -61,13 +60,16 @@ pub(crate) fn round(name: &str, revision: i64, phase: i32) -> RoundCommit {
 
 pub fn commits_are_conditional_and_atomic(s: Arc<dyn Store>) {
     assert!(s.create_execution(&exec("e1", 1)).unwrap());
-    assert!(!s.create_execution(&exec("e1", 2)).unwrap(), "names are unique");
-    let got = s.get_execution(&key("e1")).unwrap().unwrap();
-    assert!(got.workflow_closure.is_empty(), "reads leave the closure out");
-    assert_eq!(
-        s.get_workflow_closure(&key("e1")).unwrap(),
-        Some(vec![2])
+    assert!(
+        !s.create_execution(&exec("e1", 2)).unwrap(),
+        "names are unique"
     );
+    let got = s.get_execution(&key("e1")).unwrap().unwrap();
+    assert!(
+        got.workflow_closure.is_empty(),
+        "reads leave the closure out"
+    );
+    assert_eq!(s.get_workflow_closure(&key("e1")).unwrap(), Some(vec![2]));
     let first = RoundCommit {
         nodes: vec![node("e1", "n0", "", 1, 5)],
         tasks: vec![task("e1", "n0", 0, 1, 5)],
@@ -96,14 +98,20 @@ pub fn commits_are_conditional_and_atomic(s: Arc<dyn Store>) {
     let head = s.get_execution_head(&key("e1")).unwrap().unwrap();
     assert_eq!((head.phase, head.revision), (2, 1));
     assert_eq!(
-        s.get_node_execution(&key("e1"), "n0").unwrap().unwrap().phase,
+        s.get_node_execution(&key("e1"), "n0")
+            .unwrap()
+            .unwrap()
+            .phase,
         1
     );
     assert_eq!(s.list_events(&key("e1")).unwrap().len(), 1);
     assert_eq!(s.list_active_executions().unwrap(), vec![key("e1")]);
     // The next revision updates rows in place and appends to the log.
     let next = RoundCommit {
-        nodes: vec![node("e1", "n0", "", 3, 9), node("e1", "n0-0-n1", "n0", 1, 9)],
+        nodes: vec![
+            node("e1", "n0", "", 3, 9),
+            node("e1", "n0-0-n1", "n0", 1, 9),
+        ],
         tasks: vec![task("e1", "n0", 0, 3, 9), task("e1", "n0", 1, 1, 9)],
         events: vec![EventRecord {
             kind: "task",
@@ -117,7 +125,10 @@ pub fn commits_are_conditional_and_atomic(s: Arc<dyn Store>) {
     assert_eq!((n.phase, n.created_at, n.updated_at), (3, 5, 9));
     let events = s.list_events(&key("e1")).unwrap();
     assert_eq!(
-        events.iter().map(|e| (e.kind, e.payload.clone())).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| (e.kind, e.payload.clone()))
+            .collect::<Vec<_>>(),
         [("workflow", vec![1]), ("task", vec![3])],
         "oldest first"
     );
@@ -125,14 +136,20 @@ pub fn commits_are_conditional_and_atomic(s: Arc<dyn Store>) {
     states.sort();
     assert_eq!(
         states,
-        [("n0".to_string(), vec![7, 3]), ("n0-0-n1".to_string(), vec![7, 1])]
+        [
+            ("n0".to_string(), vec![7, 3]),
+            ("n0-0-n1".to_string(), vec![7, 1])
+        ]
     );
     assert!(
         s.list_active_executions().unwrap().is_empty(),
         "SUCCEEDED is terminal"
     );
     assert_eq!(
-        s.get_task_execution(&key("e1"), "n0", 0).unwrap().unwrap().phase,
+        s.get_task_execution(&key("e1"), "n0", 0)
+            .unwrap()
+            .unwrap()
+            .phase,
         3
     );
     assert!(s.get_task_execution(&key("e1"), "n0", 7).unwrap().is_none());
@@ -246,16 +263,29 @@ pub fn node_and_task_lists_filter_and_page(s: Arc<dyn Store>) {
 }
 
 pub fn signals_are_created_once_and_set(s: Arc<dyn Store>) {
-    let first = s.get_or_create_signal(&key("e"), "approve", b"bool", 1).unwrap();
-    assert_eq!((first.ty.as_slice(), first.value.as_ref()), (&b"bool"[..], None));
-    let again = s.get_or_create_signal(&key("e"), "approve", b"int", 2).unwrap();
-    assert_eq!((again.ty, again.created_at), (b"bool".to_vec(), 1), "created once");
+    let first = s
+        .get_or_create_signal(&key("e"), "approve", b"bool", 1)
+        .unwrap();
+    assert_eq!(
+        (first.ty.as_slice(), first.value.as_ref()),
+        (&b"bool"[..], None)
+    );
+    let again = s
+        .get_or_create_signal(&key("e"), "approve", b"int", 2)
+        .unwrap();
+    assert_eq!(
+        (again.ty, again.created_at),
+        (b"bool".to_vec(), 1),
+        "created once"
+    );
     assert!(!s.set_signal(&key("e"), "nope", b"v", 3).unwrap());
     assert!(s.set_signal(&key("e"), "approve", b"yes", 3).unwrap());
     let set = s.get_signal(&key("e"), "approve").unwrap().unwrap();
     assert_eq!((set.value, set.updated_at), (Some(b"yes".to_vec()), 3));
-    s.get_or_create_signal(&key("e"), "second", b"int", 4).unwrap();
-    s.get_or_create_signal(&key("other"), "third", b"int", 5).unwrap();
+    s.get_or_create_signal(&key("e"), "second", b"int", 4)
+        .unwrap();
+    s.get_or_create_signal(&key("other"), "third", b"int", 5)
+        .unwrap();
     let listed: Vec<String> = s
         .list_signals(&key("e"), &query(10))
         .unwrap()

@@ -5,7 +5,13 @@ use crate::key;
 use contrail_store::{CommitOutcome, EventRecord, Fence, LeaseGrant, ReplicaRecord, Store};
 use std::sync::Arc;
 
-fn fenced(name: &str, revision: i64, phase: i32, owner: &str, epoch: i64) -> contrail_store::RoundCommit {
+fn fenced(
+    name: &str,
+    revision: i64,
+    phase: i32,
+    owner: &str,
+    epoch: i64,
+) -> contrail_store::RoundCommit {
     contrail_store::RoundCommit {
         fence: Some(Fence {
             owner: owner.into(),
@@ -35,18 +41,32 @@ pub fn claims_take_free_and_expired_leases_once(s: Arc<dyn Store>) {
     assert_eq!(names(&a), ["e1", "e2"], "oldest first, up to the limit");
     assert!(a.iter().all(|g| g.epoch == 1));
     let b = s.claim_executions("b", 100, 300, 10, false).unwrap();
-    assert_eq!(names(&b), ["e3"], "held and finished executions are not claimed");
-    assert!(s.claim_executions("b", 150, 250, 10, false).unwrap().is_empty());
+    assert_eq!(
+        names(&b),
+        ["e3"],
+        "held and finished executions are not claimed"
+    );
+    assert!(
+        s.claim_executions("b", 150, 250, 10, false)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.claim_execution(&key("e1"), "b", 150, 250).unwrap(), None);
     assert_eq!(s.claim_execution(&key("e4"), "b", 150, 250).unwrap(), None);
-    assert_eq!(s.claim_execution(&key("nope"), "b", 150, 250).unwrap(), None);
+    assert_eq!(
+        s.claim_execution(&key("nope"), "b", 150, 250).unwrap(),
+        None
+    );
     assert_eq!(
         s.claim_execution(&key("e2"), "a", 150, 200).unwrap(),
         Some(2),
         "an owner may re-take its own lease, at a higher epoch"
     );
     // After expiry, a takeover raises the epoch.
-    assert_eq!(s.claim_execution(&key("e1"), "b", 201, 300).unwrap(), Some(2));
+    assert_eq!(
+        s.claim_execution(&key("e1"), "b", 201, 300).unwrap(),
+        Some(2)
+    );
     let rest = s.claim_executions("c", 201, 300, 10, false).unwrap();
     assert_eq!(names(&rest), ["e2"]);
     assert_eq!(rest[0].epoch, 3);
@@ -88,7 +108,10 @@ pub fn fenced_commits_need_the_current_epoch(s: Arc<dyn Store>) {
         .map(|e| (e.payload, e.owner))
         .collect();
     assert_eq!(owners, [(vec![2], "a".into()), (vec![3], "b".into())]);
-    assert!(s.renew_leases("a", 50).unwrap().is_empty(), "a holds nothing");
+    assert!(
+        s.renew_leases("a", 50).unwrap().is_empty(),
+        "a holds nothing"
+    );
 }
 
 pub fn renewals_keep_only_leases_still_held(s: Arc<dyn Store>) {
@@ -98,7 +121,11 @@ pub fn renewals_keep_only_leases_still_held(s: Arc<dyn Store>) {
     // Expired but not taken over: renewing keeps it, at the same epoch.
     let kept = s.renew_leases("a", 30).unwrap();
     assert_eq!(kept.len(), 2);
-    assert!(s.claim_executions("b", 20, 40, 10, false).unwrap().is_empty());
+    assert!(
+        s.claim_executions("b", 20, 40, 10, false)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.claim_execution(&key("e2"), "b", 31, 60).unwrap(), Some(2));
     let mut left = s.renew_leases("a", 70).unwrap();
     left.sort();
@@ -148,9 +175,16 @@ pub fn replicas_are_listed_with_their_leases(s: Arc<dyn Store>) {
         .iter()
         .map(|r| (r.id.as_str(), r.role.as_str(), r.seen_at, r.leases))
         .collect();
-    assert_eq!(summary, [("c1", "controller", 20, 2)], "expired replicas are not listed");
+    assert_eq!(
+        summary,
+        [("c1", "controller", 20, 2)],
+        "expired replicas are not listed"
+    );
     s.release_leases("c1").unwrap();
-    assert!(s.list_replicas(20).unwrap().is_empty(), "a released replica leaves");
+    assert!(
+        s.list_replicas(20).unwrap().is_empty(),
+        "a released replica leaves"
+    );
 }
 
 pub fn concurrent_claims_grant_each_execution_once(s: Arc<dyn Store>) {
@@ -171,7 +205,8 @@ pub fn concurrent_claims_grant_each_execution_once(s: Arc<dyn Store>) {
                         got.push(LeaseGrant { key: k, epoch });
                     }
                 }
-                got.into_iter().map(move |g| (g.key, g.epoch, owner.clone()))
+                got.into_iter()
+                    .map(move |g| (g.key, g.epoch, owner.clone()))
             })
         })
         .collect();

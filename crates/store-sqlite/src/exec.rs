@@ -338,8 +338,10 @@ impl ExecutionStore for SqliteStore {
                 .map_err(backend)?;
             let owner = c.fence.as_ref().map_or("", |f| f.owner.as_str());
             for e in &c.events {
-                ev.execute(params![k.project, k.domain, k.name, e.kind, e.payload, owner])
-                    .map_err(backend)?;
+                ev.execute(params![
+                    k.project, k.domain, k.name, e.kind, e.payload, owner
+                ])
+                .map_err(backend)?;
             }
         }
         if is_terminal_phase(c.phase) {

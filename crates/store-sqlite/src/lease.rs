@@ -14,9 +14,10 @@ fn take(tx: &rusqlite::Transaction<'_>, k: &ExecKey, owner: &str, expires_at: i6
          epoch=leases.epoch+1, expires_at=excluded.expires_at RETURNING epoch",
     )
     .and_then(|mut s| {
-        s.query_row(params![k.project, k.domain, k.name, owner, expires_at], |r| {
-            r.get(0)
-        })
+        s.query_row(
+            params![k.project, k.domain, k.name, owner, expires_at],
+            |r| r.get(0),
+        )
     })
     .map_err(backend)
 }

@@ -731,7 +731,10 @@ mod tests {
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            s.get_entity(EntityKind::Task, &rec.key).unwrap().unwrap().digest,
+            s.get_entity(EntityKind::Task, &rec.key)
+                .unwrap()
+                .unwrap()
+                .digest,
             vec![7]
         );
     }
