@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -163,9 +164,170 @@ class Server:
         return path
 
 
+# Scale-out mode (`CONTRAIL_E2E_SCALEOUT=1`, with `CONTRAIL_TEST_POSTGRES` naming a database
+# to create test databases from): the `server` fixture is a cluster of API and controller
+# replicas on PostgreSQL, and only tests marked `scaleout` run (see pytest.ini).
+SCALEOUT = os.environ.get("CONTRAIL_E2E_SCALEOUT") == "1"
+PG_BASE = os.environ.get("CONTRAIL_TEST_POSTGRES", "")
+
+
+def psql(url, sql):
+    """Runs one statement with the psql client; returns its unaligned, tuples-only output."""
+    p = subprocess.run(["psql", url, "-qAtX", "-F", "\t", "-c", sql], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def fresh_database():
+    """A new, empty database beside the one `CONTRAIL_TEST_POSTGRES` names; its URL."""
+    assert PG_BASE, "set CONTRAIL_TEST_POSTGRES=postgres://... (scripts/services.sh starts one)"
+    name = "c_" + uuid.uuid4().hex[:12]
+    psql(PG_BASE, f"CREATE DATABASE {name}")
+    return PG_BASE.rsplit("/", 1)[0] + "/" + name
+
+
+class Proxy:
+    """A TCP front for several API replicas: each new connection goes to the next replica
+    in turn (as a load balancer in front of `--role api` replicas would)."""
+
+    def __init__(self, backends):
+        self.backends = backends
+        self.turn = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            port = self.backends[self.turn % len(self.backends)]()
+            self.turn += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+class Cluster:
+    """API and controller replicas on one fresh PostgreSQL database, sharing one data
+    directory (blobs and task attempts) on this machine, behind a round-robin proxy.
+    Quacks like `Server` for the tests that take the `server` fixture."""
+
+    def __init__(self, root: pathlib.Path, apis=2, controllers=3, lease_ttl_ms=3000, args=()):
+        self.root = root
+        self.data_dir = root / "data"
+        self.database = fresh_database()
+        self.lease_ttl_ms = lease_ttl_ms
+        self.args = list(args)
+        common = ["--database", self.database, "--lease-ttl-ms", str(lease_ttl_ms)]
+        self.apis = [Server(self.data_dir, root / f"api{i}.log",
+                            ["--role", "api", "--replica-id", f"api{i}", *common, *self.args])
+                     for i in range(apis)]
+        self.controllers = {f"c{i}": None for i in range(controllers)}
+        self.proxy = Proxy([lambda a=a: a.port for a in self.apis])
+        self.port = self.proxy.port
+        self.s3_port = self.apis[0].s3_port
+
+    @property
+    def endpoint(self):
+        return f"localhost:{self.port}"
+
+    def start_controller(self, name):
+        api = self.apis[0]
+        self.controllers[name] = subprocess.Popen(
+            [str(BIN), "start", "--role", "controller", "--replica-id", name, "--database", self.database,
+             "--lease-ttl-ms", str(self.lease_ttl_ms), "--data-dir", str(self.data_dir),
+             "--addr", f"127.0.0.1:{api.port}", "--s3-addr", f"127.0.0.1:{api.s3_port}", *self.args],
+            stdout=open(self.root / f"{name}.log", "ab"), stderr=subprocess.STDOUT, env=task_env())
+
+    def kill_controller(self, name, sig=signal.SIGKILL):
+        p = self.controllers.get(name)
+        if p and p.poll() is None:
+            p.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                p.wait(timeout=30)
+                self.controllers[name] = None
+
+    def start(self):
+        for a in self.apis:
+            a.start()
+        for name, p in self.controllers.items():
+            if p is None or p.poll() is not None:
+                self.start_controller(name)
+
+    def stop(self):
+        for name, p in self.controllers.items():
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                self.kill_controller(name, signal.SIGTERM)
+        for a in self.apis:
+            a.stop()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def kill9(self):
+        for name in self.controllers:
+            self.kill_controller(name)
+        for a in self.apis:
+            a.kill9()
+
+    def close(self):
+        self.stop()
+        self.proxy.close()
+        self.kill_tasks()
+
+    def sql(self, statement):
+        return psql(self.database, statement)
+
+    kill_tasks = Server.kill_tasks
+    write_config = Server.write_config
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("contrail")
+    if SCALEOUT:
+        cluster = Cluster(d)
+        cluster.start()
+        before = os.environ.get("CONTRAIL_DATABASE")
+        # `contrail lineage`, `contrail cache` and friends read the cluster's database.
+        os.environ["CONTRAIL_DATABASE"] = cluster.database
+        yield cluster
+        cluster.close()
+        if before is None:
+            os.environ.pop("CONTRAIL_DATABASE", None)
+        else:
+            os.environ["CONTRAIL_DATABASE"] = before
+        return
     s = Server(d / "data", d / "server.log")
     s.start()
     yield s
@@ -173,14 +335,17 @@ def server(tmp_path_factory):
     s.kill_tasks()
 
 
-@pytest.fixture(scope="module")
-def config(server, tmp_path_factory):
-    return server.write_config(tmp_path_factory.mktemp("cfg") / "config.yaml")
+def pytest_collection_modifyitems(config, items):
+    """Selects the tier: in scale-out mode the tests marked `scaleout` (the subset that also
+    runs on one SQLite process) and `scaleout_only` (failover, split brain); otherwise every
+    test but the `scaleout_only` ones, which need a cluster."""
+    def wanted(item):
+        if SCALEOUT:
+            return "scaleout" in item.keywords or "scaleout_only" in item.keywords
+        return "scaleout_only" not in item.keywords
 
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A private copy of the example workflow modules (tests may edit it)."""
-    d = tmp_path_factory.mktemp("wf") / "workflows"
-    shutil.copytree(WORKFLOWS, d)
-    return d
+    keep = [i for i in items if wanted(i)]
+    dropped = [i for i in items if not wanted(i)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

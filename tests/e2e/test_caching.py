@@ -8,6 +8,8 @@ from flytekit.models.core.identifier import NodeExecutionIdentifier
 
 from conftest import BIN, DOMAIN, PROJECT, execute, finish, register_module
 
+pytestmark = pytest.mark.scaleout
+
 HIT, POPULATED = 2, 3  # flyteidl CatalogCacheStatus
 
 

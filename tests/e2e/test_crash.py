@@ -6,10 +6,13 @@ import random
 import shutil
 import time
 
+import pytest
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
 
 from conftest import wait_until
 from test_executions import HERE, remote, run
+
+pytestmark = pytest.mark.scaleout
 
 
 def test_the_workflow_survives_repeated_kill_9_and_no_task_runs_twice(server, config, tmp_path):

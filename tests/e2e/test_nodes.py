@@ -9,6 +9,8 @@ from flytekit.models.core.identifier import NodeExecutionIdentifier
 
 from conftest import DOMAIN, PROJECT, execute, finish, register_module, wait_until
 
+pytestmark = pytest.mark.scaleout
+
 
 def register(config, tmp_path_factory) -> str:
     return register_module(config, tmp_path_factory, "nodes")

@@ -12,6 +12,8 @@ from flyteidl.service import admin_pb2_grpc
 from flytekit.configuration import Config
 from flytekit.remote import FlyteRemote
 
+pytestmark = pytest.mark.scaleout
+
 PROJECT, DOMAIN = "flytesnacks", "development"
 MODULES = ["basic.py", "advanced.py", "cachevariants.py", "contract.py", "dc.py", "files.py"]
 PYFLYTE = str(pathlib.Path(sys.executable).with_name("pyflyte"))

@@ -1,8 +1,8 @@
 //! `contrail lineage` and `contrail cache`: the catalog read (and pruned) straight from the
 //! data directory's store, so they work whether or not a server runs.
 
-use contrail_store::{ArtifactRecord, CatalogStore, ExecKey};
-use contrail_store_sqlite::SqliteStore;
+use contrail_store::{ArtifactRecord, ExecKey, Store};
+use std::sync::Arc;
 use std::path::Path;
 
 #[derive(clap::Subcommand, Debug)]
@@ -29,12 +29,12 @@ pub enum CacheCmd {
     },
 }
 
-fn open(data_dir: &Path) -> Result<SqliteStore, String> {
-    let db = data_dir.join("contrail.db");
-    if !db.exists() {
+/// The store `--database` names, else the data directory's SQLite file if there is one.
+fn open(data_dir: &Path, database: Option<&str>) -> Result<Arc<dyn Store>, String> {
+    if database.is_none() && !data_dir.join("contrail.db").exists() {
         return Err(format!("no Contrail data in {}", data_dir.display()));
     }
-    SqliteStore::open(&db).map_err(|e| e.to_string())
+    crate::open_store(database, data_dir)
 }
 
 fn dataset(task: &str) -> String {
@@ -62,8 +62,8 @@ fn line(a: &ArtifactRecord) -> String {
     )
 }
 
-pub fn cache(data_dir: &Path, cmd: CacheCmd) -> Result<String, String> {
-    let s = open(data_dir)?;
+pub fn cache(data_dir: &Path, database: Option<&str>, cmd: CacheCmd) -> Result<String, String> {
+    let s = open(data_dir, database)?;
     let err = |e: contrail_store::Error| e.to_string();
     match cmd {
         CacheCmd::Ls {
@@ -96,11 +96,12 @@ pub fn cache(data_dir: &Path, cmd: CacheCmd) -> Result<String, String> {
 /// `[<project>/<domain>/]<execution>[/<node>]`.
 pub fn lineage(
     data_dir: &Path,
+    database: Option<&str>,
     target: &str,
     project: &str,
     domain: &str,
 ) -> Result<String, String> {
-    let s = open(data_dir)?;
+    let s = open(data_dir, database)?;
     let err = |e: contrail_store::Error| e.to_string();
     let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
     let (exec, node) = match parts.as_slice() {

@@ -13,6 +13,7 @@ use contrail_controller::{
 use contrail_engine::Config as EngineConfig;
 use contrail_executor_local::{LocalConfig, LocalExecutor};
 use contrail_store::Store;
+use contrail_store_postgres::PgStore;
 use contrail_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,9 @@ enum Command {
         target: String,
         #[arg(long, env = "CONTRAIL_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// `postgres://...`; default: the SQLite file in the data directory.
+        #[arg(long, env = "CONTRAIL_DATABASE")]
+        database: Option<String>,
         #[arg(long, default_value = "flytesnacks")]
         project: String,
         #[arg(long, default_value = "development")]
@@ -49,6 +53,17 @@ enum Command {
         #[command(subcommand)]
         cmd: catalog_cli::CacheCmd,
         #[arg(long, env = "CONTRAIL_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        /// `postgres://...`; default: the SQLite file in the data directory.
+        #[arg(long, env = "CONTRAIL_DATABASE", global = true)]
+        database: Option<String>,
+    },
+    /// Live replicas sharing the database, with the executions each owns.
+    Replicas {
+        /// `postgres://...`; default: the SQLite file in the data directory.
+        #[arg(long, env = "CONTRAIL_DATABASE")]
+        database: Option<String>,
+        #[arg(long, env = "CONTRAIL_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
     /// Internal: supervise one task attempt (started by the local executor).
@@ -117,6 +132,21 @@ struct StartArgs {
     /// Which parts to run.
     #[arg(long, env = "CONTRAIL_ROLE", value_enum, default_value = "all")]
     role: Role,
+
+    /// The state store: `postgres://USER:PASS@HOST:PORT/DB` for replicas sharing one
+    /// database. Default: the SQLite file `contrail.db` in the data directory.
+    #[arg(long, env = "CONTRAIL_DATABASE")]
+    database: Option<String>,
+
+    /// This replica's name in leases and `contrail replicas`. Default: `local` on SQLite
+    /// (a restart re-takes its own leases at once), `<host>-<pid>` on PostgreSQL.
+    #[arg(long, env = "CONTRAIL_REPLICA_ID")]
+    replica_id: Option<String>,
+
+    /// How long a controller replica's lease on an execution lasts without renewal: the
+    /// longest a dead replica's executions wait for another replica.
+    #[arg(long, env = "CONTRAIL_LEASE_TTL_MS", default_value_t = 10_000)]
+    lease_ttl_ms: u64,
 
     /// Default maximum number of task nodes running at once per execution (0 = unlimited);
     /// an execution's or launch plan's own max_parallelism wins.
@@ -247,14 +277,22 @@ fn main() -> std::process::ExitCode {
         Command::Lineage {
             target,
             data_dir,
+            database,
             project,
             domain,
         } => default_data_dir(data_dir)
-            .and_then(|d| catalog_cli::lineage(&d, &target, &project, &domain))
+            .and_then(|d| catalog_cli::lineage(&d, database.as_deref(), &target, &project, &domain))
             .map(|s| print!("{s}")),
-        Command::Cache { cmd, data_dir } => default_data_dir(data_dir)
-            .and_then(|d| catalog_cli::cache(&d, cmd))
+        Command::Cache {
+            cmd,
+            data_dir,
+            database,
+        } => default_data_dir(data_dir)
+            .and_then(|d| catalog_cli::cache(&d, database.as_deref(), cmd))
             .map(|s| print!("{s}")),
+        Command::Replicas { database, data_dir } => {
+            replicas(database, data_dir).map(|s| print!("{s}"))
+        }
         Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
     match result {
@@ -333,14 +371,33 @@ async fn start(args: StartArgs) -> Result<(), String> {
 
     std::fs::create_dir_all(data_dir.join("blobs").join(&bucket))
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("contrail.db")).map_err(|e| e.to_string())?;
+    let database = args
+        .database
+        .clone()
+        .or_else(|| file.get("database").cloned());
+    let shared_db = database.is_some();
+    let store = {
+        let data_dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || open_store(database.as_deref(), &data_dir))
+            .await
+            .map_err(|e| e.to_string())??
+    };
+    let replica = args.replica_id.clone().unwrap_or_else(|| {
+        if shared_db {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into());
+            format!("{host}-{}", std::process::id())
+        } else {
+            "local".into()
+        }
+    });
     let blob = BlobStore::new(
         data_dir.join("blobs"),
         bucket.clone(),
         signing_key(&data_dir)?,
     );
 
-    let store: Arc<dyn Store> = Arc::new(store);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -351,6 +408,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         let c = controller(
             &args,
             &data_dir,
+            &replica,
             store.clone(),
             blob.clone(),
             task_endpoints(&s3_addr, &addr, &access_key, &secret_key),
@@ -361,17 +419,24 @@ async fn start(args: StartArgs) -> Result<(), String> {
             ApiConfig::default(),
         ))));
         let mut rx = stop_rx.clone();
-        tokio::spawn(c.clone().run(async move {
+        let run = tokio::spawn(c.clone().run(async move {
             let _ = rx.wait_for(|s| *s).await;
         }));
-        Some(c)
+        Some((c, run))
     } else {
+        tokio::spawn(api_heartbeat(
+            store.clone(),
+            replica.clone(),
+            std::time::Duration::from_millis(args.lease_ttl_ms.max(300)),
+        ));
         None
     };
     if args.role == Role::Controller {
-        tracing::info!(data_dir = %data_dir.display(), "contrail controller started");
-        let mut rx = stop_rx.clone();
-        let _ = rx.wait_for(|s| *s).await;
+        tracing::info!(data_dir = %data_dir.display(), replica, "contrail controller started");
+        if let Some((_, run)) = controller {
+            // Returns after the stop signal, once its leases are released.
+            let _ = run.await;
+        }
         tracing::info!("contrail stopped");
         return Ok(());
     }
@@ -404,8 +469,10 @@ async fn start(args: StartArgs) -> Result<(), String> {
             ..Default::default()
         },
     );
-    if let Some(c) = controller {
+    let mut controller_run = None;
+    if let Some((c, run)) = controller {
         api = api.with_wake(Arc::new(move |k| c.wake(k.clone())));
+        controller_run = Some(run);
     }
     api.seed().map_err(|e| e.to_string())?;
 
@@ -425,6 +492,9 @@ async fn start(args: StartArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("api server: {e}"))?;
     s3_task.await.map_err(|e| e.to_string())??;
+    if let Some(run) = controller_run {
+        let _ = run.await;
+    }
     tracing::info!("contrail stopped");
     Ok(())
 }
@@ -484,6 +554,7 @@ fn task_endpoints(
 fn controller(
     args: &StartArgs,
     data_dir: &Path,
+    replica: &str,
     store: Arc<dyn Store>,
     blob: BlobStore,
     endpoints: Vec<(String, String)>,
@@ -540,6 +611,13 @@ fn controller(
             ..Default::default()
         },
         resync: std::time::Duration::from_millis(args.resync_ms.max(10)),
+        replica: replica.to_string(),
+        role: match args.role {
+            Role::Controller => "controller",
+            _ => "all",
+        }
+        .into(),
+        lease_ttl: std::time::Duration::from_millis(args.lease_ttl_ms.max(300)),
         ..Default::default()
     };
     let executor = Arc::new(executor);
@@ -548,6 +626,67 @@ fn controller(
         std::thread::spawn(move || executor.warm_up());
     }
     Ok(Controller::new(store, blob, executor, cfg))
+}
+
+/// The store `--database` names (PostgreSQL), or the SQLite file in the data directory.
+/// Blocking: connects and migrates.
+fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, String> {
+    match database {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PgStore::open(url).map_err(|e| format!("database: {e}"))?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => Err(format!(
+            "--database {other:?}: expected postgres://USER:PASS@HOST:PORT/DB (leave it unset \
+             for the embedded SQLite file)"
+        )),
+        None => {
+            let store = SqliteStore::open(&data_dir.join("contrail.db"))
+                .map_err(|e| format!("database: {e}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// An API-only replica shows up in `contrail replicas` too.
+async fn api_heartbeat(store: Arc<dyn Store>, replica: String, ttl: std::time::Duration) {
+    let started_at = contrail_controller::now_nanos();
+    let mut tick = tokio::time::interval(ttl / 3);
+    loop {
+        tick.tick().await;
+        let now = contrail_controller::now_nanos();
+        let record = contrail_store::ReplicaRecord {
+            id: replica.clone(),
+            role: "api".into(),
+            started_at,
+            seen_at: now,
+            expires_at: now + ttl.as_nanos() as i64,
+            leases: 0,
+        };
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.heartbeat(&record)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("heartbeat: {e}"),
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+    }
+}
+
+/// `contrail replicas`: one line per live replica.
+fn replicas(database: Option<String>, data_dir: Option<PathBuf>) -> Result<String, String> {
+    let data_dir = default_data_dir(data_dir)?;
+    let store = open_store(database.as_deref(), &data_dir)?;
+    let now = contrail_controller::now_nanos();
+    let live = store.list_replicas(now).map_err(|e| e.to_string())?;
+    let mut out = format!("{:<32} {:<10} {:>7} {:>12}\n", "REPLICA", "ROLE", "LEASES", "SEEN");
+    for r in live {
+        let ago = (now - r.seen_at).max(0) as f64 / 1e9;
+        out.push_str(&format!(
+            "{:<32} {:<10} {:>7} {:>10.1}s ago\n",
+            r.id, r.role, r.leases, ago
+        ));
+    }
+    Ok(out)
 }
 
 async fn shutdown_signal() {
