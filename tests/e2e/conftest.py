@@ -349,3 +349,16 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+@pytest.fixture(scope="module")
+def config(server, tmp_path_factory):
+    return server.write_config(tmp_path_factory.mktemp("cfg") / "config.yaml")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A private copy of the example workflow modules (tests may edit it)."""
+    d = tmp_path_factory.mktemp("wf") / "workflows"
+    shutil.copytree(WORKFLOWS, d)
+    return d

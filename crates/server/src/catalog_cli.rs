@@ -34,7 +34,7 @@ fn open(data_dir: &Path, database: Option<&str>) -> Result<Arc<dyn Store>, Strin
     if database.is_none() && !data_dir.join("contrail.db").exists() {
         return Err(format!("no Contrail data in {}", data_dir.display()));
     }
-    crate::open_store(database, data_dir)
+    crate::open_store(database, data_dir, crate::CLI_HOLD_LIMIT)
 }
 
 fn dataset(task: &str) -> String {

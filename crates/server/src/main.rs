@@ -378,7 +378,8 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let shared_db = database.is_some();
     let store = {
         let data_dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || open_store(database.as_deref(), &data_dir))
+        let ttl = std::time::Duration::from_millis(args.lease_ttl_ms.max(300));
+        tokio::task::spawn_blocking(move || open_store(database.as_deref(), &data_dir, ttl))
             .await
             .map_err(|e| e.to_string())??
     };
@@ -630,10 +631,15 @@ fn controller(
 
 /// The store `--database` names (PostgreSQL), or the SQLite file in the data directory.
 /// Blocking: connects and migrates.
-fn open_store(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, String> {
+pub(crate) fn open_store(
+    database: Option<&str>,
+    data_dir: &Path,
+    lease_ttl: std::time::Duration,
+) -> Result<Arc<dyn Store>, String> {
     match database {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let store = PgStore::open(url).map_err(|e| format!("database: {e}"))?;
+            // Half a lease: a paused replica's locks are gone before its leases expire.
+            let store = PgStore::open(url, lease_ttl / 2).map_err(|e| format!("database: {e}"))?;
             Ok(Arc::new(store))
         }
         Some(other) => Err(format!(
@@ -672,10 +678,13 @@ async fn api_heartbeat(store: Arc<dyn Store>, replica: String, ttl: std::time::D
     }
 }
 
+/// How long a command-line tool's database session may hold locks.
+pub(crate) const CLI_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `contrail replicas`: one line per live replica.
 fn replicas(database: Option<String>, data_dir: Option<PathBuf>) -> Result<String, String> {
     let data_dir = default_data_dir(data_dir)?;
-    let store = open_store(database.as_deref(), &data_dir)?;
+    let store = open_store(database.as_deref(), &data_dir, CLI_HOLD_LIMIT)?;
     let now = contrail_controller::now_nanos();
     let live = store.list_replicas(now).map_err(|e| e.to_string())?;
     let mut out = format!("{:<32} {:<10} {:>7} {:>12}\n", "REPLICA", "ROLE", "LEASES", "SEEN");

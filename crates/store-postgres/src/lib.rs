@@ -83,20 +83,31 @@ impl Sql {
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db`), and brings the schema up
-    /// to date.
-    pub fn open(url: &str) -> Result<Self> {
-        Self::open_in_schema(url, None)
+    /// to date. `hold_limit` bounds how long a session may sit idle inside a transaction
+    /// or wait for a row lock: a replica paused mid-transaction (SIGSTOP, a long GC
+    /// pause, a partition) loses its session and its locks after that long, so it cannot
+    /// keep others from taking its leases over. Keep it below the lease TTL.
+    pub fn open(url: &str, hold_limit: std::time::Duration) -> Result<Self> {
+        Self::open_in_schema(url, None, hold_limit)
     }
 
     /// As `open`, with every table in `schema` (created if missing): tests give each
     /// store its own.
-    pub fn open_in_schema(url: &str, schema: Option<&str>) -> Result<Self> {
+    pub fn open_in_schema(
+        url: &str,
+        schema: Option<&str>,
+        hold_limit: std::time::Duration,
+    ) -> Result<Self> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Backend(format!("database url: {e}")))?;
         if config.get_application_name().is_none() {
             config.application_name("contrail");
         }
+        let hold_ms = hold_limit.as_millis().clamp(100, 3_600_000);
+        let mut options = format!(
+            "-c idle_in_transaction_session_timeout={hold_ms} -c lock_timeout={hold_ms}"
+        );
         if let Some(schema) = schema {
             if !schema
                 .chars()
@@ -104,8 +115,12 @@ impl PgStore {
             {
                 return Err(Error::Backend(format!("bad schema name {schema:?}")));
             }
-            config.options(format!("-c search_path={schema}"));
+            options.push_str(&format!(" -c search_path={schema}"));
         }
+        if let Some(given) = config.get_options() {
+            options = format!("{given} {options}");
+        }
+        config.options(options);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("contrail-pg")
@@ -595,6 +610,8 @@ mod conformance {
     //! without PostgreSQL exclude this crate, and the tier that starts one runs it.
     use super::PgStore;
 
+    const HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+
     fn fresh() -> std::sync::Arc<PgStore> {
         let url = std::env::var("CONTRAIL_TEST_POSTGRES").expect(
             "set CONTRAIL_TEST_POSTGRES=postgres://... (scripts/pg.sh starts one) to run the \
@@ -610,7 +627,7 @@ mod conformance {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         );
-        std::sync::Arc::new(PgStore::open_in_schema(&url, Some(&schema)).unwrap())
+        std::sync::Arc::new(PgStore::open_in_schema(&url, Some(&schema), HOLD).unwrap())
     }
 
     contrail_store_conformance::conformance_tests!(fresh());
@@ -621,6 +638,8 @@ mod tests {
     use super::PgStore;
     use contrail_store::{ExecKey, ExecutionRecord, ExecutionStore, LeaseStore};
     use std::time::{Duration, Instant};
+
+    const HOLD: Duration = Duration::from_secs(5);
 
     fn url_and_schema(tag: &str) -> (String, String) {
         let url = std::env::var("CONTRAIL_TEST_POSTGRES")
@@ -641,13 +660,13 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let (url, schema) = (url.clone(), schema.clone());
-                std::thread::spawn(move || PgStore::open_in_schema(&url, Some(&schema)).is_ok())
+                std::thread::spawn(move || PgStore::open_in_schema(&url, Some(&schema), HOLD).is_ok())
             })
             .collect();
         for h in handles {
             assert!(h.join().unwrap(), "every replica opens the store");
         }
-        let store = PgStore::open_in_schema(&url, Some(&schema)).unwrap();
+        let store = PgStore::open_in_schema(&url, Some(&schema), HOLD).unwrap();
         let versions: Vec<i64> = store
             .rows(
                 "SELECT version FROM contrail_migrations ORDER BY version",
@@ -666,8 +685,8 @@ mod tests {
     #[test]
     fn a_created_execution_wakes_listeners_in_other_processes() {
         let (url, schema) = url_and_schema("wake");
-        let api = PgStore::open_in_schema(&url, Some(&schema)).unwrap();
-        let controller = PgStore::open_in_schema(&url, Some(&schema)).unwrap();
+        let api = PgStore::open_in_schema(&url, Some(&schema), HOLD).unwrap();
+        let controller = PgStore::open_in_schema(&url, Some(&schema), HOLD).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
         assert!(controller.subscribe(Box::new(move |k| {
