@@ -169,6 +169,20 @@ class Server:
 # replicas on PostgreSQL, and only tests marked `scaleout` run (see pytest.ini).
 SCALEOUT = os.environ.get("CONTRAIL_E2E_SCALEOUT") == "1"
 PG_BASE = os.environ.get("CONTRAIL_TEST_POSTGRES", "")
+# With an S3 server given (scripts/services.sh starts SeaweedFS), clusters keep their blobs
+# in a fresh bucket there instead of the shared data directory.
+S3_ENDPOINT = os.environ.get("CONTRAIL_TEST_S3_ENDPOINT", "")
+S3_KEYS = (os.environ.get("CONTRAIL_TEST_S3_ACCESS_KEY", ""), os.environ.get("CONTRAIL_TEST_S3_SECRET_KEY", ""))
+
+
+def fresh_bucket():
+    """A new, empty bucket on the S3 server; its name."""
+    import boto3
+
+    name = "c-" + uuid.uuid4().hex[:12]
+    boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_KEYS[0], aws_secret_access_key=S3_KEYS[1],
+                 region_name="us-east-1").create_bucket(Bucket=name)
+    return name
 
 
 def psql(url, sql):
@@ -246,6 +260,10 @@ class Cluster:
         self.database = fresh_database()
         self.lease_ttl_ms = lease_ttl_ms
         self.args = list(args)
+        self.bucket = fresh_bucket() if S3_ENDPOINT else None
+        if self.bucket:
+            self.args += ["--blob-store", f"s3://{self.bucket}", "--blob-endpoint", S3_ENDPOINT,
+                          "--blob-access-key", S3_KEYS[0], "--blob-secret-key", S3_KEYS[1]]
         common = ["--database", self.database, "--lease-ttl-ms", str(lease_ttl_ms)]
         self.apis = [Server(self.data_dir, root / f"api{i}.log",
                             ["--role", "api", "--replica-id", f"api{i}", *common, *self.args])
@@ -309,7 +327,22 @@ class Cluster:
         return psql(self.database, statement)
 
     kill_tasks = Server.kill_tasks
-    write_config = Server.write_config
+
+    def write_config(self, path: pathlib.Path) -> pathlib.Path:
+        if not self.bucket:
+            return Server.write_config(self, path)
+        # Clients reach the blobs in the object store itself, as Flyte's do.
+        path.write_text(
+            "admin:\n"
+            f"  endpoint: localhost:{self.port}\n"
+            "  insecure: true\n"
+            "storage:\n"
+            "  connection:\n"
+            f"    endpoint: {S3_ENDPOINT}\n"
+            f"    access-key: {S3_KEYS[0]}\n"
+            f"    secret-key: {S3_KEYS[1]}\n"
+        )
+        return path
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ impl From<ApiError> for Status {
                 contrail_blob::Error::InvalidKey(..) | contrail_blob::Error::ForeignUri(..),
             ) => Status::invalid_argument(e.to_string()),
             ApiError::Blob(contrail_blob::Error::NotFound(_)) => Status::not_found(e.to_string()),
+            // The object store is down or refusing: not our bug, and worth a retry.
+            ApiError::Blob(contrail_blob::Error::Remote(..)) => Status::unavailable(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "internal error");
                 Status::internal(e.to_string())

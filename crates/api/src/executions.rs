@@ -490,14 +490,15 @@ impl Api {
         if self.store.get_execution(&key)?.is_some() {
             return Err(exists());
         }
-        // The inputs are written only where no inputs are, so a creator that loses the race
-        // for the name can never overwrite the winner's. Inputs already there are ours only
-        // when identical (a retried create; the row insert below decides the name).
-        let inputs_key = layout::execution_inputs(&key.project, &key.domain, &key.name);
+        // The inputs go under a key named by their digest, so a creator that loses the race
+        // for the name can never overwrite the winner's (no conditional write needed: some
+        // object stores ignore them). The row insert below decides the name, and the row
+        // names its inputs.
         let bytes = inputs.encode_to_vec();
-        if !self.blob.put_new(&inputs_key, &bytes)? && self.blob.get(&inputs_key)? != bytes {
-            return Err(exists());
-        }
+        let digest = contrail_blob::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..16]);
+        let inputs_key =
+            layout::execution_inputs_named(&key.project, &key.domain, &key.name, &digest);
+        self.blob.put(&inputs_key, &bytes)?;
         let now = self.now_nanos();
         let id = c::WorkflowExecutionIdentifier {
             project: key.project.clone(),
@@ -528,6 +529,7 @@ impl Api {
             workflow_closure: closure.encode_to_vec(),
             state: Vec::new(),
             abort_cause: None,
+            inputs_uri: self.blob.uri(&inputs_key),
             revision: 0,
             created_at: now,
             updated_at: now,
@@ -696,11 +698,9 @@ impl Api {
                 "name '{name}' is not a valid execution name"
             )));
         };
-        let inputs = c::LiteralMap::decode(
-            self.blob
-                .get(&layout::execution_inputs(&k.project, &k.domain, &k.name))?
-                .as_slice(),
-        )?;
+        let inputs_key =
+            layout::execution_inputs_of(&self.blob, &rec.inputs_uri, &k.project, &k.domain, &k.name)?;
+        let inputs = c::LiteralMap::decode(self.blob.get(&inputs_key)?.as_slice())?;
         // Fixed inputs were merged into the stored inputs; relaunch with the stored map as-is.
         let lp = spec.launch_plan.clone().unwrap_or_default();
         let given = if lp.resource_type == ResourceType::Task as i32 {
@@ -765,7 +765,8 @@ impl Api {
         r: a::WorkflowExecutionGetDataRequest,
     ) -> ApiResult<a::WorkflowExecutionGetDataResponse> {
         let k = exec_key("id", r.id.as_ref())?;
-        let e = a::Execution::decode(self.execution_record(&k)?.record.as_slice())?;
+        let rec = self.execution_record(&k)?;
+        let e = a::Execution::decode(rec.record.as_slice())?;
         let outputs = match e.closure.and_then(|c| c.output_result) {
             Some(a::execution_closure::OutputResult::Outputs(b)) => match b.data {
                 Some(a::literal_map_blob::Data::Uri(u)) => u,
@@ -773,9 +774,13 @@ impl Api {
             },
             _ => String::new(),
         };
-        let inputs = self
-            .blob
-            .uri(&layout::execution_inputs(&k.project, &k.domain, &k.name));
+        let inputs = self.blob.uri(&layout::execution_inputs_of(
+            &self.blob,
+            &rec.inputs_uri,
+            &k.project,
+            &k.domain,
+            &k.name,
+        )?);
         let Data {
             inputs,
             full_inputs,

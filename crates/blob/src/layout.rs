@@ -1,6 +1,8 @@
 //! Where execution data lives, as Flyte lays it out (keys inside the bucket).
 //!
-//! - execution inputs (admin): `metadata/<project>/<domain>/<exec>/inputs`
+//! - execution inputs (admin): `metadata/<project>/<domain>/<exec>/inputs-<digest>` (named
+//!   by content, so racing creators never overwrite each other's; the execution row names
+//!   the winner's), or `.../inputs` for executions made before that
 //! - workflow data dir: `metadata/propeller/<project>-<domain>-<exec>`
 //! - node data dir: `<workflow dir>/<node>/data`, with `inputs.pb`
 //! - attempt output dir: `<node data dir>/<attempt>` with `outputs.pb`, `error.pb`,
@@ -11,8 +13,29 @@
 //! - cached outputs: `catalog/<project>/<domain>/<dataset name>/<dataset version>/<artifact>/outputs.pb`
 //! - raw outputs: `<raw base>/<2-char shard>/<unique id>`
 
+/// The legacy inputs key (executions whose row names no inputs URI).
 pub fn execution_inputs(project: &str, domain: &str, exec: &str) -> String {
     format!("metadata/{project}/{domain}/{exec}/inputs")
+}
+
+/// The inputs key of a new execution, named by the digest of its inputs.
+pub fn execution_inputs_named(project: &str, domain: &str, exec: &str, digest: &str) -> String {
+    format!("metadata/{project}/{domain}/{exec}/inputs-{digest}")
+}
+
+/// The key of an execution's inputs: the one its row names, else the legacy key.
+pub fn execution_inputs_of(
+    blob: &crate::BlobStore,
+    inputs_uri: &str,
+    project: &str,
+    domain: &str,
+    exec: &str,
+) -> Result<String, crate::Error> {
+    if inputs_uri.is_empty() {
+        Ok(execution_inputs(project, domain, exec))
+    } else {
+        blob.key_of(inputs_uri).map(str::to_string)
+    }
 }
 
 pub fn workflow_dir(project: &str, domain: &str, exec: &str) -> String {

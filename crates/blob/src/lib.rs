@@ -1,12 +1,17 @@
-//! The blob store. Objects live under `<root>/<bucket>/<key>` on the local filesystem and are
-//! named `s3://<bucket>/<key>`: the same directory is served by the embedded S3 endpoint, so a
-//! URI is readable by tasks and clients on this machine and by clients that only reach the ports.
+//! The blob store. By default objects live under `<root>/<bucket>/<key>` on the local
+//! filesystem and are named `s3://<bucket>/<key>`: the same directory is served by the embedded
+//! S3 endpoint, so a URI is readable by tasks and clients on this machine and by clients that
+//! only reach the ports. With a remote backend ([`RemoteConfig`]) they live in an object store
+//! (S3, or GCS / Azure with those features) under the same keys.
 //!
 //! Architecture Invariant: a key is validated before it touches the filesystem; no key can
 //! name a path outside `<root>/<bucket>`.
 
 pub mod layout;
 pub mod objects;
+mod remote;
+
+pub use remote::RemoteConfig;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -25,14 +30,26 @@ pub enum Error {
     /// Filesystem failure (retryable at the caller's discretion).
     #[error("blob io on '{0}': {1}")]
     Io(String, std::io::Error),
+    /// The object store failed (retryable at the caller's discretion).
+    #[error("object store, on '{0}': {1}")]
+    Remote(String, String),
+    /// The blob store cannot be set up as configured (an operator's error).
+    #[error("{0}")]
+    Config(String),
+    /// A local path was asked of blobs that live in an object store (our bug).
+    #[error("'{0}' is in a remote object store, not on this machine")]
+    NotLocal(String),
 }
 
-/// A local-directory object store with S3-style names.
+/// A local-directory object store with S3-style names, or a remote object store.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
     bucket: String,
     secret: Vec<u8>,
+    /// `s3`, `gs` or `az`: the scheme of the URIs this store names.
+    scheme: String,
+    remote: Option<std::sync::Arc<remote::Remote>>,
 }
 
 /// Checks that `key` is a relative path of plain segments (no `..`, no empty segments).
@@ -72,7 +89,121 @@ impl BlobStore {
             root: root.into(),
             bucket: bucket.into(),
             secret,
+            scheme: "s3".into(),
+            remote: None,
         }
+    }
+
+    /// Blobs in the object store `cfg` names. `root` stays a local scratch directory.
+    pub fn open_remote(cfg: &RemoteConfig, root: impl Into<PathBuf>) -> Result<Self, Error> {
+        let (scheme, bucket) = cfg.scheme_and_bucket()?;
+        let (scheme, bucket) = (scheme.to_string(), bucket.to_string());
+        Ok(BlobStore {
+            root: root.into(),
+            bucket,
+            secret: Vec::new(),
+            scheme,
+            remote: Some(std::sync::Arc::new(remote::Remote::open(cfg)?)),
+        })
+    }
+
+    /// Whether objects are files on this machine (and the embedded S3 endpoint can serve them).
+    pub fn is_local(&self) -> bool {
+        self.remote.is_none()
+    }
+
+    /// A presigned URL of the object store itself for `method` ("GET", "PUT") on `key`;
+    /// `None` for local blobs (the API signs its own URLs for those).
+    pub fn presign(&self, method: &str, key: &str, expires_in_secs: u64) -> Result<Option<String>, Error> {
+        validate_key(key)?;
+        match &self.remote {
+            Some(r) => r
+                .presign(method, key, std::time::Duration::from_secs(expires_in_secs))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Keys and sizes of every object under `prefix/` (in no particular order).
+    pub fn list_under(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error> {
+        validate_key(prefix)?;
+        if let Some(r) = &self.remote {
+            return r.list(prefix);
+        }
+        let base = self.path(prefix)?;
+        let mut out = Vec::new();
+        let mut stack = vec![base.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::Io(prefix.to_string(), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::Io(prefix.to_string(), e))?;
+                let path = entry.path();
+                let meta = entry.metadata().map_err(|e| Error::Io(prefix.to_string(), e))?;
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(&base) {
+                    let rel = rel.to_string_lossy();
+                    if rel.split('/').any(|s| s.starts_with(objects::RESERVED_PREFIX)) {
+                        continue;
+                    }
+                    out.push((format!("{prefix}/{rel}"), meta.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies the object `key`, or every object under `key/`, to `dest` (a file, or a
+    /// directory tree mirroring the keys).
+    pub fn download(&self, key: &str, dest: &Path) -> Result<(), Error> {
+        let io = |e| Error::Io(key.to_string(), e);
+        let write = |path: &Path, bytes: &[u8]| -> Result<(), Error> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            std::fs::write(path, bytes).map_err(io)
+        };
+        match self.get(key) {
+            Ok(bytes) => return write(dest, &bytes),
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let under = self.list_under(key)?;
+        if under.is_empty() {
+            return Err(Error::NotFound(key.to_string()));
+        }
+        for (k, _) in under {
+            let rel = k.strip_prefix(key).unwrap_or(&k).trim_start_matches('/');
+            write(&dest.join(rel), &self.get(&k)?)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the file `src`, or every file under the directory `src`, to `key` (or keys
+    /// under `key/`).
+    pub fn upload(&self, src: &Path, key: &str) -> Result<(), Error> {
+        let io = |e| Error::Io(key.to_string(), e);
+        let meta = std::fs::metadata(src).map_err(io)?;
+        if !meta.is_dir() {
+            return self.put(key, &std::fs::read(src).map_err(io)?);
+        }
+        let mut stack = vec![src.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).map_err(io)? {
+                let path = entry.map_err(io)?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(rel) = path.strip_prefix(src) {
+                    let k = format!("{key}/{}", rel.to_string_lossy());
+                    self.put(&k, &std::fs::read(&path).map_err(io)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -83,15 +214,16 @@ impl BlobStore {
         &self.bucket
     }
 
-    /// `s3://<bucket>/<key>`.
+    /// `s3://<bucket>/<key>` (`gs://`, `az://` for those stores).
     pub fn uri(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.bucket, key)
+        format!("{}://{}/{}", self.scheme, self.bucket, key)
     }
 
     /// The key of an `s3://<bucket>/<key>` URI of this store.
     pub fn key_of<'a>(&self, uri: &'a str) -> Result<&'a str, Error> {
         let rest = uri
-            .strip_prefix("s3://")
+            .strip_prefix(self.scheme.as_str())
+            .and_then(|r| r.strip_prefix("://"))
             .and_then(|r| r.strip_prefix(self.bucket.as_str()))
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| Error::ForeignUri(uri.to_string(), self.bucket.clone()))?;
@@ -99,22 +231,33 @@ impl BlobStore {
         Ok(rest)
     }
 
-    /// The filesystem path of a validated key.
+    /// The filesystem path of a validated key (local blobs only).
     pub fn path(&self, key: &str) -> Result<PathBuf, Error> {
         validate_key(key)?;
+        if self.remote.is_some() {
+            return Err(Error::NotLocal(self.uri(key)));
+        }
         Ok(self.root.join(&self.bucket).join(key))
     }
 
     /// Writes an object atomically (staged, then renamed into place): readers never see a
     /// partial object. Its ETag is computed when a client first asks for it.
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(r) = &self.remote {
+            validate_key(key)?;
+            return r.put(key, bytes);
+        }
         let staged = self.stage_bytes(key, bytes)?;
         self.commit_plain(staged, key, false).map_err(plain_error)
     }
 
     /// Writes an object only if its key is free, atomically: `Ok(false)` (and nothing
-    /// written) when it exists.
+    /// written) when it exists. Local blobs only: object stores do not all honour
+    /// conditional writes, so code that may run on one lets the database decide instead.
     pub fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, Error> {
+        if self.remote.is_some() {
+            return Err(Error::NotLocal(self.uri(key)));
+        }
         let staged = self.stage_bytes(key, bytes)?;
         match self.commit_plain(staged, key, true) {
             Ok(()) => Ok(true),
@@ -124,6 +267,10 @@ impl BlobStore {
     }
 
     pub fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
+        if let Some(r) = &self.remote {
+            validate_key(key)?;
+            return r.get(key);
+        }
         let path = self.path(key)?;
         std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(key.to_string()),
@@ -132,6 +279,10 @@ impl BlobStore {
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, Error> {
+        if let Some(r) = &self.remote {
+            validate_key(key)?;
+            return r.exists(key);
+        }
         Ok(self.path(key)?.is_file())
     }
 

@@ -80,6 +80,8 @@ pub(crate) struct Cx<'a> {
     pub c: &'a Arc<Controller>,
     pub k: &'a ExecKey,
     pub exec: &'a admin::Execution,
+    /// Where the execution's inputs are.
+    pub inputs_key: &'a str,
     pub wdir: &'a str,
     /// The last whole inputs file an array item's cache key was derived from (one map
     /// serves every item of a round).
@@ -636,7 +638,7 @@ impl Cx<'_> {
     fn source_key(&self, plan: &Plan, state: &ExecState, scope: usize, id: &str) -> Option<String> {
         if id.is_empty() || id == START_NODE {
             return Some(match plan.scopes[scope].owner {
-                None => layout::execution_inputs(&self.k.project, &self.k.domain, &self.k.name),
+                None => self.inputs_key.to_string(),
                 Some(o) => layout::node_inputs(self.wdir, &plan.nodes[o].id),
             });
         }
@@ -705,7 +707,7 @@ impl Cx<'_> {
         let (k, blob) = (self.k, &self.c.blob);
         match e {
             Effect::PublishStart => {
-                let inputs = blob.get(&layout::execution_inputs(&k.project, &k.domain, &k.name))?;
+                let inputs = blob.get(self.inputs_key)?;
                 blob.put(&layout::attempt_outputs(self.wdir, START_NODE, 0), &inputs)?;
                 Ok(None)
             }

@@ -127,6 +127,8 @@ pub fn now_nanos() -> i64 {
 /// An execution's committed state as this process last saw it.
 struct Live {
     revision: i64,
+    /// Where the execution's inputs are (from its row).
+    inputs_key: String,
     state: ExecState,
     exec: admin::Execution,
     /// The plan including the workflows dynamic nodes added so far.
@@ -372,7 +374,15 @@ impl Controller {
                     .map_err(|e| Error::Corrupt("dynamic workflow", e.to_string()))?;
             }
         }
+        let inputs_key = layout::execution_inputs_of(
+            &self.blob,
+            &rec.inputs_uri,
+            &k.project,
+            &k.domain,
+            &k.name,
+        )?;
         Ok(Some(Live {
+            inputs_key,
             revision: rec.revision,
             state,
             exec,
@@ -461,6 +471,7 @@ impl Controller {
                 c: self,
                 k,
                 exec: &live.exec,
+                inputs_key: &live.inputs_key,
                 wdir: &wdir,
                 inputs_memo: Default::default(),
             };

@@ -270,10 +270,33 @@ impl LocalExecutor {
             .join(&spec.id)
     }
 
-    /// Local path of a blob URI in our bucket.
+    /// Local path of a blob URI in our bucket (local blobs only).
     fn local(&self, uri: &str) -> Result<PathBuf> {
         let key = self.blob.key_of(uri).map_err(io)?;
         self.blob.path(key).map_err(io)
+    }
+
+    /// A local file holding the object `uri` names (a code archive): the object itself for
+    /// local blobs, else a copy fetched once into the code cache. None when absent.
+    fn fetch(&self, uri: &str) -> Option<PathBuf> {
+        if self.blob.is_local() {
+            return self.local(uri).ok().filter(|p| p.is_file());
+        }
+        let key = self.blob.key_of(uri).ok()?;
+        let name = contrail_blob::hex(&<sha2::Sha256 as sha2::Digest>::digest(uri.as_bytes()));
+        let path = self.cfg.code_cache.join("fetched").join(name);
+        if path.is_file() {
+            return Some(path);
+        }
+        let staged = path.with_extension(format!("part{}", std::process::id()));
+        match self.blob.download(key, &staged) {
+            Ok(()) => std::fs::rename(&staged, &path).ok().map(|_| path),
+            Err(e) => {
+                tracing::warn!(uri, "cannot fetch code archive: {e}");
+                let _ = std::fs::remove_file(&staged);
+                None
+            }
+        }
     }
 
     /// What an attempt counts with: its requests, or the defaults for what it leaves out.
@@ -480,14 +503,21 @@ impl LocalExecutor {
                 t.r#type
             ));
         };
-        let local = |uri: &str| -> std::result::Result<String, String> {
-            self.local(uri)
-                .map(|p| p.to_string_lossy().into_owned())
-                .map_err(|e| e.to_string())
+        // Local blobs are handed to tasks as paths (read and written in place); blobs in an
+        // object store as their URIs (flytekit reaches the store with FLYTE_AWS_*).
+        let (input, output) = if self.blob.is_local() {
+            let local = |uri: &str| -> std::result::Result<String, String> {
+                self.local(uri)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .map_err(|e| e.to_string())
+            };
+            let output = local(&spec.paths.output_prefix)?;
+            std::fs::create_dir_all(&output)
+                .map_err(|e| format!("cannot create {output}: {e}"))?;
+            (local(&spec.paths.inputs)?, output)
+        } else {
+            (spec.paths.inputs.clone(), spec.paths.output_prefix.clone())
         };
-        let input = local(&spec.paths.inputs)?;
-        let output = local(&spec.paths.output_prefix)?;
-        std::fs::create_dir_all(&output).map_err(|e| format!("cannot create {output}: {e}"))?;
         let input_prefix = Path::new(&input)
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
@@ -607,7 +637,7 @@ impl LocalExecutor {
                     code: &self.code,
                 },
                 || self.worker(venv.map(|(_, dir)| dir.as_path())),
-                |uri| self.local(uri).ok().filter(|p| p.is_file()),
+                |uri| self.fetch(uri),
             )?
         } else {
             None
@@ -674,28 +704,35 @@ impl LocalExecutor {
         dir: &Path,
         rec: Option<&ExitRecord>,
     ) -> Result<Leftovers> {
-        let out = self.local(&spec.paths.output_prefix)?;
+        let out = self
+            .blob
+            .key_of(&spec.paths.output_prefix)
+            .map_err(io)?
+            .trim_end_matches('/')
+            .to_string();
+        let written = |name: &str| self.blob.exists(&format!("{out}/{name}")).map_err(io);
         let c = contrail_executor::container(&spec.task);
         if let (Some(dc), Some(rec)) = (c.and_then(|c| c.data_config.as_ref()), rec)
             && dc.enabled
             && rec.code == Some(0)
-            && !out.join("outputs.pb").exists()
+            && !written("outputs.pb")?
         {
             rawcontainer::collect_outputs(&self.blob, dc, spec, &dir.join("sandbox"), &out)?;
         }
-        let error_doc = match std::fs::read(out.join("error.pb")) {
+        let error_doc = match self.blob.get(&format!("{out}/error.pb")) {
             Ok(b) => Some(
                 ErrorDocument::decode(b.as_slice())
                     .map_err(|e| io(format!("error.pb of {}: {e}", spec.id)))?,
             ),
-            Err(_) => None,
+            Err(contrail_blob::Error::NotFound(_)) => None,
+            Err(e) => return Err(io(e)),
         };
         let stderr = std::fs::read(dir.join(supervisor::STDERR)).unwrap_or_default();
         let tail_start = stderr.len().saturating_sub(4096);
         Ok(Leftovers {
             error_doc,
-            outputs_written: out.join("outputs.pb").exists(),
-            futures_written: out.join("futures.pb").exists(),
+            outputs_written: written("outputs.pb")?,
+            futures_written: written("futures.pb")?,
             no_outputs_declared: spec
                 .task
                 .interface

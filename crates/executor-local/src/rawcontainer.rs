@@ -15,18 +15,6 @@ use contrail_idl::core::{
 use prost::Message;
 use std::path::Path;
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    if from.is_dir() {
-        std::fs::create_dir_all(to)?;
-        for e in std::fs::read_dir(from)? {
-            let e = e?;
-            copy_tree(&e.path(), &to.join(e.file_name()))?;
-        }
-        Ok(())
-    } else {
-        std::fs::copy(from, to).map(|_| ())
-    }
-}
 
 pub fn stage_inputs(
     blob: &BlobStore,
@@ -45,11 +33,9 @@ pub fn stage_inputs(
         if let Some(literal::Value::Scalar(s)) = &lit.value
             && let Some(scalar::Value::Blob(b)) = &s.value
         {
-            let src = blob
-                .key_of(&b.uri)
-                .and_then(|k| blob.path(k))
+            blob.key_of(&b.uri)
+                .and_then(|k| blob.download(k, &target))
                 .map_err(|e| format!("input {var}: {e}"))?;
-            copy_tree(&src, &target).map_err(|e| format!("input {var}: {e}"))?;
             continue;
         }
         if let Ok(text) = literal_text(var, lit) {
@@ -85,11 +71,7 @@ fn parse_output(
                     .map_err(|e| e.to_string())?
                     .trim_end_matches('/')
             );
-            let dest = blob.path(&key).map_err(|e| e.to_string())?;
-            if let Some(p) = dest.parent() {
-                std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
-            }
-            copy_tree(file, &dest).map_err(|e| e.to_string())?;
+            blob.upload(file, &key).map_err(|e| e.to_string())?;
             Ok(scalar_literal(scalar::Value::Blob(Blob {
                 metadata: Some(BlobMetadata {
                     r#type: Some(bt.clone()),
@@ -131,16 +113,17 @@ fn parse_output(
     }
 }
 
-/// Builds `outputs.pb` (or `error.pb`) from the files the container wrote. Writes nothing
-/// when a declared output is missing (the attempt then fails with OutputsNotFound).
+/// Builds `outputs.pb` (or `error.pb`) under the output prefix `out` (a key) from the
+/// files the container wrote. Writes nothing when a declared output is missing (the
+/// attempt then fails with OutputsNotFound).
 pub fn collect_outputs(
     blob: &BlobStore,
     _dc: &DataLoadingConfig,
     spec: &AttemptSpec,
     sandbox: &Path,
-    out_dir: &Path,
+    out: &str,
 ) -> contrail_executor::Result<()> {
-    let io = |e: std::io::Error| contrail_executor::Error::Io(e.to_string());
+    let io = |e: contrail_blob::Error| contrail_executor::Error::Io(e.to_string());
     let vars = spec
         .task
         .interface
@@ -169,11 +152,12 @@ pub fn collect_outputs(
                         ..Default::default()
                     }),
                 };
-                std::fs::create_dir_all(out_dir).map_err(io)?;
-                return std::fs::write(out_dir.join("error.pb"), doc.encode_to_vec()).map_err(io);
+                return blob
+                    .put(&format!("{out}/error.pb"), &doc.encode_to_vec())
+                    .map_err(io);
             }
         }
     }
-    std::fs::create_dir_all(out_dir).map_err(io)?;
-    std::fs::write(out_dir.join("outputs.pb"), map.encode_to_vec()).map_err(io)
+    blob.put(&format!("{out}/outputs.pb"), &map.encode_to_vec())
+        .map_err(io)
 }

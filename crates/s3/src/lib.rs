@@ -144,7 +144,9 @@ fn blob_error(e: contrail_blob::Error) -> S3Error {
             S3Error::with_message(S3ErrorCode::InvalidArgument, e.to_string())
         }
         B::NotFound(_) => s3_error!(NoSuchKey),
-        B::Io(..) => S3Error::with_message(S3ErrorCode::InternalError, e.to_string()),
+        B::Io(..) | B::Remote(..) | B::Config(_) | B::NotLocal(_) => {
+            S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
+        }
     }
 }
 

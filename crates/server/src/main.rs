@@ -133,6 +133,30 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_ROLE", value_enum, default_value = "all")]
     role: Role,
 
+    /// Keep blobs in an object store instead of the data directory: `s3://BUCKET`
+    /// (`gs://BUCKET` and `az://CONTAINER` in builds with the `gcp` / `azure` features).
+    /// The embedded S3 endpoint is then off. Config file: `blob_store`.
+    #[arg(long, env = "CONTRAIL_BLOB_STORE")]
+    blob_store: Option<String>,
+
+    /// The object store's S3 endpoint (`http://HOST:PORT` for S3-compatible servers);
+    /// unset for AWS itself. Config file: `blob_endpoint`.
+    #[arg(long, env = "CONTRAIL_BLOB_ENDPOINT")]
+    blob_endpoint: Option<String>,
+
+    /// The object store's region (default us-east-1). Config file: `blob_region`.
+    #[arg(long, env = "CONTRAIL_BLOB_REGION")]
+    blob_region: Option<String>,
+
+    /// Access key for the object store (else the standard AWS_* environment and
+    /// credential chain). Config file: `blob_access_key`.
+    #[arg(long, env = "CONTRAIL_BLOB_ACCESS_KEY")]
+    blob_access_key: Option<String>,
+
+    /// Secret key for the object store. Config file: `blob_secret_key`.
+    #[arg(long, env = "CONTRAIL_BLOB_SECRET_KEY")]
+    blob_secret_key: Option<String>,
+
     /// The state store: `postgres://USER:PASS@HOST:PORT/DB` for replicas sharing one
     /// database. Default: the SQLite file `contrail.db` in the data directory.
     #[arg(long, env = "CONTRAIL_DATABASE")]
@@ -393,11 +417,51 @@ async fn start(args: StartArgs) -> Result<(), String> {
             "local".into()
         }
     });
-    let blob = BlobStore::new(
-        data_dir.join("blobs"),
-        bucket.clone(),
-        signing_key(&data_dir)?,
-    );
+    let remote = args
+        .blob_store
+        .clone()
+        .or_else(|| file.get("blob_store").cloned())
+        .map(|url| contrail_blob::RemoteConfig {
+            url,
+            endpoint: args
+                .blob_endpoint
+                .clone()
+                .or_else(|| file.get("blob_endpoint").cloned()),
+            region: pick(&args.blob_region, "blob_region", "us-east-1"),
+            access_key: args
+                .blob_access_key
+                .clone()
+                .or_else(|| file.get("blob_access_key").cloned()),
+            secret_key: args
+                .blob_secret_key
+                .clone()
+                .or_else(|| file.get("blob_secret_key").cloned()),
+        });
+    // What tasks (FLYTE_AWS_*) and presigned links use to reach the blobs.
+    let (blob, blob_access) = match &remote {
+        None => (
+            BlobStore::new(
+                data_dir.join("blobs"),
+                bucket.clone(),
+                signing_key(&data_dir)?,
+            ),
+            S3Access {
+                endpoint: format!("http://{s3_addr}"),
+                region: "us-east-1".into(),
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+            },
+        ),
+        Some(cfg) => (
+            BlobStore::open_remote(cfg, data_dir.join("blobs")).map_err(|e| e.to_string())?,
+            S3Access {
+                endpoint: cfg.endpoint.clone().unwrap_or_default(),
+                region: cfg.region.clone(),
+                access_key: cfg.access_key.clone().unwrap_or_default(),
+                secret_key: cfg.secret_key.clone().unwrap_or_default(),
+            },
+        ),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -412,7 +476,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
             &replica,
             store.clone(),
             blob.clone(),
-            task_endpoints(&s3_addr, &addr, &access_key, &secret_key),
+            task_endpoints(&blob_access, &addr),
         )?;
         c.set_launcher(Arc::new(ChildLauncher(Api::new(
             store.clone(),
@@ -445,9 +509,16 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let s3_listener = tokio::net::TcpListener::bind(s3_sock)
-        .await
-        .map_err(|e| format!("cannot listen on {s3_addr}: {e}"))?;
+    // The embedded S3 endpoint serves the data directory's blobs, so it runs only when
+    // blobs live there.
+    let s3_listener = if blob.is_local() {
+        let l = tokio::net::TcpListener::bind(s3_sock)
+            .await
+            .map_err(|e| format!("cannot listen on {s3_addr}: {e}"))?;
+        Some(l)
+    } else {
+        None
+    };
     let bound = api_listener.local_addr().map_err(|e| e.to_string())?;
     let public_url = args
         .public_url
@@ -461,12 +532,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         blob,
         ApiConfig {
             public_url,
-            s3: S3Access {
-                endpoint: format!("http://{s3_addr}"),
-                region: "us-east-1".into(),
-                access_key: access_key.clone(),
-                secret_key: secret_key.clone(),
-            },
+            s3: blob_access.clone(),
             ..Default::default()
         },
     );
@@ -477,14 +543,20 @@ async fn start(args: StartArgs) -> Result<(), String> {
     }
     api.seed().map_err(|e| e.to_string())?;
 
-    tracing::info!(api = %bound, s3 = %s3_listener.local_addr().map_err(|e| e.to_string())?, data_dir = %data_dir.display(), bucket, "contrail started");
-    let s3_task = tokio::spawn(contrail_s3::serve(
-        s3_listener,
-        s3_blob,
-        access_key,
-        secret_key,
-        stop_rx.clone(),
-    ));
+    let s3 = match &s3_listener {
+        Some(l) => l.local_addr().map_err(|e| e.to_string())?.to_string(),
+        None => s3_blob.uri(""),
+    };
+    tracing::info!(api = %bound, s3, data_dir = %data_dir.display(), "contrail started");
+    let s3_task = s3_listener.map(|listener| {
+        tokio::spawn(contrail_s3::serve(
+            listener,
+            s3_blob,
+            access_key,
+            secret_key,
+            stop_rx.clone(),
+        ))
+    });
     let mut rx = stop_rx.clone();
     axum::serve(api_listener, api.router())
         .with_graceful_shutdown(async move {
@@ -492,7 +564,9 @@ async fn start(args: StartArgs) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("api server: {e}"))?;
-    s3_task.await.map_err(|e| e.to_string())??;
+    if let Some(task) = s3_task {
+        task.await.map_err(|e| e.to_string())??;
+    }
     if let Some(run) = controller_run {
         let _ = run.await;
     }
@@ -534,20 +608,17 @@ fn machine_memory() -> u64 {
 }
 
 /// What a task needs to reach the blob store and (eager workflows) the admin API.
-fn task_endpoints(
-    s3_addr: &str,
-    api_addr: &str,
-    access_key: &str,
-    secret_key: &str,
-) -> Vec<(String, String)> {
+fn task_endpoints(blobs: &S3Access, api_addr: &str) -> Vec<(String, String)> {
     [
-        ("FLYTE_AWS_ENDPOINT", format!("http://{s3_addr}")),
-        ("FLYTE_AWS_ACCESS_KEY_ID", access_key.to_string()),
-        ("FLYTE_AWS_SECRET_ACCESS_KEY", secret_key.to_string()),
+        ("FLYTE_AWS_ENDPOINT", blobs.endpoint.clone()),
+        ("FLYTE_AWS_ACCESS_KEY_ID", blobs.access_key.clone()),
+        ("FLYTE_AWS_SECRET_ACCESS_KEY", blobs.secret_key.clone()),
         ("FLYTE_PLATFORM_URL", api_addr.to_string()),
         ("FLYTE_PLATFORM_INSECURE", "true".to_string()),
     ]
     .into_iter()
+    // Unset ones (AWS itself, credentials from the environment) are left to flytekit.
+    .filter(|(_, v)| !v.is_empty())
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

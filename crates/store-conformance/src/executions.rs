@@ -15,6 +15,7 @@ pub(crate) fn exec(name: &str, t: i64) -> ExecutionRecord {
         workflow: "wf".into(),
         record: vec![1],
         workflow_closure: vec![2],
+        inputs_uri: format!("s3://b/{name}/inputs-1"),
         created_at: t,
         updated_at: t,
         ..Default::default()

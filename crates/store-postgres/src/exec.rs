@@ -9,13 +9,13 @@ use contrail_store::{
 use tokio_postgres::Row;
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     workflow_closure, state, abort_cause, revision, created_at, updated_at";
+     workflow_closure, state, abort_cause, revision, created_at, updated_at, inputs_uri";
 /// The columns without the workflow closure (reads).
 const EXEC_READ_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     ''::bytea, state, abort_cause, revision, created_at, updated_at";
+     ''::bytea, state, abort_cause, revision, created_at, updated_at, inputs_uri";
 /// The same columns with the two large immutable/derived blobs blanked (lists).
 const EXEC_LIST_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     ''::bytea, ''::bytea, abort_cause, revision, created_at, updated_at";
+     ''::bytea, ''::bytea, abort_cause, revision, created_at, updated_at, inputs_uri";
 const NODE_COLS: &str =
     "project, domain, exec_name, node_id, parent_id, phase, record, state, created_at, updated_at";
 const TASK_COLS: &str =
@@ -44,6 +44,7 @@ fn exec_row(r: &Row) -> ExecutionRecord {
         revision: r.get(10),
         created_at: r.get(11),
         updated_at: r.get(12),
+        inputs_uri: r.get(13),
     }
 }
 
@@ -127,7 +128,7 @@ impl ExecutionStore for PgStore {
                 .execute(
                     &format!(
                         "INSERT INTO executions ({EXEC_COLS}) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING"
+                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING"
                     ),
                     &[
                         &r.key.project,
@@ -143,6 +144,7 @@ impl ExecutionStore for PgStore {
                         &r.revision,
                         &r.created_at,
                         &r.updated_at,
+                        &r.inputs_uri,
                     ],
                 )
                 .await

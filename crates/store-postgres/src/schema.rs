@@ -49,6 +49,7 @@ CREATE TABLE executions (
     revision BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
+    inputs_uri TEXT NOT NULL DEFAULT '',
     seq BIGSERIAL PRIMARY KEY,
     UNIQUE (project, domain, name)
 );

@@ -9,13 +9,13 @@ use contrail_store::{
 use rusqlite::{OptionalExtension, params, types::Value};
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     workflow_closure, state, abort_cause, revision, created_at, updated_at";
+     workflow_closure, state, abort_cause, revision, created_at, updated_at, inputs_uri";
 /// The columns without the workflow closure (reads).
 const EXEC_READ_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     x'', state, abort_cause, revision, created_at, updated_at";
+     x'', state, abort_cause, revision, created_at, updated_at, inputs_uri";
 /// The same columns with the two large immutable/derived blobs blanked (lists).
 const EXEC_LIST_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
-     x'', x'', abort_cause, revision, created_at, updated_at";
+     x'', x'', abort_cause, revision, created_at, updated_at, inputs_uri";
 
 fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -34,6 +34,7 @@ fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         revision: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        inputs_uri: r.get(13)?,
     })
 }
 
@@ -105,7 +106,7 @@ impl ExecutionStore for SqliteStore {
             .conn()
             .execute(
                 &format!(
-                    "INSERT INTO executions ({EXEC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) \
+                    "INSERT INTO executions ({EXEC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
                      ON CONFLICT DO NOTHING"
                 ),
                 params![
@@ -121,7 +122,8 @@ impl ExecutionStore for SqliteStore {
                     r.abort_cause,
                     r.revision,
                     r.created_at,
-                    r.updated_at
+                    r.updated_at,
+                    r.inputs_uri
                 ],
             )
             .map_err(backend)?;

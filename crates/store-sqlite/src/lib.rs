@@ -190,6 +190,7 @@ CREATE TABLE replicas (
     expires_at INTEGER NOT NULL
 );
 ALTER TABLE events ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN inputs_uri TEXT NOT NULL DEFAULT '';
 "#,
 ];
 

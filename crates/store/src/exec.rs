@@ -47,6 +47,10 @@ pub struct ExecutionRecord {
     pub state: Vec<u8>,
     /// Set once by `TerminateExecution`; the controller reads it (desired state).
     pub abort_cause: Option<String>,
+    /// Where the execution's inputs (`LiteralMap`) are. Named by their digest, so creators
+    /// racing for one name never overwrite each other's: the row that wins names its own.
+    /// Empty for executions made before this field (their inputs sit at the legacy key).
+    pub inputs_uri: String,
     /// Bumped by every commit; commits are conditional on it (optimistic concurrency).
     pub revision: i64,
     /// Unix nanoseconds.

@@ -1,0 +1,228 @@
+//! Blobs in an object store (S3; GCS and Azure with the `gcp` / `azure` features) through
+//! the `object_store` crate. The blob API is synchronous (callers run it on blocking pools),
+//! so the store's requests run on a small runtime of its own.
+//!
+//! Architecture Invariant: nothing here relies on conditional writes (some S3 servers
+//! ignore If-None-Match); where Contrail needs create-once semantics, the database decides.
+
+use crate::Error;
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the blobs live and how to reach them.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteConfig {
+    /// `s3://BUCKET` (or `gs://BUCKET`, `az://CONTAINER` with those features).
+    pub url: String,
+    /// An S3-compatible endpoint (`http://127.0.0.1:8333`); none for AWS itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl RemoteConfig {
+    /// The scheme and bucket of `url`.
+    pub fn scheme_and_bucket(&self) -> Result<(&str, &str), Error> {
+        let bad = |why: &str| Error::Config(format!("blob store {:?}: {why}", self.url));
+        let (scheme, rest) = self
+            .url
+            .split_once("://")
+            .ok_or_else(|| bad("expected s3://BUCKET"))?;
+        let bucket = rest.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(bad("expected s3://BUCKET (a bucket, no path)"));
+        }
+        match scheme {
+            "s3" => {}
+            "gs" if cfg!(feature = "gcp") => {}
+            "az" if cfg!(feature = "azure") => {}
+            "gs" | "az" => {
+                return Err(bad(&format!(
+                    "this build has no {scheme}:// support (cargo feature `{}`)",
+                    if scheme == "gs" { "gcp" } else { "azure" }
+                )));
+            }
+            other => return Err(bad(&format!("unknown scheme {other}://"))),
+        }
+        Ok((scheme, bucket))
+    }
+}
+
+pub(crate) struct Remote {
+    store: Arc<dyn ObjectStore>,
+    signer: Arc<dyn Signer>,
+    /// `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.store)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // Dropping a runtime may block; never do that on an async worker.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn remote_err(key: &str) -> impl Fn(object_store::Error) -> Error + '_ {
+    move |e| match e {
+        object_store::Error::NotFound { .. } => Error::NotFound(key.to_string()),
+        other => Error::Remote(key.to_string(), other.to_string()),
+    }
+}
+
+impl Remote {
+    pub(crate) fn open(cfg: &RemoteConfig) -> Result<Remote, Error> {
+        let (scheme, bucket) = cfg.scheme_and_bucket()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("contrail-blob")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config(format!("blob runtime: {e}")))?;
+        let config = |e: object_store::Error| Error::Config(format!("blob store {}: {e}", cfg.url));
+        let (store, signer): (Arc<dyn ObjectStore>, Arc<dyn Signer>) = match scheme {
+            "s3" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(&cfg.region);
+                if let Some(endpoint) = &cfg.endpoint {
+                    b = b
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                if let (Some(k), Some(s)) = (&cfg.access_key, &cfg.secret_key) {
+                    b = b.with_access_key_id(k).with_secret_access_key(s);
+                }
+                let s3 = Arc::new(b.build().map_err(config)?);
+                (s3.clone(), s3)
+            }
+            #[cfg(feature = "gcp")]
+            "gs" => {
+                let gcs = Arc::new(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(config)?,
+                );
+                (gcs.clone(), gcs)
+            }
+            #[cfg(feature = "azure")]
+            "az" => {
+                let az = Arc::new(
+                    object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_container_name(bucket)
+                        .build()
+                        .map_err(config)?,
+                );
+                (az.clone(), az)
+            }
+            other => return Err(Error::Config(format!("unknown scheme {other}://"))),
+        };
+        Ok(Remote {
+            store,
+            signer,
+            rt: Some(rt),
+        })
+    }
+
+    /// Runs a request to completion on this store's runtime, from whatever thread calls:
+    /// a blocking-pool thread (the normal case) blocks; an async worker of another
+    /// multi-threaded runtime hands its other tasks off first.
+    fn run<T: Send>(&self, fut: impl Future<Output = Result<T, Error>> + Send) -> Result<T, Error> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        match Handle::try_current() {
+            Err(_) => rt.block_on(fut),
+            Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| rt.block_on(fut))
+            }
+            Ok(_) => std::thread::scope(|s| {
+                s.spawn(|| rt.block_on(fut))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Remote(String::new(), "panicked".into())))
+            }),
+        }
+    }
+
+    pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        let payload = PutPayload::from(bytes.to_vec());
+        self.run(async {
+            self.store
+                .put(&ObjectPath::from(key), payload)
+                .await
+                .map(|_| ())
+                .map_err(remote_err(key))
+        })
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
+        self.run(async {
+            let got = self
+                .store
+                .get(&ObjectPath::from(key))
+                .await
+                .map_err(remote_err(key))?;
+            Ok(got.bytes().await.map_err(remote_err(key))?.to_vec())
+        })
+    }
+
+    pub(crate) fn exists(&self, key: &str) -> Result<bool, Error> {
+        self.run(async {
+            match self.store.head(&ObjectPath::from(key)).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(remote_err(key)(e)),
+            }
+        })
+    }
+
+    /// Keys (and sizes) of every object under `prefix/`.
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error> {
+        self.run(async {
+            let found: Vec<_> = self
+                .store
+                .list(Some(&ObjectPath::from(prefix)))
+                .try_collect()
+                .await
+                .map_err(remote_err(prefix))?;
+            Ok(found
+                .into_iter()
+                .map(|m| (m.location.to_string(), m.size))
+                .collect())
+        })
+    }
+
+    /// A presigned URL for `method` ("GET" or "PUT") on `key`, valid for `expires_in`.
+    pub(crate) fn presign(
+        &self,
+        method: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, Error> {
+        let method = match method {
+            "PUT" => object_store::signer::Method::PUT,
+            _ => object_store::signer::Method::GET,
+        };
+        self.run(async {
+            self.signer
+                .signed_url(method, &ObjectPath::from(key), expires_in)
+                .await
+                .map(|u| u.to_string())
+                .map_err(remote_err(key))
+        })
+    }
+}
