@@ -61,7 +61,7 @@ JSON
     -filer -filer.port="$filer" -filer.port.grpc="$filer_grpc" -filer.localSocket="$dir/sw/filer.sock" \
     -s3 -s3.port="$s3_port" -s3.port.grpc="$s3_grpc" -s3.localSocket="$dir/sw/s3.sock" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/sw/s3.json" \
-    -master.volumeSizeLimitMB=64 -volume.max=20 >"$dir/sw/weed.log" 2>&1 &
+    -master.volumeSizeLimitMB=64 -volume.max=100 >"$dir/sw/weed.log" 2>&1 &
   echo $! > "$dir/sw/weed.pid"
   echo "$master_grpc $volume_grpc $filer_grpc $s3_grpc" > "$dir/sw/grpc-ports"
   # Ready when the bucket takes a write (the port answers seconds before volumes are up).

@@ -170,19 +170,11 @@ class Server:
 SCALEOUT = os.environ.get("CONTRAIL_E2E_SCALEOUT") == "1"
 PG_BASE = os.environ.get("CONTRAIL_TEST_POSTGRES", "")
 # With an S3 server given (scripts/services.sh starts SeaweedFS), clusters keep their blobs
-# in a fresh bucket there instead of the shared data directory.
+# in its bucket instead of the shared data directory (keys never collide: executions have
+# fresh names, uploads and cached outputs are named by content or unique ids).
 S3_ENDPOINT = os.environ.get("CONTRAIL_TEST_S3_ENDPOINT", "")
 S3_KEYS = (os.environ.get("CONTRAIL_TEST_S3_ACCESS_KEY", ""), os.environ.get("CONTRAIL_TEST_S3_SECRET_KEY", ""))
-
-
-def fresh_bucket():
-    """A new, empty bucket on the S3 server; its name."""
-    import boto3
-
-    name = "c-" + uuid.uuid4().hex[:12]
-    boto3.client("s3", endpoint_url=S3_ENDPOINT, aws_access_key_id=S3_KEYS[0], aws_secret_access_key=S3_KEYS[1],
-                 region_name="us-east-1").create_bucket(Bucket=name)
-    return name
+S3_BUCKET = os.environ.get("CONTRAIL_TEST_S3_BUCKET", "")
 
 
 def psql(url, sql):
@@ -260,7 +252,7 @@ class Cluster:
         self.database = fresh_database()
         self.lease_ttl_ms = lease_ttl_ms
         self.args = list(args)
-        self.bucket = fresh_bucket() if S3_ENDPOINT else None
+        self.bucket = S3_BUCKET if S3_ENDPOINT else None
         if self.bucket:
             self.args += ["--blob-store", f"s3://{self.bucket}", "--blob-endpoint", S3_ENDPOINT,
                           "--blob-access-key", S3_KEYS[0], "--blob-secret-key", S3_KEYS[1]]
