@@ -25,7 +25,7 @@ forbid contrail-blob "$io" "the blob port is synchronous and runtime-free"
 forbid contrail-api "contrail-controller|contrail-engine|contrail-executor.*|contrail-store-sqlite|contrail-store-postgres|s3s|s3s-fs" "the API meets the controller only through the store and names no adapter"
 forbid contrail-s3 "contrail-store.*|contrail-engine|contrail-controller|contrail-api|s3s-fs" "the S3 endpoint serves the blob store only, with its own S3 semantics"
 for c in contrail-idl contrail-compiler contrail-catalog contrail-engine contrail-store contrail-blob contrail-api contrail-executor contrail-controller contrail-s3 contrail-bench; do
-  forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-executor-.*" "only the contrail binary wires adapters"
+  forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-blob-object-store|contrail-executor-.*" "only the contrail binary wires adapters"
 done
 forbid contrail-idl "tonic" "grpc codegen is behind the idl crate's grpc feature"
 

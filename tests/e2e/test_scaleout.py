@@ -162,3 +162,29 @@ def test_replicas_lists_the_live_replicas_and_their_leases(cluster, tmp_path, tm
     assert all(n in out for n in ["c0", "c1", "c2", "api0", "api1"]), out
     cluster.kill_controller("c2", signal.SIGTERM)
     wait_until(lambda: "c2" not in listing(), 10, "a stopped replica leaves the list")
+
+
+@pytest.mark.skipif(not __import__("conftest").S3_ENDPOINT, reason="needs CONTRAIL_TEST_S3_ENDPOINT")
+def test_upload_and_download_locations_are_the_object_stores_own_presigned_urls(cluster, tmp_path):
+    import hashlib
+    import urllib.request
+
+    from conftest import S3_ENDPOINT
+
+    r = remote(cluster.write_config(tmp_path / "config.yaml"))
+    body = b"scale-out bytes " + uuid_bytes()
+    md5 = hashlib.md5(body).digest()
+    up = r.client.get_upload_signed_url(project=PROJECT, domain=DOMAIN, content_md5=md5, filename="blob.bin")
+    assert up.signed_url.startswith(S3_ENDPOINT + "/"), up.signed_url
+    assert "X-Amz-Signature=" in up.signed_url
+    req = urllib.request.Request(up.signed_url, data=body, method="PUT", headers=dict(up.headers))
+    assert urllib.request.urlopen(req, timeout=30).status == 200
+    down = r.client.get_download_signed_url(up.native_url)
+    assert down.signed_url.startswith(S3_ENDPOINT + "/"), down.signed_url
+    assert urllib.request.urlopen(down.signed_url, timeout=30).read() == body
+
+
+def uuid_bytes():
+    import uuid
+
+    return uuid.uuid4().hex.encode()

@@ -698,8 +698,13 @@ impl Api {
                 "name '{name}' is not a valid execution name"
             )));
         };
-        let inputs_key =
-            layout::execution_inputs_of(&self.blob, &rec.inputs_uri, &k.project, &k.domain, &k.name)?;
+        let inputs_key = layout::execution_inputs_of(
+            &self.blob,
+            &rec.inputs_uri,
+            &k.project,
+            &k.domain,
+            &k.name,
+        )?;
         let inputs = c::LiteralMap::decode(self.blob.get(&inputs_key)?.as_slice())?;
         // Fixed inputs were merged into the stored inputs; relaunch with the stored map as-is.
         let lp = spec.launch_plan.clone().unwrap_or_default();

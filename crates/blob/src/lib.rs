@@ -9,9 +9,25 @@
 
 pub mod layout;
 pub mod objects;
-mod remote;
 
-pub use remote::RemoteConfig;
+/// Objects in a remote object store: implemented by an adapter crate
+/// (`contrail-blob-object-store`), so this port stays synchronous and runtime-free.
+/// Implementations must not rely on conditional writes.
+pub trait ObjectBackend: Send + Sync + std::fmt::Debug + 'static {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error>;
+    /// `Error::NotFound` when there is no such object.
+    fn get(&self, key: &str) -> Result<Vec<u8>, Error>;
+    fn exists(&self, key: &str) -> Result<bool, Error>;
+    /// Keys (and sizes) of every object under `prefix/`.
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, Error>;
+    /// A presigned URL for `method` ("GET" or "PUT") on `key`.
+    fn presign(
+        &self,
+        method: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, Error>;
+}
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -49,7 +65,7 @@ pub struct BlobStore {
     secret: Vec<u8>,
     /// `s3`, `gs` or `az`: the scheme of the URIs this store names.
     scheme: String,
-    remote: Option<std::sync::Arc<remote::Remote>>,
+    remote: Option<std::sync::Arc<dyn ObjectBackend>>,
 }
 
 /// Checks that `key` is a relative path of plain segments (no `..`, no empty segments).
@@ -94,17 +110,21 @@ impl BlobStore {
         }
     }
 
-    /// Blobs in the object store `cfg` names. `root` stays a local scratch directory.
-    pub fn open_remote(cfg: &RemoteConfig, root: impl Into<PathBuf>) -> Result<Self, Error> {
-        let (scheme, bucket) = cfg.scheme_and_bucket()?;
-        let (scheme, bucket) = (scheme.to_string(), bucket.to_string());
-        Ok(BlobStore {
+    /// Blobs in a remote object store, named `<scheme>://<bucket>/<key>`. `root` stays a
+    /// local scratch directory.
+    pub fn remote(
+        scheme: impl Into<String>,
+        bucket: impl Into<String>,
+        backend: std::sync::Arc<dyn ObjectBackend>,
+        root: impl Into<PathBuf>,
+    ) -> Self {
+        BlobStore {
             root: root.into(),
-            bucket,
+            bucket: bucket.into(),
             secret: Vec::new(),
-            scheme,
-            remote: Some(std::sync::Arc::new(remote::Remote::open(cfg)?)),
-        })
+            scheme: scheme.into(),
+            remote: Some(backend),
+        }
     }
 
     /// Whether objects are files on this machine (and the embedded S3 endpoint can serve them).
@@ -114,7 +134,12 @@ impl BlobStore {
 
     /// A presigned URL of the object store itself for `method` ("GET", "PUT") on `key`;
     /// `None` for local blobs (the API signs its own URLs for those).
-    pub fn presign(&self, method: &str, key: &str, expires_in_secs: u64) -> Result<Option<String>, Error> {
+    pub fn presign(
+        &self,
+        method: &str,
+        key: &str,
+        expires_in_secs: u64,
+    ) -> Result<Option<String>, Error> {
         validate_key(key)?;
         match &self.remote {
             Some(r) => r
@@ -142,12 +167,17 @@ impl BlobStore {
             for entry in entries {
                 let entry = entry.map_err(|e| Error::Io(prefix.to_string(), e))?;
                 let path = entry.path();
-                let meta = entry.metadata().map_err(|e| Error::Io(prefix.to_string(), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::Io(prefix.to_string(), e))?;
                 if meta.is_dir() {
                     stack.push(path);
                 } else if let Ok(rel) = path.strip_prefix(&base) {
                     let rel = rel.to_string_lossy();
-                    if rel.split('/').any(|s| s.starts_with(objects::RESERVED_PREFIX)) {
+                    if rel
+                        .split('/')
+                        .any(|s| s.starts_with(objects::RESERVED_PREFIX))
+                    {
                         continue;
                     }
                     out.push((format!("{prefix}/{rel}"), meta.len()));

@@ -874,11 +874,9 @@ mod tests {
             name: "e1".into(),
             org: String::new(),
         };
-        blob.put(
-            &layout::execution_inputs("p", "d", "e1"),
-            &core::LiteralMap::default().encode_to_vec(),
-        )
-        .unwrap();
+        let inputs = layout::execution_inputs_named("p", "d", "e1", "0");
+        blob.put(&inputs, &core::LiteralMap::default().encode_to_vec())
+            .unwrap();
         let record = admin::Execution {
             id: Some(id),
             spec: Some(admin::ExecutionSpec::default()),
@@ -895,6 +893,7 @@ mod tests {
                     workflow_closure: closure.encode_to_vec(),
                     state: Vec::new(),
                     abort_cause: None,
+                    inputs_uri: blob.uri(&inputs),
                     revision: 0,
                     created_at: 1,
                     updated_at: 1,

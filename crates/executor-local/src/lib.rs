@@ -512,8 +512,7 @@ impl LocalExecutor {
                     .map_err(|e| e.to_string())
             };
             let output = local(&spec.paths.output_prefix)?;
-            std::fs::create_dir_all(&output)
-                .map_err(|e| format!("cannot create {output}: {e}"))?;
+            std::fs::create_dir_all(&output).map_err(|e| format!("cannot create {output}: {e}"))?;
             (local(&spec.paths.inputs)?, output)
         } else {
             (spec.paths.inputs.clone(), spec.paths.output_prefix.clone())

@@ -15,7 +15,6 @@ use contrail_idl::core::{
 use prost::Message;
 use std::path::Path;
 
-
 pub fn stage_inputs(
     blob: &BlobStore,
     dc: &DataLoadingConfig,

@@ -2,8 +2,8 @@
 //! data directory's store, so they work whether or not a server runs.
 
 use contrail_store::{ArtifactRecord, ExecKey, Store};
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CacheCmd {

@@ -421,7 +421,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         .blob_store
         .clone()
         .or_else(|| file.get("blob_store").cloned())
-        .map(|url| contrail_blob::RemoteConfig {
+        .map(|url| contrail_blob_object_store::RemoteConfig {
             url,
             endpoint: args
                 .blob_endpoint
@@ -453,7 +453,8 @@ async fn start(args: StartArgs) -> Result<(), String> {
             },
         ),
         Some(cfg) => (
-            BlobStore::open_remote(cfg, data_dir.join("blobs")).map_err(|e| e.to_string())?,
+            contrail_blob_object_store::open(cfg, data_dir.join("blobs"))
+                .map_err(|e| e.to_string())?,
             S3Access {
                 endpoint: cfg.endpoint.clone().unwrap_or_default(),
                 region: cfg.region.clone(),
@@ -758,7 +759,10 @@ fn replicas(database: Option<String>, data_dir: Option<PathBuf>) -> Result<Strin
     let store = open_store(database.as_deref(), &data_dir, CLI_HOLD_LIMIT)?;
     let now = contrail_controller::now_nanos();
     let live = store.list_replicas(now).map_err(|e| e.to_string())?;
-    let mut out = format!("{:<32} {:<10} {:>7} {:>12}\n", "REPLICA", "ROLE", "LEASES", "SEEN");
+    let mut out = format!(
+        "{:<32} {:<10} {:>7} {:>12}\n",
+        "REPLICA", "ROLE", "LEASES", "SEEN"
+    );
     for r in live {
         let ago = (now - r.seen_at).max(0) as f64 / 1e9;
         out.push_str(&format!(

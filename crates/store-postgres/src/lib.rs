@@ -105,9 +105,8 @@ impl PgStore {
             config.application_name("contrail");
         }
         let hold_ms = hold_limit.as_millis().clamp(100, 3_600_000);
-        let mut options = format!(
-            "-c idle_in_transaction_session_timeout={hold_ms} -c lock_timeout={hold_ms}"
-        );
+        let mut options =
+            format!("-c idle_in_transaction_session_timeout={hold_ms} -c lock_timeout={hold_ms}");
         if let Some(schema) = schema {
             if !schema
                 .chars()
@@ -660,7 +659,9 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let (url, schema) = (url.clone(), schema.clone());
-                std::thread::spawn(move || PgStore::open_in_schema(&url, Some(&schema), HOLD).is_ok())
+                std::thread::spawn(move || {
+                    PgStore::open_in_schema(&url, Some(&schema), HOLD).is_ok()
+                })
             })
             .collect();
         for h in handles {
