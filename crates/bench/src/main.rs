@@ -36,6 +36,16 @@ struct Args {
     /// Keep each scenario's data directory (its path goes to stderr) to inspect the store.
     #[arg(long)]
     keep: bool,
+    /// Executions of each workflow started at once (e.g. 100 chains of `--chain 50`).
+    #[arg(long, default_value_t = 1)]
+    concurrent: usize,
+    /// Run on PostgreSQL: a maintenance URL (`postgres://USER@HOST:PORT/postgres`) where
+    /// each scenario creates a fresh database (with `psql`). Default: embedded SQLite.
+    #[arg(long)]
+    database_admin: Option<String>,
+    /// Controller replicas beside one `--role api` process (0: one process doing both).
+    #[arg(long, default_value_t = 0)]
+    controllers: usize,
 }
 
 /// The workflows this harness can measure.
@@ -59,31 +69,86 @@ fn free_port() -> Res<u16> {
         .port())
 }
 
+/// The processes of one deployment: the API (or all-in-one) process first.
 struct Server {
-    child: Child,
+    children: Vec<Child>,
     port: u16,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
-fn start(bin: &Path, data: &Path) -> Res<Server> {
+/// Where the state lives for one scenario.
+struct Deployment<'a> {
+    bin: &'a Path,
+    /// A fresh database's URL, or None for SQLite in the data directory.
+    database: Option<String>,
+    controllers: usize,
+}
+
+/// A fresh database on the server `admin` names (`psql` does the DDL); its URL.
+fn fresh_database(admin: &str) -> Res<String> {
+    let name = format!(
+        "bench_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let ok = Command::new("psql")
+        .args([admin, "-qc", &format!("CREATE DATABASE {name}")])
+        .status()?
+        .success();
+    if !ok {
+        return Err(format!("psql {admin}: CREATE DATABASE failed").into());
+    }
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
+fn start(d: &Deployment<'_>, data: &Path) -> Res<Server> {
     let port = free_port()?;
     let s3 = free_port()?;
-    let child = Command::new(bin)
-        .args(["start", "--addr", &format!("127.0.0.1:{port}")])
+    let spawn = |role: &str, extra: &[String]| -> Res<Child> {
+        let mut cmd = Command::new(d.bin);
+        cmd.args([
+            "start",
+            "--role",
+            role,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--s3-addr", &format!("127.0.0.1:{s3}")])
         .arg("--data-dir")
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    Ok(Server { child, port })
+        .stderr(Stdio::null());
+        if let Some(db) = &d.database {
+            cmd.args(["--database", db]);
+        }
+        Ok(cmd.spawn()?)
+    };
+    let mut children = Vec::new();
+    if d.controllers == 0 {
+        children.push(spawn("all", &[])?);
+    } else {
+        children.push(spawn("api", &[])?);
+        for i in 0..d.controllers {
+            children.push(spawn(
+                "controller",
+                &["--replica-id".into(), format!("c{i}")],
+            )?);
+        }
+    }
+    Ok(Server { children, port })
 }
 
 fn id(kind: c::ResourceType, name: &str) -> c::Identifier {
@@ -274,13 +339,20 @@ fn task_seconds(data: &Path) -> f64 {
     total
 }
 
-async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape, keep: bool) -> Res<()> {
+async fn scenario(
+    d: &Deployment<'_>,
+    name: &str,
+    n: usize,
+    shape: Shape,
+    concurrent: usize,
+    keep: bool,
+) -> Res<()> {
     let mut dir = tempfile::tempdir()?;
     if keep {
         dir.disable_cleanup(true);
         eprintln!("{name}: data directory {}", dir.path().display());
     }
-    let server = start(bin, dir.path())?;
+    let server = start(d, dir.path())?;
     let url = format!("http://127.0.0.1:{}", server.port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let channel = loop {
@@ -346,65 +418,90 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape, keep: bool) ->
         })
         .await?;
     let t0 = Instant::now();
-    let created = admin
-        .create_execution(a::ExecutionCreateRequest {
-            project: "flytesnacks".into(),
-            domain: "development".into(),
-            spec: Some(a::ExecutionSpec {
-                launch_plan: Some(id(c::ResourceType::LaunchPlan, name)),
-                max_parallelism: n as i32,
+    let mut executions = Vec::new();
+    for _ in 0..concurrent.max(1) {
+        let created = admin
+            .create_execution(a::ExecutionCreateRequest {
+                project: "flytesnacks".into(),
+                domain: "development".into(),
+                spec: Some(a::ExecutionSpec {
+                    launch_plan: Some(id(c::ResourceType::LaunchPlan, name)),
+                    max_parallelism: n as i32,
+                    ..Default::default()
+                }),
+                inputs: matches!(shape, Shape::Map { .. }).then(|| c::LiteralMap {
+                    literals: [(
+                        "xs".to_string(),
+                        c::Literal {
+                            value: Some(c::literal::Value::Collection(c::LiteralCollection {
+                                literals: (0..n as i64)
+                                    .map(|i| c::Literal {
+                                        value: Some(c::literal::Value::Scalar(Box::new(
+                                            c::Scalar {
+                                                value: Some(c::scalar::Value::Primitive(
+                                                    c::Primitive {
+                                                        value: Some(c::primitive::Value::Integer(
+                                                            i,
+                                                        )),
+                                                    },
+                                                )),
+                                            },
+                                        ))),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                            })),
+                            ..Default::default()
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                }),
                 ..Default::default()
-            }),
-            inputs: matches!(shape, Shape::Map { .. }).then(|| c::LiteralMap {
-                literals: [(
-                    "xs".to_string(),
-                    c::Literal {
-                        value: Some(c::literal::Value::Collection(c::LiteralCollection {
-                            literals: (0..n as i64)
-                                .map(|i| c::Literal {
-                                    value: Some(c::literal::Value::Scalar(Box::new(c::Scalar {
-                                        value: Some(c::scalar::Value::Primitive(c::Primitive {
-                                            value: Some(c::primitive::Value::Integer(i)),
-                                        })),
-                                    }))),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                        })),
-                        ..Default::default()
-                    },
-                )]
-                .into_iter()
-                .collect(),
-            }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    // Every poll is also a latency sample of GetExecution while the workflow runs.
-    let mut latencies = Vec::new();
-    let phase = loop {
-        let asked = Instant::now();
-        let e = admin
-            .get_execution(a::WorkflowExecutionGetRequest {
-                id: created.id.clone(),
             })
             .await?
             .into_inner();
-        latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
-        let p = e.closure.map(|c| c.phase).unwrap_or(0);
-        if matches!(p, 4 | 6..=8) {
-            break p;
+        executions.push(created.id);
+    }
+    // Every poll is also a latency sample of GetExecution while the workflows run.
+    let mut latencies = Vec::new();
+    let mut phase = 4;
+    while !executions.is_empty() {
+        let mut running = Vec::new();
+        for id in executions {
+            let asked = Instant::now();
+            let e = admin
+                .get_execution(a::WorkflowExecutionGetRequest { id: id.clone() })
+                .await?
+                .into_inner();
+            latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
+            let p = e.closure.map(|c| c.phase).unwrap_or(0);
+            if matches!(p, 4 | 6..=8) {
+                if p != 4 {
+                    phase = p;
+                }
+            } else {
+                running.push(id);
+            }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        executions = running;
+        if !executions.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let wall = t0.elapsed().as_secs_f64();
-    let (cpu, rss) = usage(server.child.id());
+    // CPU and peak RSS of Contrail's own processes (summed CPU; the largest RSS).
+    let (cpu, rss) = server
+        .children
+        .iter()
+        .map(|c| usage(c.id()))
+        .fold((0.0, 0), |(c, r), (c2, r2)| (c + c2, r.max(r2)));
     let tasks = task_seconds(dir.path());
-    let overhead = if shape == Shape::Chain {
+    let nodes = n * concurrent.max(1);
+    let overhead = if shape == Shape::Chain && concurrent <= 1 {
         (wall - tasks) / n as f64
     } else {
-        wall / n as f64
+        wall / nodes as f64
     };
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| {
@@ -413,11 +510,18 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape, keep: bool) ->
             .copied()
             .unwrap_or(0.0)
     };
+    let store = match (&d.database, d.controllers) {
+        (None, _) => "SQLite".to_string(),
+        (Some(_), 0) => "PostgreSQL, 1 process".to_string(),
+        (Some(_), k) => format!("PostgreSQL, {k} controller(s)"),
+    };
     println!(
-        "| {name} | {n} | {} | {wall:.2} | {:.2} | {:.2} | {cpu:.2} | {} | {:.2} | {:.2} |",
+        "| {store} | {name} | {n} × {} | {} | {wall:.2} | {:.0} | {:.2} | {:.2} | {cpu:.2} | {} | {:.2} | {:.2} |",
+        concurrent.max(1),
         c::workflow_execution::Phase::try_from(phase)
             .map(|p| p.as_str_name())
             .unwrap_or("?"),
+        nodes as f64 / wall,
         tasks,
         overhead * 1000.0,
         rss / 1024,
@@ -432,44 +536,36 @@ async fn scenario(bin: &Path, name: &str, n: usize, shape: Shape, keep: bool) ->
 async fn main() -> Res<()> {
     let args = Args::parse();
     println!(
-        "| shape | nodes | result | wall s | task s | overhead ms/node | server CPU s | server peak RSS MiB | GetExecution p50 ms | p99 ms |"
+        "| store | shape | nodes × executions | result | wall s | nodes/s | task s | overhead ms/node | server CPU s | server peak RSS MiB | GetExecution p50 ms | p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut shapes = Vec::new();
     if args.chain > 0 {
-        scenario(
-            &args.bin,
-            "bench.chain",
-            args.chain,
-            Shape::Chain,
-            args.keep,
-        )
-        .await?;
+        shapes.push(("bench.chain", args.chain, Shape::Chain));
     }
     if args.fanout > 0 {
-        scenario(
-            &args.bin,
-            "bench.fanout",
-            args.fanout,
-            Shape::Fanout,
-            args.keep,
-        )
-        .await?;
+        shapes.push(("bench.fanout", args.fanout, Shape::Fanout));
     }
     if args.map > 0 {
         let shape = Shape::Map {
             parallelism: args.map_parallelism,
         };
-        scenario(&args.bin, "bench.map", args.map, shape, args.keep).await?;
+        shapes.push(("bench.map", args.map, shape));
     }
     if args.dynamic > 0 {
-        scenario(
-            &args.bin,
-            "bench.dynamic",
-            args.dynamic,
-            Shape::Dynamic,
-            args.keep,
-        )
-        .await?;
+        shapes.push(("bench.dynamic", args.dynamic, Shape::Dynamic));
+    }
+    for (name, n, shape) in shapes {
+        let database = match &args.database_admin {
+            Some(admin) => Some(fresh_database(admin)?),
+            None => None,
+        };
+        let deployment = Deployment {
+            bin: &args.bin,
+            database,
+            controllers: args.controllers,
+        };
+        scenario(&deployment, name, n, shape, args.concurrent, args.keep).await?;
     }
     Ok(())
 }

@@ -936,6 +936,15 @@ impl Round<'_> {
         }
         match o {
             Observation::Task { status, .. } => match status {
+                // An attempt seen running whose executor now knows nothing of it ran where
+                // this replica cannot look (another machine's local executor): it is lost.
+                TaskStatus::Unknown
+                    if n.task
+                        .as_ref()
+                        .is_some_and(|t| t.phase == TaskPhase::Running) =>
+                {
+                    self.fail_attempt(node, lost_attempt(), true)
+                }
                 TaskStatus::Unknown => {
                     let e = Effect::Launch {
                         node,
@@ -1010,6 +1019,7 @@ impl Round<'_> {
             return;
         }
         let (f, may_retry) = match status {
+            Ok(TaskStatus::Unknown) if a.get(item) == Item::Running => (lost_attempt(), true),
             Ok(TaskStatus::Unknown) => {
                 let e = Effect::Launch {
                     node,
@@ -1704,4 +1714,15 @@ impl Round<'_> {
         }
         at
     }
+}
+
+/// A running attempt its executor no longer knows: a system failure, retried under the
+/// system retry budget.
+fn lost_attempt() -> Failure {
+    Failure::system(
+        "AttemptLost",
+        "the attempt was running where this controller cannot observe it (its replica's \
+         machine); it is counted lost and retried",
+        true,
+    )
 }

@@ -126,6 +126,27 @@ fn an_attempt_the_world_forgot_is_launched_again_with_the_same_id() {
 }
 
 #[test]
+fn a_running_attempt_the_world_forgot_is_lost_and_retried_as_a_system_failure() {
+    // Seen running, then unknown to the executor: it ran on a machine this controller
+    // cannot look at (a dead replica's). Not relaunched under its id: a new attempt, from
+    // the system retry budget.
+    let mut r = Run::new(&[vec![]], &[0], &[], false);
+    r.round(&[], 0);
+    r.round(&[r.task("n0", 0, running())], S);
+    assert_eq!(
+        r.round(&[r.task("n0", 0, TaskStatus::Unknown)], 2 * S),
+        vec![]
+    );
+    let n = &r.state.nodes[r.idx("n0")];
+    assert_eq!((n.phase, n.system_failures), (NodePhase::RetryWait, 1));
+    assert_eq!(
+        n.error.as_ref().map(|e| e.code.as_str()),
+        Some("AttemptLost")
+    );
+    assert_eq!(r.round(&[], 120 * S), vec![r.launch("n0", 1)]);
+}
+
+#[test]
 fn recoverable_user_errors_retry_after_a_growing_backoff_then_fail_with_retries_exhausted() {
     let mut r = Run::new(&[vec![]], &[2], &[], false);
     r.round(&[], 0);
