@@ -150,18 +150,22 @@ class Server:
                 pass
 
     def write_config(self, path: pathlib.Path) -> pathlib.Path:
-        # The README's config snippet, with this server's ports.
-        path.write_text(
-            "admin:\n"
-            f"  endpoint: localhost:{self.port}\n"
-            "  insecure: true\n"
-            "storage:\n"
-            "  connection:\n"
-            f"    endpoint: http://localhost:{self.s3_port}\n"
-            "    access-key: contrail\n"
-            "    secret-key: contrail-secret\n"
-        )
-        return path
+        return client_config(path, self.port, f"http://localhost:{self.s3_port}", ("contrail", "contrail-secret"))
+
+
+def client_config(path: pathlib.Path, api_port: int, s3_endpoint: str, keys) -> pathlib.Path:
+    """The README's flytekit config snippet, with these addresses."""
+    path.write_text(
+        "admin:\n"
+        f"  endpoint: localhost:{api_port}\n"
+        "  insecure: true\n"
+        "storage:\n"
+        "  connection:\n"
+        f"    endpoint: {s3_endpoint}\n"
+        f"    access-key: {keys[0]}\n"
+        f"    secret-key: {keys[1]}\n"
+    )
+    return path
 
 
 # Scale-out mode (`CONTRAIL_E2E_SCALEOUT=1`, with `CONTRAIL_TEST_POSTGRES` naming a database
@@ -324,17 +328,7 @@ class Cluster:
         if not self.bucket:
             return Server.write_config(self, path)
         # Clients reach the blobs in the object store itself, as Flyte's do.
-        path.write_text(
-            "admin:\n"
-            f"  endpoint: localhost:{self.port}\n"
-            "  insecure: true\n"
-            "storage:\n"
-            "  connection:\n"
-            f"    endpoint: {S3_ENDPOINT}\n"
-            f"    access-key: {S3_KEYS[0]}\n"
-            f"    secret-key: {S3_KEYS[1]}\n"
-        )
-        return path
+        return client_config(path, self.port, S3_ENDPOINT, S3_KEYS)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 //! The execution half of the PostgreSQL adapter.
 
-use crate::{PgStore, Sql, WAKE_CHANNEL, backend, column};
+use crate::{PgStore, Sql, WAKE_CHANNEL, backend};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
     ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
@@ -81,22 +81,6 @@ fn signal_row(r: &Row) -> SignalRecord {
         value: r.get(5),
         created_at: r.get(6),
         updated_at: r.get(7),
-    }
-}
-
-fn exec_column(c: Column) -> &'static str {
-    match c {
-        Column::Version => "name",
-        Column::State => "phase",
-        other => column(other),
-    }
-}
-
-fn node_column(c: Column) -> &'static str {
-    match c {
-        Column::Name | Column::Version => "node_id",
-        Column::State => "phase",
-        other => column(other),
     }
 }
 
@@ -216,7 +200,7 @@ impl ExecutionStore for PgStore {
             "SELECT {EXEC_LIST_COLS} FROM executions WHERE project={p} AND domain={d}"
         ));
         Ok(self
-            .select_page(sql, q, exec_column, true)?
+            .select_page(sql, q, Column::execution_sql_name, true)?
             .iter()
             .map(exec_row)
             .collect())
@@ -426,7 +410,7 @@ impl ExecutionStore for PgStore {
         let p = sql.bind(parent_id.to_string());
         sql.push(&format!(" AND parent_id={p}"));
         Ok(self
-            .select_page(sql, q, node_column, false)?
+            .select_page(sql, q, Column::node_sql_name, false)?
             .iter()
             .map(node_row)
             .collect())
@@ -459,7 +443,7 @@ impl ExecutionStore for PgStore {
         let p = sql.bind(node_id.to_string());
         sql.push(&format!(" AND node_id={p}"));
         Ok(self
-            .select_page(sql, q, node_column, false)?
+            .select_page(sql, q, Column::node_sql_name, false)?
             .iter()
             .map(task_row)
             .collect())

@@ -268,26 +268,6 @@ impl Drop for PgStore {
     }
 }
 
-pub(crate) fn column(c: Column) -> &'static str {
-    match c {
-        Column::Project => "project",
-        Column::Domain => "domain",
-        Column::Name => "name",
-        Column::Version => "version",
-        Column::State => "state",
-        Column::CreatedAt => "created_at",
-        Column::UpdatedAt => "updated_at",
-        Column::Phase => "phase",
-    }
-}
-
-fn is_numeric(c: Column) -> bool {
-    matches!(
-        c,
-        Column::State | Column::CreatedAt | Column::UpdatedAt | Column::Phase
-    )
-}
-
 /// Appends `AND …` for each filter. A non-numeric value for a numeric column compares as
 /// SQLite compares an integer with text (every integer sorts before every text), so both
 /// adapters answer alike.
@@ -300,7 +280,7 @@ pub(crate) fn push_filters(filters: &[Filter], column: fn(Column) -> &'static st
             sql.push(&format!(" AND strpos({col}, {p}) > 0"));
             continue;
         }
-        if is_numeric(f.column) {
+        if f.column.is_numeric() {
             if f.op == Op::ValueIn {
                 let nums: Vec<i64> = f.values.iter().filter_map(|v| v.parse().ok()).collect();
                 let p = sql.bind(nums);
@@ -390,6 +370,20 @@ impl PgStore {
     }
 }
 
+/// `<select> FROM entities WHERE` the kind and the query's project and domain.
+fn entities_in(select: &str, kind: EntityKind, q: &ListQuery) -> Sql {
+    let mut sql = Sql::default();
+    let (pk, pp, pd) = (
+        sql.bind(kind.as_str().to_string()),
+        sql.bind(q.project.clone()),
+        sql.bind(q.domain.clone()),
+    );
+    sql.push(&format!(
+        "{select} FROM entities WHERE kind={pk} AND project={pp} AND domain={pd}"
+    ));
+    sql
+}
+
 impl Store for PgStore {
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome> {
         let k = &rec.key;
@@ -427,36 +421,20 @@ impl Store for PgStore {
     }
 
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
-        let mut sql = Sql::default();
-        let (pk, pp, pd) = (
-            sql.bind(kind.as_str().to_string()),
-            sql.bind(q.project.clone()),
-            sql.bind(q.domain.clone()),
-        );
-        sql.push(&format!(
-            "SELECT {ENTITY_COLS} FROM entities WHERE kind={pk} AND project={pp} AND domain={pd}"
-        ));
+        let mut sql = entities_in(&format!("SELECT {ENTITY_COLS}"), kind, q);
         if let Some(name) = &q.name {
             let p = sql.bind(name.clone());
             sql.push(&format!(" AND name={p}"));
         }
-        self.select_page(sql, q, column, true)?
+        self.select_page(sql, q, Column::sql_name, true)?
             .iter()
             .map(entity_row)
             .collect()
     }
 
     fn list_entity_names(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<String>> {
-        let mut sql = Sql::default();
-        let (pk, pp, pd) = (
-            sql.bind(kind.as_str().to_string()),
-            sql.bind(q.project.clone()),
-            sql.bind(q.domain.clone()),
-        );
-        sql.push(&format!(
-            "SELECT DISTINCT name FROM entities WHERE kind={pk} AND project={pp} AND domain={pd}"
-        ));
-        push_filters(&q.filters, column, &mut sql);
+        let mut sql = entities_in("SELECT DISTINCT name", kind, q);
+        push_filters(&q.filters, Column::sql_name, &mut sql);
         let desc = matches!(q.sort, Some((Column::Name, true)));
         let limit = sql.bind(q.limit as i64);
         let offset = sql.bind(q.offset.min(i64::MAX as u64) as i64);

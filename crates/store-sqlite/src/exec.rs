@@ -1,6 +1,6 @@
 //! The execution half of the SQLite adapter.
 
-use crate::{SqliteStore, backend, column};
+use crate::{SqliteStore, backend};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, Error, EventRecord, ExecHead, ExecKey, ExecutionRecord,
     ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
@@ -36,22 +36,6 @@ fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         updated_at: r.get(12)?,
         inputs_uri: r.get(13)?,
     })
-}
-
-fn exec_column(c: Column) -> &'static str {
-    match c {
-        Column::Version => "name",
-        Column::State => "phase",
-        other => column(other),
-    }
-}
-
-fn node_column(c: Column) -> &'static str {
-    match c {
-        Column::Name | Column::Version => "node_id",
-        Column::State => "phase",
-        other => column(other),
-    }
 }
 
 const NODE_COLS: &str =
@@ -197,7 +181,7 @@ impl ExecutionStore for SqliteStore {
                 Value::Text(q.domain.clone()),
             ],
             q,
-            exec_column,
+            Column::execution_sql_name,
             true,
             exec_row,
         )
@@ -372,7 +356,7 @@ impl ExecutionStore for SqliteStore {
             ),
             args,
             q,
-            node_column,
+            Column::node_sql_name,
             false,
             node_row,
         )
@@ -406,7 +390,7 @@ impl ExecutionStore for SqliteStore {
             ),
             args,
             q,
-            node_column,
+            Column::node_sql_name,
             false,
             task_row,
         )

@@ -375,29 +375,9 @@ fn finish((kind, mut rec): (String, EntityRecord)) -> Result<EntityRecord> {
     Ok(rec)
 }
 
-fn column(c: Column) -> &'static str {
-    match c {
-        Column::Project => "project",
-        Column::Domain => "domain",
-        Column::Name => "name",
-        Column::Version => "version",
-        Column::State => "state",
-        Column::CreatedAt => "created_at",
-        Column::UpdatedAt => "updated_at",
-        Column::Phase => "phase",
-    }
-}
-
-fn is_numeric(c: Column) -> bool {
-    matches!(
-        c,
-        Column::State | Column::CreatedAt | Column::UpdatedAt | Column::Phase
-    )
-}
-
 /// Appends `AND …` for each filter to `sql`, pushing bound parameters.
 fn push_filters(filters: &[Filter], sql: &mut String, args: &mut Vec<Value>) {
-    push_filters_on(filters, column, sql, args)
+    push_filters_on(filters, Column::sql_name, sql, args)
 }
 
 /// `push_filters` with a table-specific column mapping.
@@ -410,7 +390,7 @@ fn push_filters_on(
     for f in filters {
         let col = column(f.column);
         let val = |v: &str| -> Value {
-            if is_numeric(f.column) {
+            if f.column.is_numeric() {
                 v.parse::<i64>()
                     .map(Value::Integer)
                     .unwrap_or(Value::Text(v.to_string()))
@@ -499,7 +479,7 @@ impl Store for SqliteStore {
             sql.push_str(" AND name=?");
             args.push(Value::Text(name.clone()));
         }
-        let rows = self.select_page(sql, args, q, column, true, entity_row)?;
+        let rows = self.select_page(sql, args, q, Column::sql_name, true, entity_row)?;
         rows.into_iter().map(finish).collect()
     }
 

@@ -92,6 +92,48 @@ pub enum Column {
     Phase,
 }
 
+impl Column {
+    /// The column's name in an adapter's entity, project and execution-list tables.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Column::Project => "project",
+            Column::Domain => "domain",
+            Column::Name => "name",
+            Column::Version => "version",
+            Column::State => "state",
+            Column::CreatedAt => "created_at",
+            Column::UpdatedAt => "updated_at",
+            Column::Phase => "phase",
+        }
+    }
+
+    /// Its name in the executions table (versions are names there; state is the phase).
+    pub fn execution_sql_name(self) -> &'static str {
+        match self {
+            Column::Version => "name",
+            Column::State => "phase",
+            other => other.sql_name(),
+        }
+    }
+
+    /// Its name in the node and task record tables (names and versions are node ids).
+    pub fn node_sql_name(self) -> &'static str {
+        match self {
+            Column::Name | Column::Version => "node_id",
+            Column::State => "phase",
+            other => other.sql_name(),
+        }
+    }
+
+    /// Whether filter values compare as integers.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Column::State | Column::CreatedAt | Column::UpdatedAt | Column::Phase
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Eq,
