@@ -259,9 +259,18 @@ impl ExecutionStore for PgStore {
 
     fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome> {
         let k = &c.key;
+        let phase = c.phase as i64;
+        let node_phases: Vec<i64> = c.nodes.iter().map(|r| r.phase as i64).collect();
+        let task_nums: Vec<(i64, i64)> = c
+            .tasks
+            .iter()
+            .map(|r| (r.attempt as i64, r.phase as i64))
+            .collect();
+        let owner = c.fence.as_ref().map_or("", |f| f.owner.as_str());
         self.run(async {
             let mut conn = self.pool.get().await.map_err(backend)?;
             let tx = conn.transaction().await.map_err(backend)?;
+            // Statements of one step are pipelined: one round trip each step.
             let update = tx
                 .prepare_cached(
                     "UPDATE executions SET phase=$1, record=$2, state=$3, revision=revision+1, \
@@ -269,120 +278,119 @@ impl ExecutionStore for PgStore {
                 )
                 .await
                 .map_err(backend)?;
-            let n = tx
-                .execute(
-                    &update,
-                    &[
-                        &(c.phase as i64),
-                        &c.record,
-                        &c.state,
-                        &c.now,
-                        &k.project,
-                        &k.domain,
-                        &k.name,
-                        &c.revision,
-                    ],
+            let lease = tx
+                .prepare_cached(
+                    "SELECT owner, epoch FROM leases \
+                     WHERE project=$1 AND domain=$2 AND name=$3 FOR SHARE",
                 )
                 .await
                 .map_err(backend)?;
+            // Locks in the order claims take them (execution row, then lease row), so the
+            // two never deadlock. FOR SHARE holds off any takeover (an UPDATE of the lease
+            // row) until this commits; a conflicting or fenced round rolls back.
+            let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &phase,
+                &c.record,
+                &c.state,
+                &c.now,
+                &k.project,
+                &k.domain,
+                &k.name,
+                &c.revision,
+            ];
+            let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+                [&k.project, &k.domain, &k.name];
+            let updated = tx.execute(&update, &update_params);
+            let (n, held) = if c.fence.is_some() {
+                let held = tx.query_opt(&lease, &key_params);
+                let (n, held) = futures_util::future::try_join(updated, held)
+                    .await
+                    .map_err(backend)?;
+                (n, held.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))))
+            } else {
+                (updated.await.map_err(backend)?, None)
+            };
+            if let Some(fence) = &c.fence
+                && held != Some((fence.owner.clone(), fence.epoch))
+            {
+                return Ok(CommitOutcome::Fenced);
+            }
             if n != 1 {
                 return Ok(CommitOutcome::Conflict);
             }
-            if let Some(fence) = &c.fence {
-                // Locks in the order claims take them (execution row, then lease row), so
-                // the two never deadlock. FOR SHARE holds off any takeover (an UPDATE of
-                // the lease row) until this commits; a fenced round rolls back.
-                let held = tx
-                    .query_opt(
-                        "SELECT owner, epoch FROM leases \
-                         WHERE project=$1 AND domain=$2 AND name=$3 FOR SHARE",
-                        &[&k.project, &k.domain, &k.name],
-                    )
-                    .await
-                    .map_err(backend)?
-                    .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
-                if held != Some((fence.owner.clone(), fence.epoch)) {
-                    return Ok(CommitOutcome::Fenced);
-                }
+            let node_stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO node_executions ({NODE_COLS}) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
+                     ON CONFLICT (project, domain, exec_name, node_id) DO UPDATE SET \
+                     phase=excluded.phase, record=excluded.record, state=excluded.state, \
+                     updated_at=excluded.updated_at"
+                ))
+                .await
+                .map_err(backend)?;
+            let task_stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO task_executions ({TASK_COLS}) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
+                     ON CONFLICT (project, domain, exec_name, node_id, attempt) DO UPDATE SET \
+                     phase=excluded.phase, record=excluded.record, updated_at=excluded.updated_at"
+                ))
+                .await
+                .map_err(backend)?;
+            let event_stmt = tx
+                .prepare_cached(
+                    "INSERT INTO events (project, domain, exec_name, kind, payload, owner) \
+                     VALUES ($1,$2,$3,$4,$5,$6)",
+                )
+                .await
+                .map_err(backend)?;
+            type Params<'a> = Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>;
+            let mut rows: Vec<(&tokio_postgres::Statement, Params<'_>)> = Vec::new();
+            for (r, phase) in c.nodes.iter().zip(&node_phases) {
+                rows.push((
+                    &node_stmt,
+                    vec![
+                        &k.project,
+                        &k.domain,
+                        &k.name,
+                        &r.node_id,
+                        &r.parent_id,
+                        phase,
+                        &r.record,
+                        &r.state,
+                        &r.created_at,
+                        &r.updated_at,
+                    ],
+                ));
             }
-            if !c.nodes.is_empty() {
-                let stmt = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO node_executions ({NODE_COLS}) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) \
-                         ON CONFLICT (project, domain, exec_name, node_id) DO UPDATE SET \
-                         phase=excluded.phase, record=excluded.record, state=excluded.state, \
-                         updated_at=excluded.updated_at"
-                    ))
-                    .await
-                    .map_err(backend)?;
-                for r in &c.nodes {
-                    tx.execute(
-                        &stmt,
-                        &[
-                            &k.project,
-                            &k.domain,
-                            &k.name,
-                            &r.node_id,
-                            &r.parent_id,
-                            &(r.phase as i64),
-                            &r.record,
-                            &r.state,
-                            &r.created_at,
-                            &r.updated_at,
-                        ],
-                    )
-                    .await
-                    .map_err(backend)?;
-                }
+            for (r, (attempt, phase)) in c.tasks.iter().zip(&task_nums) {
+                rows.push((
+                    &task_stmt,
+                    vec![
+                        &k.project,
+                        &k.domain,
+                        &k.name,
+                        &r.node_id,
+                        attempt,
+                        phase,
+                        &r.record,
+                        &r.created_at,
+                        &r.updated_at,
+                    ],
+                ));
             }
-            if !c.tasks.is_empty() {
-                let stmt = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO task_executions ({TASK_COLS}) \
-                         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
-                         ON CONFLICT (project, domain, exec_name, node_id, attempt) DO UPDATE SET \
-                         phase=excluded.phase, record=excluded.record, updated_at=excluded.updated_at"
-                    ))
-                    .await
-                    .map_err(backend)?;
-                for r in &c.tasks {
-                    tx.execute(
-                        &stmt,
-                        &[
-                            &k.project,
-                            &k.domain,
-                            &k.name,
-                            &r.node_id,
-                            &(r.attempt as i64),
-                            &(r.phase as i64),
-                            &r.record,
-                            &r.created_at,
-                            &r.updated_at,
-                        ],
-                    )
-                    .await
-                    .map_err(backend)?;
-                }
+            for e in &c.events {
+                rows.push((
+                    &event_stmt,
+                    vec![&k.project, &k.domain, &k.name, &e.kind, &e.payload, &owner],
+                ));
             }
-            if !c.events.is_empty() {
-                let owner = c.fence.as_ref().map_or("", |f| f.owner.as_str());
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO events (project, domain, exec_name, kind, payload, owner) \
-                         VALUES ($1,$2,$3,$4,$5,$6)",
-                    )
-                    .await
-                    .map_err(backend)?;
-                for e in &c.events {
-                    tx.execute(
-                        &stmt,
-                        &[&k.project, &k.domain, &k.name, &e.kind, &e.payload, &owner],
-                    )
-                    .await
-                    .map_err(backend)?;
-                }
-            }
+            let writes = rows
+                .iter()
+                .map(|(stmt, params)| tx.execute(*stmt, params.as_slice()));
+            futures_util::future::try_join_all(writes)
+                .await
+                .map_err(backend)?;
             if is_terminal_phase(c.phase) {
                 tx.execute(
                     "DELETE FROM leases WHERE project=$1 AND domain=$2 AND name=$3",

@@ -150,15 +150,16 @@ impl PgStore {
         };
         store.run(async {
             let mut conn = store.pool.get().await.map_err(backend)?;
-            if let Some(schema) = schema {
-                conn.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                    .await
-                    .map_err(backend)?;
-            }
             let tx = conn.transaction().await.map_err(backend)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await
                 .map_err(backend)?;
+            // Under the lock: IF NOT EXISTS alone races with a concurrent creator.
+            if let Some(schema) = schema {
+                tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .await
+                    .map_err(backend)?;
+            }
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS contrail_migrations \
                  (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
