@@ -786,6 +786,13 @@ impl Executor for LocalExecutor {
             DirState::Missing => {
                 let pending = lock(&self.book).pending.contains(&dir);
                 if !pending {
+                    // Not run here. It may have run and finished elsewhere (another
+                    // replica's machine): its outputs in the blob store say so, and a task
+                    // that succeeded must not run again.
+                    let left = self.leftovers(spec, &dir, None)?;
+                    if left.outputs_written || left.futures_written {
+                        return Ok(decide(&Exit::Lost, &left));
+                    }
                     return Ok(TaskStatus::Unknown);
                 }
                 let want = self.demand(spec);
@@ -956,6 +963,29 @@ mod tests {
             panic!("a request above the machine's capacity must fail")
         };
         assert_eq!(f.code, "InsufficientResources");
+    }
+
+    #[test]
+    fn an_attempt_that_finished_on_another_machine_is_known_by_its_outputs() {
+        let d = tempfile::tempdir().unwrap();
+        let blob = BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]);
+        let ex = LocalExecutor::new(
+            LocalConfig {
+                attempts_dir: d.path().join("attempts"),
+                supervisor: vec!["true".into()],
+                ..Default::default()
+            },
+            blob.clone(),
+        );
+        let (done, never) = (spec("done", "100m"), spec("never", "100m"));
+        // No attempt directory here for either; only `done` left outputs in the blobs.
+        blob.put("m/done/0/outputs.pb", b"").unwrap();
+        assert_eq!(ex.status(&done).unwrap(), TaskStatus::Succeeded);
+        assert_eq!(
+            ex.status(&never).unwrap(),
+            TaskStatus::Unknown,
+            "never launched: launch it"
+        );
     }
 
     #[tokio::test]
