@@ -19,7 +19,7 @@ if [ -z "${CONTRAIL_TEST_POSTGRES:-}" ]; then
     echo "== services (PostgreSQL, SeaweedFS)"
     scripts/services.sh install
     SERVICES=$(mktemp -d /tmp/contrail-services.XXXXXX)
-    trap 'scripts/services.sh stop "$SERVICES"' EXIT
+    trap 'scripts/services.sh stop "$SERVICES"; rm -rf "$SERVICES"' EXIT
     scripts/services.sh start "$SERVICES"
     # shellcheck disable=SC1091
     source "$SERVICES/env"

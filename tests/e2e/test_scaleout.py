@@ -188,3 +188,28 @@ def uuid_bytes():
     import uuid
 
     return uuid.uuid4().hex.encode()
+
+
+def test_an_execution_created_on_an_api_replica_is_picked_up_at_once_not_at_the_next_resync(
+        tmp_path, tmp_path_factory):
+    # Resync once a minute: only a NOTIFY can bring the execution to a controller quickly.
+    c = Cluster(tmp_path, apis=2, controllers=2, lease_ttl_ms=TTL_MS, args=["--resync-ms", "60000"])
+    c.start()
+    try:
+        config = c.write_config(tmp_path / "config.yaml")
+        version = register_module(config, tmp_path_factory, "scaleout")
+        r = remote(config)
+        lp = r.fetch_launch_plan(name="scaleout.chain_wf", version=version)
+        # Let the controllers' first (immediate) resync pass go by.
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        name = r.execute(lp, inputs={"tag": "w", "side": str(tmp_path / "side.txt")}).id.name
+        owner = wait_until(lambda: owner_of(c, name), 10, "a controller to claim the execution")
+        took = time.monotonic() - t0
+        assert took < 5, f"claimed after {took:.2f}s: not by a wake-up"
+        ex = r.wait(r.fetch_execution(name=name), timeout=datetime.timedelta(seconds=50),
+                    poll_interval=datetime.timedelta(seconds=1))
+        assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+        print(f"claimed by {owner} {took:.2f}s after CreateExecution returned")
+    finally:
+        c.close()
