@@ -756,6 +756,12 @@ pub(crate) const CLI_HOLD_LIMIT: std::time::Duration = std::time::Duration::from
 /// `contrail replicas`: one line per live replica.
 fn replicas(database: Option<String>, data_dir: Option<PathBuf>) -> Result<String, String> {
     let data_dir = default_data_dir(data_dir)?;
+    if database.is_none() && !data_dir.join("contrail.db").exists() {
+        return Err(format!(
+            "no Contrail data in {} (pass --database for PostgreSQL)",
+            data_dir.display()
+        ));
+    }
     let store = open_store(database.as_deref(), &data_dir, CLI_HOLD_LIMIT)?;
     let now = contrail_controller::now_nanos();
     let live = store.list_replicas(now).map_err(|e| e.to_string())?;
