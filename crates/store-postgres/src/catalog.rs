@@ -33,8 +33,7 @@ fn row(r: &Row) -> ArtifactRecord {
 fn and_eq(sql: &mut Sql, filters: &[(&str, Option<&str>)]) {
     for (col, v) in filters {
         if let Some(v) = v {
-            let p = sql.bind(v.to_string());
-            sql.push(&format!(" AND {col}={p}"));
+            sql.and_eq(col, v);
         }
     }
 }

@@ -89,18 +89,16 @@ pub(crate) fn wake_payload(k: &ExecKey) -> String {
     format!("{}/{}/{}", k.project, k.domain, k.name)
 }
 
-/// The selection `WHERE project=$1 AND domain=$2 AND <name col>=$3` and its first three args.
-fn keyed(select: &str, name_col: &str, k: &ExecKey) -> Sql {
-    let mut sql = Sql::default();
-    let (p, d, n) = (
-        sql.bind(k.project.clone()),
-        sql.bind(k.domain.clone()),
-        sql.bind(k.name.clone()),
-    );
-    sql.push(&format!(
-        "{select} WHERE project={p} AND domain={d} AND {name_col}={n}"
-    ));
-    sql
+/// `<head> WHERE` the rows of execution `k` (its name in `name_col`).
+fn of_execution(head: &str, name_col: &str, k: &ExecKey) -> Sql {
+    Sql::matching(
+        head,
+        &[
+            ("project", &k.project),
+            ("domain", &k.domain),
+            (name_col, &k.name),
+        ],
+    )
 }
 
 impl ExecutionStore for PgStore {
@@ -194,11 +192,10 @@ impl ExecutionStore for PgStore {
     }
 
     fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
-        let mut sql = Sql::default();
-        let (p, d) = (sql.bind(q.project.clone()), sql.bind(q.domain.clone()));
-        sql.push(&format!(
-            "SELECT {EXEC_LIST_COLS} FROM executions WHERE project={p} AND domain={d}"
-        ));
+        let sql = Sql::matching(
+            &format!("SELECT {EXEC_LIST_COLS} FROM executions"),
+            &[("project", &q.project), ("domain", &q.domain)],
+        );
         Ok(self
             .select_page(sql, q, Column::execution_sql_name, true)?
             .iter()
@@ -410,13 +407,12 @@ impl ExecutionStore for PgStore {
         parent_id: &str,
         q: &ListQuery,
     ) -> Result<Vec<NodeRecord>> {
-        let mut sql = keyed(
+        let mut sql = of_execution(
             &format!("SELECT {NODE_COLS} FROM node_executions"),
             "exec_name",
             k,
         );
-        let p = sql.bind(parent_id.to_string());
-        sql.push(&format!(" AND parent_id={p}"));
+        sql.and_eq("parent_id", parent_id);
         Ok(self
             .select_page(sql, q, Column::node_sql_name, false)?
             .iter()
@@ -443,13 +439,12 @@ impl ExecutionStore for PgStore {
         node_id: &str,
         q: &ListQuery,
     ) -> Result<Vec<TaskRecord>> {
-        let mut sql = keyed(
+        let mut sql = of_execution(
             &format!("SELECT {TASK_COLS} FROM task_executions"),
             "exec_name",
             k,
         );
-        let p = sql.bind(node_id.to_string());
-        sql.push(&format!(" AND node_id={p}"));
+        sql.and_eq("node_id", node_id);
         Ok(self
             .select_page(sql, q, Column::node_sql_name, false)?
             .iter()
@@ -551,7 +546,7 @@ impl ExecutionStore for PgStore {
     }
 
     fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
-        let sql = keyed(
+        let sql = of_execution(
             &format!("SELECT {SIGNAL_COLS} FROM signals"),
             "exec_name",
             k,

@@ -73,6 +73,28 @@ impl Sql {
         self.text.push_str(s);
     }
 
+    /// `<head> WHERE TRUE`, then ` AND <col>=$n` for each pair.
+    pub(crate) fn matching(head: &str, eqs: &[(&str, &str)]) -> Self {
+        let mut sql = Sql::new(format!("{head} WHERE TRUE"));
+        for (col, value) in eqs {
+            sql.and_eq(col, value);
+        }
+        sql
+    }
+
+    /// Appends ` AND <col>=$n`, binding `value`.
+    pub(crate) fn and_eq(&mut self, col: &str, value: &str) {
+        let p = self.bind(value.to_string());
+        self.push(&format!(" AND {col}={p}"));
+    }
+
+    /// Appends ` LIMIT $n OFFSET $m` for the query's page.
+    pub(crate) fn page(&mut self, q: &ListQuery) {
+        let limit = self.bind(q.limit as i64);
+        let offset = self.bind(q.offset.min(i64::MAX as u64) as i64);
+        self.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+    }
+
     pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.args
             .iter()
@@ -250,12 +272,8 @@ impl PgStore {
         push_filters(&q.filters, map, &mut sql);
         let (col, desc) = q.sort.unwrap_or((Column::CreatedAt, default_desc));
         let dir = if desc { "DESC" } else { "ASC" };
-        let limit = sql.bind(q.limit as i64);
-        let offset = sql.bind(q.offset.min(i64::MAX as u64) as i64);
-        sql.push(&format!(
-            " ORDER BY {} {dir}, seq {dir} LIMIT {limit} OFFSET {offset}",
-            map(col)
-        ));
+        sql.push(&format!(" ORDER BY {} {dir}, seq {dir}", map(col)));
+        sql.page(q);
         self.rows(&sql.text, &sql.params())
     }
 }
@@ -373,16 +391,14 @@ impl PgStore {
 
 /// `<select> FROM entities WHERE` the kind and the query's project and domain.
 fn entities_in(select: &str, kind: EntityKind, q: &ListQuery) -> Sql {
-    let mut sql = Sql::default();
-    let (pk, pp, pd) = (
-        sql.bind(kind.as_str().to_string()),
-        sql.bind(q.project.clone()),
-        sql.bind(q.domain.clone()),
-    );
-    sql.push(&format!(
-        "{select} FROM entities WHERE kind={pk} AND project={pp} AND domain={pd}"
-    ));
-    sql
+    Sql::matching(
+        &format!("{select} FROM entities"),
+        &[
+            ("kind", kind.as_str()),
+            ("project", &q.project),
+            ("domain", &q.domain),
+        ],
+    )
 }
 
 impl Store for PgStore {
@@ -424,8 +440,7 @@ impl Store for PgStore {
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
         let mut sql = entities_in(&format!("SELECT {ENTITY_COLS}"), kind, q);
         if let Some(name) = &q.name {
-            let p = sql.bind(name.clone());
-            sql.push(&format!(" AND name={p}"));
+            sql.and_eq("name", name);
         }
         self.select_page(sql, q, Column::sql_name, true)?
             .iter()
@@ -437,12 +452,12 @@ impl Store for PgStore {
         let mut sql = entities_in("SELECT DISTINCT name", kind, q);
         push_filters(&q.filters, Column::sql_name, &mut sql);
         let desc = matches!(q.sort, Some((Column::Name, true)));
-        let limit = sql.bind(q.limit as i64);
-        let offset = sql.bind(q.offset.min(i64::MAX as u64) as i64);
-        sql.push(&format!(
-            " ORDER BY name {} LIMIT {limit} OFFSET {offset}",
-            if desc { "DESC" } else { "ASC" }
-        ));
+        sql.push(if desc {
+            " ORDER BY name DESC"
+        } else {
+            " ORDER BY name ASC"
+        });
+        sql.page(q);
         Ok(self
             .rows(&sql.text, &sql.params())?
             .iter()
