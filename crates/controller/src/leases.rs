@@ -4,7 +4,7 @@
 
 use crate::{Controller, Error, lock, now_nanos};
 use contrail_store::{ExecKey, Fence, LeaseGrant, ReplicaRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -33,8 +33,38 @@ impl Leases {
     }
 
     fn insert(&self, grants: Vec<LeaseGrant>, valid_until: Instant) {
+        hold(&mut lock(&self.held), grants, valid_until);
+    }
+
+    /// Replaces the set by what a renewal returned; the keys that were lost. Leases
+    /// claimed while the renewal was under way are newer than what it could report: kept.
+    fn replace(&self, grants: Vec<LeaseGrant>, valid_until: Instant) -> Vec<ExecKey> {
         let mut held = lock(&self.held);
-        for g in grants {
+        let renewed: HashSet<&ExecKey> = grants.iter().map(|g| &g.key).collect();
+        let mut lost = Vec::new();
+        held.retain(|k, h| {
+            let keep = renewed.contains(k) || h.valid_until > valid_until;
+            if !keep {
+                lost.push(k.clone());
+            }
+            keep
+        });
+        hold(&mut held, grants, valid_until);
+        lost
+    }
+
+    fn keys(&self) -> Vec<ExecKey> {
+        lock(&self.held).keys().cloned().collect()
+    }
+}
+
+/// Records grants valid until `valid_until`; a grant never replaces a newer one.
+fn hold(held: &mut HashMap<ExecKey, Held>, grants: Vec<LeaseGrant>, valid_until: Instant) {
+    for g in grants {
+        let newer = held
+            .get(&g.key)
+            .is_some_and(|h| h.valid_until > valid_until);
+        if !newer {
             held.insert(
                 g.key,
                 Held {
@@ -43,38 +73,6 @@ impl Leases {
                 },
             );
         }
-    }
-
-    /// Replaces the set by what a renewal returned; the keys that were lost.
-    fn replace(&self, grants: Vec<LeaseGrant>, valid_until: Instant) -> Vec<ExecKey> {
-        let mut held = lock(&self.held);
-        let mut next = HashMap::with_capacity(grants.len());
-        for g in grants {
-            next.insert(
-                g.key,
-                Held {
-                    epoch: g.epoch,
-                    valid_until,
-                },
-            );
-        }
-        // Claimed while the renewal was under way: newer than what it could report.
-        for (k, h) in held.iter() {
-            if h.valid_until > valid_until {
-                next.insert(k.clone(), *h);
-            }
-        }
-        let lost = held
-            .keys()
-            .filter(|k| !next.contains_key(*k))
-            .cloned()
-            .collect();
-        *held = next;
-        lost
-    }
-
-    fn keys(&self) -> Vec<ExecKey> {
-        lock(&self.held).keys().cloned().collect()
     }
 }
 
@@ -150,5 +148,44 @@ impl Controller {
         }
         self.leases.insert(claimed, started + ttl);
         Ok(self.leases.keys())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn grant(name: &str, epoch: i64) -> LeaseGrant {
+        LeaseGrant {
+            key: ExecKey {
+                project: "p".into(),
+                domain: "d".into(),
+                name: name.into(),
+            },
+            epoch,
+        }
+    }
+
+    #[test]
+    fn a_renewal_drops_what_it_lost_and_keeps_what_was_claimed_meanwhile() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        leases.insert(vec![grant("a", 1), grant("b", 1)], t0);
+        // "c" is claimed after the renewal was sent, at epoch 3.
+        leases.insert(vec![grant("c", 3)], t0 + Duration::from_secs(2));
+        // The renewal (sent at t0 + 1 s) reports "a" and an older view of "c"; "b" was lost.
+        let lost = leases.replace(
+            vec![grant("a", 1), grant("c", 2)],
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(lost, vec![grant("b", 0).key]);
+        let held = lock(&leases.held);
+        assert_eq!(held.len(), 2);
+        assert_eq!(held[&grant("c", 0).key].epoch, 3, "the newer claim wins");
+        assert_eq!(
+            held[&grant("a", 0).key].valid_until,
+            t0 + Duration::from_secs(1)
+        );
     }
 }

@@ -323,6 +323,12 @@ impl Controller {
         lock(&self.live).remove(k);
     }
 
+    /// Forgets an execution this replica no longer runs (finished, gone, or taken over).
+    fn disown(&self, k: &ExecKey) {
+        self.forget(k);
+        self.leases.drop_key(k);
+    }
+
     /// The committed state of an execution: from memory when this process made the last
     /// commit (same revision), else from the store.
     fn live_state(&self, k: &ExecKey, revision: i64) -> Result<Option<Live>, Error> {
@@ -415,20 +421,17 @@ impl Controller {
             fence: Some(fence.clone()),
             ..Default::default()
         })?;
-        self.forget(k);
-        self.leases.drop_key(k);
+        self.disown(k);
         Ok(())
     }
 
     fn try_reconcile(self: &Arc<Self>, k: &ExecKey, fence: &Fence) -> Result<(), Error> {
         let Some(head) = self.store.get_execution_head(k)? else {
-            self.forget(k);
-            self.leases.drop_key(k);
+            self.disown(k);
             return Ok(());
         };
         if head.is_terminal() {
-            self.forget(k);
-            self.leases.drop_key(k);
+            self.disown(k);
             return Ok(());
         }
         let mut live = match self.live_state(k, head.revision) {
@@ -513,8 +516,7 @@ impl Controller {
                 CommitOutcome::Fenced => {
                     // Another replica took this execution over: it is theirs now.
                     tracing::warn!(execution = %k, epoch = fence.epoch, "lease lost; dropping");
-                    self.forget(k);
-                    self.leases.drop_key(k);
+                    self.disown(k);
                     return Ok(());
                 }
                 CommitOutcome::Conflict => {
@@ -527,8 +529,7 @@ impl Controller {
             live.state = step.state;
             live.plan = plan;
             if live.state.phase.is_terminal() {
-                self.forget(k);
-                self.leases.drop_key(k);
+                self.disown(k);
                 self.wake_parent(&live.exec);
                 return Ok(());
             }
