@@ -1,9 +1,8 @@
 //! `contrail lineage` and `contrail cache`: the catalog read (and pruned) straight from the
 //! data directory's store, so they work whether or not a server runs.
 
-use contrail_store::{ArtifactRecord, ExecKey, Store};
+use contrail_store::{ArtifactRecord, ExecKey};
 use std::path::Path;
-use std::sync::Arc;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CacheCmd {
@@ -30,12 +29,6 @@ pub enum CacheCmd {
 }
 
 /// The store `--database` names, else the data directory's SQLite file if there is one.
-fn open(data_dir: &Path, database: Option<&str>) -> Result<Arc<dyn Store>, String> {
-    if database.is_none() && !data_dir.join("contrail.db").exists() {
-        return Err(format!("no Contrail data in {}", data_dir.display()));
-    }
-    crate::open_store(database, data_dir, crate::CLI_HOLD_LIMIT)
-}
 
 fn dataset(task: &str) -> String {
     if task.starts_with("flyte_task-") {
@@ -63,7 +56,7 @@ fn line(a: &ArtifactRecord) -> String {
 }
 
 pub fn cache(data_dir: &Path, database: Option<&str>, cmd: CacheCmd) -> Result<String, String> {
-    let s = open(data_dir, database)?;
+    let s = crate::open_existing_store(data_dir, database)?;
     let err = |e: contrail_store::Error| e.to_string();
     match cmd {
         CacheCmd::Ls {
@@ -101,7 +94,7 @@ pub fn lineage(
     project: &str,
     domain: &str,
 ) -> Result<String, String> {
-    let s = open(data_dir, database)?;
+    let s = crate::open_existing_store(data_dir, database)?;
     let err = |e: contrail_store::Error| e.to_string();
     let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
     let (exec, node) = match parts.as_slice() {

@@ -363,11 +363,13 @@ async fn start(args: StartArgs) -> Result<(), String> {
         Some(p) => read_config(p)?,
         None => Default::default(),
     };
+    // A setting from its flag (or environment), else the config file.
+    let setting =
+        |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).cloned());
     let pick = |flag: &Option<String>, key: &str, default: &str| {
-        flag.clone()
-            .or_else(|| file.get(key).cloned())
-            .unwrap_or_else(|| default.to_string())
+        setting(flag, key).unwrap_or_else(|| default.to_string())
     };
+    let lease_ttl = lease_ttl(&args);
     let data_dir = match args
         .data_dir
         .clone()
@@ -395,15 +397,11 @@ async fn start(args: StartArgs) -> Result<(), String> {
 
     std::fs::create_dir_all(data_dir.join("blobs").join(&bucket))
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    let database = args
-        .database
-        .clone()
-        .or_else(|| file.get("database").cloned());
+    let database = setting(&args.database, "database");
     let shared_db = database.is_some();
     let store = {
         let data_dir = data_dir.clone();
-        let ttl = std::time::Duration::from_millis(args.lease_ttl_ms.max(300));
-        tokio::task::spawn_blocking(move || open_store(database.as_deref(), &data_dir, ttl))
+        tokio::task::spawn_blocking(move || open_store(database.as_deref(), &data_dir, lease_ttl))
             .await
             .map_err(|e| e.to_string())??
     };
@@ -417,26 +415,15 @@ async fn start(args: StartArgs) -> Result<(), String> {
             "local".into()
         }
     });
-    let remote = args
-        .blob_store
-        .clone()
-        .or_else(|| file.get("blob_store").cloned())
-        .map(|url| contrail_blob_object_store::RemoteConfig {
+    let remote = setting(&args.blob_store, "blob_store").map(|url| {
+        contrail_blob_object_store::RemoteConfig {
             url,
-            endpoint: args
-                .blob_endpoint
-                .clone()
-                .or_else(|| file.get("blob_endpoint").cloned()),
+            endpoint: setting(&args.blob_endpoint, "blob_endpoint"),
             region: pick(&args.blob_region, "blob_region", "us-east-1"),
-            access_key: args
-                .blob_access_key
-                .clone()
-                .or_else(|| file.get("blob_access_key").cloned()),
-            secret_key: args
-                .blob_secret_key
-                .clone()
-                .or_else(|| file.get("blob_secret_key").cloned()),
-        });
+            access_key: setting(&args.blob_access_key, "blob_access_key"),
+            secret_key: setting(&args.blob_secret_key, "blob_secret_key"),
+        }
+    });
     // What tasks (FLYTE_AWS_*) and presigned links use to reach the blobs.
     let (blob, blob_access) = match &remote {
         None => (
@@ -490,11 +477,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         }));
         Some((c, run))
     } else {
-        tokio::spawn(api_heartbeat(
-            store.clone(),
-            replica.clone(),
-            std::time::Duration::from_millis(args.lease_ttl_ms.max(300)),
-        ));
+        tokio::spawn(api_heartbeat(store.clone(), replica.clone(), lease_ttl));
         None
     };
     if args.role == Role::Controller {
@@ -690,7 +673,7 @@ fn controller(
             _ => "all",
         }
         .into(),
-        lease_ttl: std::time::Duration::from_millis(args.lease_ttl_ms.max(300)),
+        lease_ttl: lease_ttl(args),
         ..Default::default()
     };
     let executor = Arc::new(executor);
@@ -699,6 +682,27 @@ fn controller(
         std::thread::spawn(move || executor.warm_up());
     }
     Ok(Controller::new(store, blob, executor, cfg))
+}
+
+/// `--lease-ttl-ms`, at least 300 ms.
+fn lease_ttl(args: &StartArgs) -> std::time::Duration {
+    std::time::Duration::from_millis(args.lease_ttl_ms.max(300))
+}
+
+/// The store a command-line tool reads: `--database`, else the data directory's SQLite
+/// file if there is one.
+pub(crate) fn open_existing_store(
+    data_dir: &Path,
+    database: Option<&str>,
+) -> Result<Arc<dyn Store>, String> {
+    if database.is_none() && !data_dir.join("contrail.db").exists() {
+        return Err(format!(
+            "no Contrail data in {} (pass --database for PostgreSQL)",
+            data_dir.display()
+        ));
+    }
+    // How long a command-line tool's database session may hold locks.
+    open_store(database, data_dir, std::time::Duration::from_secs(5))
 }
 
 /// The store `--database` names (PostgreSQL), or the SQLite file in the data directory.
@@ -750,19 +754,10 @@ async fn api_heartbeat(store: Arc<dyn Store>, replica: String, ttl: std::time::D
     }
 }
 
-/// How long a command-line tool's database session may hold locks.
-pub(crate) const CLI_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// `contrail replicas`: one line per live replica.
 fn replicas(database: Option<String>, data_dir: Option<PathBuf>) -> Result<String, String> {
     let data_dir = default_data_dir(data_dir)?;
-    if database.is_none() && !data_dir.join("contrail.db").exists() {
-        return Err(format!(
-            "no Contrail data in {} (pass --database for PostgreSQL)",
-            data_dir.display()
-        ));
-    }
-    let store = open_store(database.as_deref(), &data_dir, CLI_HOLD_LIMIT)?;
+    let store = open_existing_store(&data_dir, database.as_deref())?;
     let now = contrail_controller::now_nanos();
     let live = store.list_replicas(now).map_err(|e| e.to_string())?;
     let mut out = format!(
