@@ -28,8 +28,6 @@ pub enum CacheCmd {
     },
 }
 
-/// The store `--database` names, else the data directory's SQLite file if there is one.
-
 fn dataset(task: &str) -> String {
     if task.starts_with("flyte_task-") {
         task.to_string()
