@@ -6,11 +6,12 @@ import datetime
 import random
 import signal
 import time
+import uuid
 
 import pytest
 from flytekit.models.core.execution import WorkflowExecutionPhase as WP
 
-from conftest import DOMAIN, PROJECT, Cluster, register_module, remote, wait_until
+from conftest import DOMAIN, PROJECT, S3_ENDPOINT, Cluster, register_module, remote, wait_until
 
 pytestmark = pytest.mark.scaleout_only
 
@@ -164,15 +165,13 @@ def test_replicas_lists_the_live_replicas_and_their_leases(cluster, tmp_path, tm
     wait_until(lambda: "c2" not in listing(), 10, "a stopped replica leaves the list")
 
 
-@pytest.mark.skipif(not __import__("conftest").S3_ENDPOINT, reason="needs CONTRAIL_TEST_S3_ENDPOINT")
+@pytest.mark.skipif(not S3_ENDPOINT, reason="needs CONTRAIL_TEST_S3_ENDPOINT")
 def test_upload_and_download_locations_are_the_object_stores_own_presigned_urls(cluster, tmp_path):
     import hashlib
     import urllib.request
 
-    from conftest import S3_ENDPOINT
-
     r = remote(cluster.write_config(tmp_path / "config.yaml"))
-    body = b"scale-out bytes " + uuid_bytes()
+    body = b"scale-out bytes " + uuid.uuid4().hex.encode()
     md5 = hashlib.md5(body).digest()
     up = r.client.get_upload_signed_url(project=PROJECT, domain=DOMAIN, content_md5=md5, filename="blob.bin")
     assert up.signed_url.startswith(S3_ENDPOINT + "/"), up.signed_url
@@ -182,12 +181,6 @@ def test_upload_and_download_locations_are_the_object_stores_own_presigned_urls(
     down = r.client.get_download_signed_url(up.native_url)
     assert down.signed_url.startswith(S3_ENDPOINT + "/"), down.signed_url
     assert urllib.request.urlopen(down.signed_url, timeout=30).read() == body
-
-
-def uuid_bytes():
-    import uuid
-
-    return uuid.uuid4().hex.encode()
 
 
 def test_an_execution_created_on_an_api_replica_is_picked_up_at_once_not_at_the_next_resync(

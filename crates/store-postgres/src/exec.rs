@@ -203,18 +203,6 @@ impl ExecutionStore for PgStore {
             .collect())
     }
 
-    fn list_active_executions(&self) -> Result<Vec<ExecKey>> {
-        Ok(self
-            .rows(
-                "SELECT project, domain, name FROM executions WHERE phase NOT IN (4, 6, 7, 8) \
-                 ORDER BY seq",
-                &[],
-            )?
-            .iter()
-            .map(|r| key_at(r, 0))
-            .collect())
-    }
-
     fn request_abort(&self, k: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>> {
         self.run(async {
             let mut conn = self.pool.get().await.map_err(backend)?;

@@ -187,26 +187,6 @@ impl ExecutionStore for SqliteStore {
         )
     }
 
-    fn list_active_executions(&self) -> Result<Vec<ExecKey>> {
-        let conn = self.read();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT project, domain, name FROM executions WHERE phase NOT IN (4, 6, 7, 8) \
-                 ORDER BY seq",
-            )
-            .map_err(backend)?;
-        stmt.query_map([], |r| {
-            Ok(ExecKey {
-                project: r.get(0)?,
-                domain: r.get(1)?,
-                name: r.get(2)?,
-            })
-        })
-        .map_err(backend)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(backend)
-    }
-
     fn request_abort(&self, k: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;

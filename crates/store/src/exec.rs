@@ -31,7 +31,7 @@ pub fn is_terminal_phase(phase: i32) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExecutionRecord {
     pub key: ExecKey,
-    /// `core.WorkflowExecution.Phase` as last committed (for filters and the resync scan).
+    /// `core.WorkflowExecution.Phase` as last committed (for filters and the claims of controllers).
     pub phase: i32,
     /// Launch plan (or task, for single-task executions) name, for filters.
     pub launch_plan: String,
@@ -171,8 +171,6 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// Executions of a project/domain (`q.name` is ignored); `workflow_closure` and `state`
     /// are left empty.
     fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>>;
-    /// Keys of every execution whose committed phase is not terminal (the resync scan).
-    fn list_active_executions(&self) -> Result<Vec<ExecKey>>;
     /// Records a termination request unless one exists or the execution is terminal.
     /// None when the execution does not exist.
     fn request_abort(&self, key: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>>;
