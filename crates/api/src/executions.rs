@@ -486,6 +486,15 @@ impl Api {
                 "spec.launch_plan.resource_type must be LAUNCH_PLAN or TASK",
             ));
         };
+        if let Some(label) = spec.execution_cluster_label.as_ref().map(|l| &l.value)
+            && !label.is_empty()
+            && !self.cfg.executors.contains(label)
+        {
+            return Err(invalid(format!(
+                "spec.execution_cluster_label '{label}' names no configured executor (configured: {})",
+                self.cfg.executors.join(", ")
+            )));
+        }
         let exists = || ApiError::AlreadyExists(format!("execution {key} already exists"));
         if self.store.get_execution(&key)?.is_some() {
             return Err(exists());

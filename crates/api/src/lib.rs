@@ -41,6 +41,8 @@ pub struct ApiConfig {
     /// The S3 endpoint clients reach the blob store at, and its key pair: download links
     /// (decks) are SigV4-presigned URLs of it, as Flyte signs them with its object store.
     pub s3: S3Access,
+    /// The configured executors: the values `execution_cluster_label` may take.
+    pub executors: Vec<String>,
 }
 
 /// How clients reach the blob store over S3.
@@ -66,6 +68,7 @@ impl Default for ApiConfig {
                 access_key: "contrail".into(),
                 secret_key: "contrail-secret".into(),
             },
+            executors: vec!["local".into()],
         }
     }
 }

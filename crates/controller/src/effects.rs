@@ -71,6 +71,45 @@ fn key_of(id: &core::WorkflowExecutionIdentifier) -> ExecKey {
     }
 }
 
+/// The executor an execution asked for by its `execution_cluster_label` (empty: none).
+pub(crate) fn cluster_label(spec: Option<&admin::ExecutionSpec>) -> String {
+    spec.and_then(|s| s.execution_cluster_label.as_ref())
+        .map(|l| l.value.clone())
+        .unwrap_or_default()
+}
+
+/// Labels or annotations, in name order.
+fn sorted_map(values: Option<&BTreeMap<String, String>>) -> Vec<(String, String)> {
+    values
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The service account an execution runs as: its security context's, else the one in the
+/// deprecated `auth_role` (older clients still send it, and Flyte still honours it).
+#[allow(deprecated)]
+fn service_account(spec: Option<&admin::ExecutionSpec>) -> String {
+    spec.and_then(|s| {
+        let run_as = s.security_context.as_ref().and_then(|c| c.run_as.as_ref());
+        run_as
+            .map(|r| r.k8s_service_account.clone())
+            .filter(|a| !a.is_empty())
+            .or_else(|| s.auth_role.as_ref().map(|r| r.kubernetes_service_account.clone()))
+    })
+    .unwrap_or_default()
+}
+
+/// The task's own `interruptible`, else the execution's.
+fn interruptible(task: &Option<core::TaskMetadata>, spec: Option<&admin::ExecutionSpec>) -> bool {
+    use core::task_metadata::InterruptibleValue;
+    match task.as_ref().and_then(|m| m.interruptible_value.as_ref()) {
+        Some(InterruptibleValue::Interruptible(v)) => *v,
+        None => spec.and_then(|s| s.interruptible).unwrap_or(false),
+    }
+}
+
 fn none_literal() -> core::Literal {
     resolve::scalar_literal(core::scalar::Value::NoneType(core::Void {}))
 }
@@ -165,6 +204,7 @@ impl Cx<'_> {
             }
         };
         let closure = self.exec.closure.as_ref();
+        let task_meta = task.metadata.clone();
         AttemptSpec {
             id: attempt_id(k, &p.id, item, attempt),
             project: k.project.clone(),
@@ -191,6 +231,11 @@ impl Cx<'_> {
             },
             inputs: core::LiteralMap::default(),
             envs,
+            cluster_label: cluster_label(spec),
+            labels: sorted_map(spec.and_then(|s| s.labels.as_ref()).map(|l| &l.values)),
+            annotations: sorted_map(spec.and_then(|s| s.annotations.as_ref()).map(|a| &a.values)),
+            service_account: service_account(spec),
+            interruptible: interruptible(&task_meta, spec),
         }
     }
 

@@ -615,13 +615,18 @@ impl Controller {
             )))
         };
         // Logs need only the attempt's identity, not a whole launch description.
+        let cluster_label = effects::cluster_label(exec.spec.as_ref());
         let logs = |i: usize, item: Option<u32>, a: u32| {
-            self.executor.logs(&AttemptSpec {
+            let mut attempt = AttemptSpec {
                 id: attempt_id(k, &plan.nodes[i].id, item, a),
                 project: k.project.clone(),
                 domain: k.domain.clone(),
+                cluster_label: cluster_label.clone(),
                 ..Default::default()
-            })
+            };
+            // The task type routes the attempt to its executor.
+            attempt.task.r#type = plan.task(i).map(|t| t.r#type.clone()).unwrap_or_default();
+            self.executor.logs(&attempt)
         };
         // As propeller sets it: while running when the task says it generates a deck,
         // at the end when the deck is there.

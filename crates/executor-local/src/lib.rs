@@ -16,8 +16,7 @@ use contrail_engine::{Failure, TaskStatus};
 use contrail_executor::outcome::{Exit, Leftovers, decide};
 use contrail_executor::template::{self, Vars};
 use contrail_executor::{AttemptSpec, Error, Executor, Result};
-use contrail_idl::core::{ErrorDocument, TaskLog, resources::ResourceName};
-use prost::Message;
+use contrail_idl::core::TaskLog;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -95,50 +94,7 @@ fn io(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
 }
 
-/// Parses a Kubernetes quantity into an integer of base units (`scale` = units per 1).
-fn quantity(s: &str, scale: f64) -> Option<u64> {
-    let s = s.trim();
-    let suffixes: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024f64.powi(4)),
-        ("k", 1e3),
-        ("K", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("m", 1e-3),
-        ("u", 1e-6),
-        ("n", 1e-9),
-    ];
-    let (num, mult) = suffixes
-        .iter()
-        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
-        .unwrap_or((s, 1.0));
-    let v: f64 = num.parse().ok()?;
-    Some((v * mult * scale).ceil().max(0.0) as u64)
-}
-
-/// (cpu millicores, memory bytes) requested by the task (limits when no requests).
-pub fn requests(spec: &AttemptSpec) -> (u64, u64) {
-    let Some(r) = contrail_executor::container(&spec.task).and_then(|c| c.resources.as_ref())
-    else {
-        return (0, 0);
-    };
-    let pick = |name: ResourceName, scale: f64| {
-        r.requests
-            .iter()
-            .chain(&r.limits)
-            .find(|e| e.name == name as i32)
-            .and_then(|e| quantity(&e.value, scale))
-            .unwrap_or(0)
-    };
-    (
-        pick(ResourceName::Cpu, 1000.0),
-        pick(ResourceName::Memory, 1.0),
-    )
-}
+pub use contrail_executor::resources::requests;
 
 /// The value of a variable in an environment being assembled (the last one set wins).
 pub(crate) fn getenv<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -549,27 +505,6 @@ impl LocalExecutor {
             rawcontainer::stage_inputs(&self.blob, dc, spec, sandbox, staging, &mut argv)?;
         }
         let mut env: Vec<(String, String)> = self.cfg.base_env.clone();
-        let task_id = t.id.clone().unwrap_or_default();
-        let attempt = spec.attempt.to_string();
-        for (k, v) in [
-            ("FLYTE_INTERNAL_EXECUTION_ID", spec.execution.as_str()),
-            ("FLYTE_INTERNAL_EXECUTION_PROJECT", &spec.project),
-            ("FLYTE_INTERNAL_EXECUTION_DOMAIN", &spec.domain),
-            ("FLYTE_INTERNAL_EXECUTION_WORKFLOW", &spec.workflow),
-            ("FLYTE_INTERNAL_EXECUTION_LAUNCHPLAN", &spec.launch_plan),
-            ("FLYTE_INTERNAL_TASK_PROJECT", &task_id.project),
-            ("FLYTE_INTERNAL_TASK_DOMAIN", &task_id.domain),
-            ("FLYTE_INTERNAL_TASK_NAME", &task_id.name),
-            ("FLYTE_INTERNAL_TASK_VERSION", &task_id.version),
-            ("FLYTE_INTERNAL_PROJECT", &task_id.project),
-            ("FLYTE_INTERNAL_DOMAIN", &task_id.domain),
-            ("FLYTE_INTERNAL_NAME", &task_id.name),
-            ("FLYTE_INTERNAL_VERSION", &task_id.version),
-            ("FLYTE_ATTEMPT_NUMBER", &attempt),
-            ("FLYTE_INTERNAL_NODE_ID", &spec.node_id),
-        ] {
-            env.push((k.to_string(), v.to_string()));
-        }
         let secrets = &self.cfg.secrets_dir;
         env.push((
             "FLYTE_SECRETS_DEFAULT_DIR".into(),
@@ -585,27 +520,15 @@ impl LocalExecutor {
                     path.display()
                 ));
             };
-            let mut name = format!("_FSEC_{}", s.group);
-            if !s.group_version.is_empty() {
-                name = format!("{name}_{}", s.group_version);
-            }
-            name = format!("{name}_{}", s.key).to_uppercase();
+            let name = contrail_executor::env::secret_env_name(&s.group, &s.group_version, &s.key);
             if !s.env_var.is_empty() {
                 env.push((s.env_var.clone(), value.clone()));
             }
             env.push((name, value));
         }
-        env.extend(c.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())));
-        env.extend(spec.envs.iter().cloned());
-        let venv = self
-            .cfg
-            .images
-            .iter()
-            .find(|(img, _)| match img.strip_suffix('*') {
-                Some(prefix) => c.image.starts_with(prefix),
-                None => &c.image == img,
-            });
-        if let Some((_, dir)) = venv {
+        env.extend(contrail_executor::env::task_env(spec));
+        let venv = contrail_executor::env::image_match(&self.cfg.images, &c.image);
+        if let Some(dir) = venv {
             env.extend(venv_env(&env, dir));
         }
         if !self.cfg.python_path.is_empty() {
@@ -619,13 +542,7 @@ impl LocalExecutor {
             env.push(("PYTHONPATH".into(), parts.join(":")));
         }
         // Last value of a name wins, as with a shell's `export`.
-        let mut seen = HashSet::new();
-        let mut dedup: Vec<(String, String)> = env
-            .into_iter()
-            .rev()
-            .filter(|(k, _)| seen.insert(k.clone()))
-            .collect();
-        dedup.reverse();
+        let dedup = contrail_executor::env::last_wins(env);
         let (cpu_millis, memory_bytes) = self.demand(spec);
         let warm = if self.cfg.warm_workers {
             warm::plan(
@@ -635,7 +552,7 @@ impl LocalExecutor {
                     sandbox,
                     code: &self.code,
                 },
-                || self.worker(venv.map(|(_, dir)| dir.as_path())),
+                || self.worker(venv.map(|dir| dir.as_path())),
                 |uri| self.fetch(uri),
             )?
         } else {
@@ -718,31 +635,13 @@ impl LocalExecutor {
         {
             rawcontainer::collect_outputs(&self.blob, dc, spec, &dir.join("sandbox"), &out)?;
         }
-        let error_doc = match self.blob.get(&format!("{out}/error.pb")) {
-            Ok(b) => Some(
-                ErrorDocument::decode(b.as_slice())
-                    .map_err(|e| io(format!("error.pb of {}: {e}", spec.id)))?,
-            ),
-            Err(contrail_blob::Error::NotFound(_)) => None,
-            Err(e) => return Err(io(e)),
-        };
         let stderr = std::fs::read(dir.join(supervisor::STDERR)).unwrap_or_default();
-        let tail_start = stderr.len().saturating_sub(4096);
-        Ok(Leftovers {
-            error_doc,
-            outputs_written: written("outputs.pb")?,
-            futures_written: written("futures.pb")?,
-            no_outputs_declared: spec
-                .task
-                .interface
-                .as_ref()
-                .and_then(|i| i.outputs.as_ref())
-                .is_none_or(|o| o.variables.is_empty()),
-            stderr_tail: String::from_utf8_lossy(&stderr[tail_start..])
-                .trim()
-                .to_string(),
-            aborted: rec.is_some_and(|r| r.aborted),
-        })
+        contrail_executor::outcome::read_leftovers(
+            &self.blob,
+            spec,
+            contrail_executor::outcome::tail(&stderr),
+            rec.is_some_and(|r| r.aborted),
+        )
     }
 
     fn settle(&self, dir: &Path) {
@@ -884,7 +783,11 @@ impl Executor for LocalExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use contrail_idl::core::{Container, Resources, resources::ResourceEntry, task_template};
+    use contrail_idl::core::{
+        Container, Resources,
+        resources::{ResourceEntry, ResourceName},
+        task_template,
+    };
 
     fn spec(id: &str, cpu: &str) -> AttemptSpec {
         AttemptSpec {
@@ -1054,14 +957,5 @@ mod tests {
         };
         assert_eq!(f.code, "CannotStart");
         assert!(f.message.contains("task type 'sql'"), "{}", f.message);
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(quantity("500m", 1000.0), Some(500));
-        assert_eq!(quantity("2", 1000.0), Some(2000));
-        assert_eq!(quantity("1Gi", 1.0), Some(1 << 30));
-        assert_eq!(quantity("100M", 1.0), Some(100_000_000));
-        assert_eq!(quantity("x", 1.0), None);
     }
 }

@@ -8,7 +8,10 @@
 //! rendering ([`template`]) and the rules that turn files and exit codes into an outcome
 //! ([`outcome`]).
 
+pub mod env;
 pub mod outcome;
+pub mod resources;
+pub mod routing;
 pub mod template;
 
 use contrail_engine::TaskStatus;
@@ -55,6 +58,16 @@ pub struct AttemptSpec {
     pub inputs: LiteralMap,
     /// `ExecutionSpec.envs`.
     pub envs: Vec<(String, String)>,
+    /// `ExecutionSpec.execution_cluster_label`: names the executor that runs the attempt
+    /// (empty: the routing rules decide).
+    pub cluster_label: String,
+    /// `ExecutionSpec.labels` and `annotations` (Kubernetes objects carry them).
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    /// `security_context.run_as.k8s_service_account` (else the legacy auth role's).
+    pub service_account: String,
+    /// Whether this attempt may run on interruptible (spot, preemptible) capacity.
+    pub interruptible: bool,
 }
 
 /// An executor plugin. Calls must be cheap; the controller makes them inside rounds.

@@ -28,6 +28,51 @@ pub struct Leftovers {
     pub aborted: bool,
 }
 
+/// Reads what an attempt left in the blob store (`error.pb`, `outputs.pb`, `futures.pb`
+/// under its output prefix); the caller adds what only it knows.
+pub fn read_leftovers(
+    blob: &contrail_blob::BlobStore,
+    spec: &crate::AttemptSpec,
+    stderr_tail: String,
+    aborted: bool,
+) -> crate::Result<Leftovers> {
+    use prost::Message;
+    let io = |e: contrail_blob::Error| crate::Error::Io(e.to_string());
+    let out = blob
+        .key_of(&spec.paths.output_prefix)
+        .map_err(io)?
+        .trim_end_matches('/')
+        .to_string();
+    let written = |name: &str| blob.exists(&format!("{out}/{name}")).map_err(io);
+    let error_doc = match blob.get(&format!("{out}/error.pb")) {
+        Ok(b) => Some(
+            ErrorDocument::decode(b.as_slice())
+                .map_err(|e| crate::Error::Io(format!("error.pb of {}: {e}", spec.id)))?,
+        ),
+        Err(contrail_blob::Error::NotFound(_)) => None,
+        Err(e) => return Err(io(e)),
+    };
+    Ok(Leftovers {
+        error_doc,
+        outputs_written: written("outputs.pb")?,
+        futures_written: written("futures.pb")?,
+        no_outputs_declared: spec
+            .task
+            .interface
+            .as_ref()
+            .and_then(|i| i.outputs.as_ref())
+            .is_none_or(|o| o.variables.is_empty()),
+        stderr_tail,
+        aborted,
+    })
+}
+
+/// The last 4 KiB of a task's standard error, trimmed.
+pub fn tail(stderr: &[u8]) -> String {
+    let start = stderr.len().saturating_sub(4096);
+    String::from_utf8_lossy(&stderr[start..]).trim().to_string()
+}
+
 pub fn decide(exit: &Exit, left: &Leftovers) -> TaskStatus {
     if let Some(doc) = &left.error_doc {
         let e = doc.error.clone().unwrap_or_default();
