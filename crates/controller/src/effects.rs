@@ -96,7 +96,11 @@ fn service_account(spec: Option<&admin::ExecutionSpec>) -> String {
         run_as
             .map(|r| r.k8s_service_account.clone())
             .filter(|a| !a.is_empty())
-            .or_else(|| s.auth_role.as_ref().map(|r| r.kubernetes_service_account.clone()))
+            .or_else(|| {
+                s.auth_role
+                    .as_ref()
+                    .map(|r| r.kubernetes_service_account.clone())
+            })
     })
     .unwrap_or_default()
 }

@@ -351,7 +351,11 @@ mod tests {
                 ..Default::default()
             });
         }
-        assert!(build(&raw, &config(), &[]).unwrap_err().contains("raw container"));
+        assert!(
+            build(&raw, &config(), &[])
+                .unwrap_err()
+                .contains("raw container")
+        );
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub fn phase(job: &Job) -> Phase {
         )),
         "NODE_FAIL" => Phase::Ended(Failure::system(
             "NodeFailure",
-            format!("the node running Slurm job {} failed (NODE_FAIL){}", job.id, reason()),
+            format!(
+                "the node running Slurm job {} failed (NODE_FAIL){}",
+                job.id,
+                reason()
+            ),
             true,
         )),
         "PREEMPTED" => Phase::Ended(Failure::system(
@@ -74,7 +78,11 @@ pub fn phase(job: &Job) -> Phase {
         )),
         "CANCELLED" => Phase::Ended(Failure::system(
             "ResourceDeletedExternally",
-            format!("Slurm job {} was cancelled outside Contrail{}", job.id, reason()),
+            format!(
+                "Slurm job {} was cancelled outside Contrail{}",
+                job.id,
+                reason()
+            ),
             true,
         )),
         other => Phase::Ended(Failure::system(
@@ -87,11 +95,14 @@ pub fn phase(job: &Job) -> Phase {
 
 /// Whether a state is final.
 pub fn finished(state: &str) -> bool {
-    matches!(phase(&Job {
-        id: 0,
-        state: state.to_string(),
-        reason: String::new()
-    }), Phase::Exited | Phase::Ended(_))
+    matches!(
+        phase(&Job {
+            id: 0,
+            state: state.to_string(),
+            reason: String::new()
+        }),
+        Phase::Exited | Phase::Ended(_)
+    )
 }
 
 /// What the engine sees of a job that has not ended.
@@ -137,13 +148,25 @@ mod tests {
             Phase::Ended(f) => (f.kind, f.recoverable, f.code),
             other => panic!("{s}: {other:?}"),
         };
-        assert_eq!(ended("OUT_OF_MEMORY"), (ErrorKind::User, true, "OOMKilled".into()));
+        assert_eq!(
+            ended("OUT_OF_MEMORY"),
+            (ErrorKind::User, true, "OOMKilled".into())
+        );
         assert_eq!(ended("TIMEOUT"), (ErrorKind::User, true, "Timeout".into()));
-        assert_eq!(ended("NODE_FAIL"), (ErrorKind::System, true, "NodeFailure".into()));
-        assert_eq!(ended("PREEMPTED"), (ErrorKind::System, true, "Preempted".into()));
+        assert_eq!(
+            ended("NODE_FAIL"),
+            (ErrorKind::System, true, "NodeFailure".into())
+        );
+        assert_eq!(
+            ended("PREEMPTED"),
+            (ErrorKind::System, true, "Preempted".into())
+        );
         assert_eq!(ended("BOOT_FAIL").0, ErrorKind::System);
         assert_eq!(ended("CANCELLED").0, ErrorKind::System);
-        assert_eq!(ended("DEADLINE"), (ErrorKind::User, false, "Deadline".into()));
+        assert_eq!(
+            ended("DEADLINE"),
+            (ErrorKind::User, false, "Deadline".into())
+        );
         assert!(finished("OUT_OF_MEMORY") && finished("COMPLETED") && !finished("PENDING"));
     }
 

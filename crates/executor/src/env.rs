@@ -86,7 +86,12 @@ mod tests {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("FLYTE_INTERNAL_EXECUTION_ID"), Some("e1"));
         assert_eq!(get("FLYTE_ATTEMPT_NUMBER"), Some("x"));
-        assert_eq!(env.iter().filter(|(k, _)| k == "FLYTE_ATTEMPT_NUMBER").count(), 1);
+        assert_eq!(
+            env.iter()
+                .filter(|(k, _)| k == "FLYTE_ATTEMPT_NUMBER")
+                .count(),
+            1
+        );
         assert_eq!(secret_env_name("grp", "", "Key"), "_FSEC_GRP_KEY");
         assert_eq!(secret_env_name("g", "v1", "k"), "_FSEC_G_V1_K");
         let images = vec![("a:1".to_string(), 1), ("b*".to_string(), 2)];

@@ -240,8 +240,11 @@ mod tests {
 
     #[test]
     fn routes_naming_missing_executors_are_refused() {
-        let executors: BTreeMap<String, Arc<dyn Executor>> =
-            [("local".to_string(), Arc::new(Named::default()) as Arc<dyn Executor>)].into();
+        let executors: BTreeMap<String, Arc<dyn Executor>> = [(
+            "local".to_string(),
+            Arc::new(Named::default()) as Arc<dyn Executor>,
+        )]
+        .into();
         let routes = Routes {
             default: "local".into(),
             rules: vec![Rule {

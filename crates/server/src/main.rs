@@ -3,6 +3,7 @@
 //! object endpoint. The only crate that names concrete adapters.
 
 mod catalog_cli;
+mod config;
 
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig, S3Access};
@@ -11,10 +12,14 @@ use contrail_controller::{
     ChildRequest, Config as ControllerConfig, Controller, LaunchError, Launcher,
 };
 use contrail_engine::Config as EngineConfig;
+use contrail_executor::Executor;
+use contrail_executor::routing::Router;
 use contrail_executor_local::{LocalConfig, LocalExecutor};
+use contrail_executor_slurm::SlurmExecutor;
 use contrail_store::Store;
 use contrail_store_postgres::PgStore;
 use contrail_store_sqlite::SqliteStore;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,8 +113,9 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_DATA_DIR")]
     data_dir: Option<PathBuf>,
 
-    /// Optional config file with `key = "value"` lines (addr, s3_addr, data_dir, public_url,
-    /// bucket, s3_access_key, s3_secret_key). Flags and environment variables win over it.
+    /// Optional TOML config file: the settings flags take (addr, s3_addr, data_dir,
+    /// public_url, bucket, database, blob_*, ...), `[executors.NAME]` and `[routing]` (see
+    /// the README). Flags and environment variables win over it.
     #[arg(long, env = "CONTRAIL_CONFIG")]
     config: Option<PathBuf>,
 
@@ -234,24 +240,6 @@ struct StartArgs {
     warm_max_forks: u32,
 }
 
-/// `key = "value"` lines; `#` starts a comment.
-fn read_config(path: &Path) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    let mut out = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (k, v) = line
-            .split_once('=')
-            .ok_or_else(|| format!("{}:{}: expected key = \"value\"", path.display(), i + 1))?;
-        out.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
-    }
-    Ok(out)
-}
-
 fn main() -> std::process::ExitCode {
     // Supervisors must start fast and stay small: they skip argument parsing and logging.
     let mut argv = std::env::args_os().skip(1);
@@ -360,12 +348,11 @@ fn signing_key(dir: &Path) -> Result<Vec<u8>, String> {
 
 async fn start(args: StartArgs) -> Result<(), String> {
     let file = match &args.config {
-        Some(p) => read_config(p)?,
-        None => Default::default(),
+        Some(p) => config::FileConfig::read(p)?,
+        None => config::FileConfig::default(),
     };
     // A setting from its flag (or environment), else the config file.
-    let setting =
-        |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key).cloned());
+    let setting = |flag: &Option<String>, key: &str| flag.clone().or_else(|| file.get(key));
     let pick = |flag: &Option<String>, key: &str, default: &str| {
         setting(flag, key).unwrap_or_else(|| default.to_string())
     };
@@ -460,6 +447,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let controller = if args.role != Role::Api {
         let c = controller(
             &args,
+            &file,
             &data_dir,
             &replica,
             store.clone(),
@@ -507,7 +495,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let public_url = args
         .public_url
         .clone()
-        .or_else(|| file.get("public_url").cloned())
+        .or_else(|| file.get("public_url"))
         .unwrap_or_else(|| format!("http://{bound}"));
 
     let s3_blob = blob.clone();
@@ -517,6 +505,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         ApiConfig {
             public_url,
             s3: blob_access.clone(),
+            executors: file.executor_names(),
             ..Default::default()
         },
     );
@@ -609,6 +598,7 @@ fn task_endpoints(blobs: &S3Access, api_addr: &str) -> Vec<(String, String)> {
 
 fn controller(
     args: &StartArgs,
+    file: &config::FileConfig,
     data_dir: &Path,
     replica: &str,
     store: Arc<dyn Store>,
@@ -619,7 +609,7 @@ fn controller(
     let mut base_env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| !k.starts_with("CONTRAIL_"))
         .collect();
-    base_env.extend(endpoints);
+    base_env.extend(endpoints.iter().cloned());
     let images = args
         .task_images
         .iter()
@@ -676,12 +666,26 @@ fn controller(
         lease_ttl: lease_ttl(args),
         ..Default::default()
     };
-    let executor = Arc::new(executor);
+    let local = Arc::new(executor);
     {
-        let executor = executor.clone();
-        std::thread::spawn(move || executor.warm_up());
+        let local = local.clone();
+        std::thread::spawn(move || local.warm_up());
     }
-    Ok(Controller::new(store, blob, executor, cfg))
+    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    executors.insert(config::LOCAL.into(), local);
+    for (name, section) in &file.executors {
+        let executor: Arc<dyn Executor> = match section {
+            config::ExecutorConfig::Local(_) => continue,
+            config::ExecutorConfig::Slurm(slurm) => Arc::new(SlurmExecutor::new(
+                slurm.clone(),
+                blob.clone(),
+                endpoints.clone(),
+            )),
+        };
+        executors.insert(name.clone(), executor);
+    }
+    let router = Router::new(file.routes(), executors).map_err(|e| format!("config: {e}"))?;
+    Ok(Controller::new(store, blob, Arc::new(router), cfg))
 }
 
 /// `--lease-ttl-ms`, at least 300 ms.

@@ -1,0 +1,193 @@
+//! The config file (`--config`, TOML). Top-level keys are the settings flags also take
+//! (flags and environment variables win); `[executors.NAME]` tables configure where tasks
+//! run, and `[routing]` which executor runs which task. Unknown keys are refused, naming
+//! the key and line.
+
+use contrail_executor::routing::{Routes, Rule};
+use contrail_executor_slurm::SlurmConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The name of the executor that runs tasks as local processes; it always exists.
+pub(crate) const LOCAL: &str = "local";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    addr: Option<String>,
+    s3_addr: Option<String>,
+    data_dir: Option<String>,
+    public_url: Option<String>,
+    bucket: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<String>,
+    blob_store: Option<String>,
+    blob_endpoint: Option<String>,
+    blob_region: Option<String>,
+    blob_access_key: Option<String>,
+    blob_secret_key: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    pub executors: BTreeMap<String, ExecutorConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// One `[executors.NAME]` table; `kind` says which.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub(crate) enum ExecutorConfig {
+    /// Local processes (the flags `--task-*` configure them).
+    Local(NoOptions),
+    Slurm(SlurmConfig),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoOptions {}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoutingConfig {
+    /// The executor of tasks no rule or cluster label sends elsewhere (default `local`).
+    default: Option<String>,
+    #[serde(default)]
+    rules: Vec<RuleConfig>,
+}
+
+/// `[[routing.rules]]`: the first rule whose set fields all match the task decides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleConfig {
+    project: Option<String>,
+    domain: Option<String>,
+    task_type: Option<String>,
+    executor: String,
+}
+
+impl FileConfig {
+    pub(crate) fn read(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let config: FileConfig =
+            toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        for (name, executor) in &config.executors {
+            if name == LOCAL && !matches!(executor, ExecutorConfig::Local(_)) {
+                return Err(format!(
+                    "config {}: [executors.local] is the local executor; give this one another name",
+                    path.display()
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// A top-level setting by its key.
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
+        let value = match key {
+            "addr" => &self.addr,
+            "s3_addr" => &self.s3_addr,
+            "data_dir" => &self.data_dir,
+            "public_url" => &self.public_url,
+            "bucket" => &self.bucket,
+            "s3_access_key" => &self.s3_access_key,
+            "s3_secret_key" => &self.s3_secret_key,
+            "blob_store" => &self.blob_store,
+            "blob_endpoint" => &self.blob_endpoint,
+            "blob_region" => &self.blob_region,
+            "blob_access_key" => &self.blob_access_key,
+            "blob_secret_key" => &self.blob_secret_key,
+            "database" => &self.database,
+            _ => &None,
+        };
+        value.clone()
+    }
+
+    /// Every executor's name, `local` included: the cluster labels executions may carry.
+    pub(crate) fn executor_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.executors.keys().cloned().collect();
+        if !self.executors.contains_key(LOCAL) {
+            names.push(LOCAL.into());
+        }
+        names.sort();
+        names
+    }
+
+    pub(crate) fn routes(&self) -> Routes {
+        Routes {
+            default: self.routing.default.clone().unwrap_or_else(|| LOCAL.into()),
+            rules: self
+                .routing
+                .rules
+                .iter()
+                .map(|r| Rule {
+                    project: r.project.clone(),
+                    domain: r.domain.clone(),
+                    task_type: r.task_type.clone(),
+                    executor: r.executor.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("contrail.toml");
+        std::fs::write(&path, text).unwrap();
+        FileConfig::read(&path)
+    }
+
+    #[test]
+    fn settings_executors_and_routing() {
+        let c = parse(
+            r#"
+            # the old key = "value" files are TOML too
+            addr = "0.0.0.0:30080"
+            database = "postgres://u@h/db"
+
+            [executors.hpc]
+            kind = "slurm"
+            log_dir = "/shared/logs"
+            partition = "batch"
+
+            [routing]
+            default = "hpc"
+            [[routing.rules]]
+            project = "web"
+            executor = "local"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.get("addr").as_deref(), Some("0.0.0.0:30080"));
+        assert_eq!(c.get("bucket"), None);
+        assert_eq!(c.executor_names(), ["hpc", "local"]);
+        let routes = c.routes();
+        assert_eq!(routes.default, "hpc");
+        assert_eq!(routes.rules[0].project.as_deref(), Some("web"));
+        let Some(ExecutorConfig::Slurm(s)) = c.executors.get("hpc") else {
+            panic!("hpc is a Slurm executor")
+        };
+        assert_eq!(s.partition.as_deref(), Some("batch"));
+        assert_eq!(s.poll_interval_ms, 1000);
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let unknown = parse("adr = \"x\"\n").unwrap_err();
+        assert!(unknown.contains("unknown field `adr`"), "{unknown}");
+        let slurm =
+            parse("[executors.hpc]\nkind = \"slurm\"\nlog_dir = \"/l\"\npartitoin = \"x\"\n")
+                .unwrap_err();
+        assert!(slurm.contains("partitoin"), "{slurm}");
+        let kind = parse("[executors.hpc]\nkind = \"lsf\"\n").unwrap_err();
+        assert!(kind.contains("lsf"), "{kind}");
+        let local = parse("[executors.local]\nkind = \"slurm\"\nlog_dir = \"/l\"\n").unwrap_err();
+        assert!(local.contains("another name"), "{local}");
+    }
+}
