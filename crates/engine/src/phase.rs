@@ -38,6 +38,7 @@ pub fn task_phase(p: TaskPhase) -> task_execution::Phase {
     match p {
         TaskPhase::Queued => P::Queued,
         TaskPhase::WaitingForResources => P::WaitingForResources,
+        TaskPhase::Initializing => P::Initializing,
         TaskPhase::Running => P::Running,
         TaskPhase::Succeeded => P::Succeeded,
         // A failed attempt is FAILED even when a retry follows: FlyteRemote treats
@@ -113,6 +114,7 @@ mod tests {
             (TaskPhase::Aborted, 4),
             (TaskPhase::Failed, 5),
             (TaskPhase::WaitingForResources, 7),
+            (TaskPhase::Initializing, 6),
         ];
         for (p, n) in tasks {
             assert_eq!(task_phase(p) as i32, n, "{p:?}");

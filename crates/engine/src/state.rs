@@ -82,6 +82,8 @@ pub enum TaskPhase {
     Succeeded,
     Failed,
     Aborted,
+    /// Placed and being prepared (images pulled, containers created).
+    Initializing,
 }
 
 impl TaskPhase {

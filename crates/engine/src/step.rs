@@ -61,6 +61,10 @@ pub enum TaskStatus {
     Waiting {
         reason: String,
     },
+    /// Placed, being prepared to run (a pod pulling its image); why, for the records.
+    Initializing {
+        reason: String,
+    },
     Running {
         started_at: Option<Nanos>,
     },
@@ -962,6 +966,12 @@ impl Round<'_> {
                         t.reason = Some(reason.clone());
                     }
                 }
+                TaskStatus::Initializing { reason } => {
+                    if let Some(t) = n.task.as_mut() {
+                        t.phase = TaskPhase::Initializing;
+                        t.reason = Some(reason.clone());
+                    }
+                }
                 TaskStatus::Running { started_at } => {
                     let at = started_at.unwrap_or(now);
                     n.phase = NodePhase::Running;
@@ -1031,7 +1041,9 @@ impl Round<'_> {
                 }
                 return;
             }
-            Ok(TaskStatus::Queued | TaskStatus::Waiting { .. }) => return,
+            Ok(
+                TaskStatus::Queued | TaskStatus::Waiting { .. } | TaskStatus::Initializing { .. },
+            ) => return,
             Ok(TaskStatus::Running { .. }) => {
                 a.set(item, Item::Running);
                 return;
