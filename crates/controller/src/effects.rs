@@ -71,6 +71,51 @@ fn key_of(id: &core::WorkflowExecutionIdentifier) -> ExecKey {
     }
 }
 
+/// A task as one node runs it: the node's `with_overrides` (resources, per name; the
+/// container image; a pod template, which replaces the container) applied.
+fn with_overrides(mut task: core::TaskTemplate, node: &core::Node) -> core::TaskTemplate {
+    use core::node::Target;
+    let task_node = match &node.target {
+        Some(Target::TaskNode(t)) => Some(t),
+        Some(Target::ArrayNode(a)) => a.node.as_ref().and_then(|n| match &n.target {
+            Some(Target::TaskNode(t)) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    };
+    let Some(overrides) = task_node.and_then(|t| t.overrides.as_ref()) else {
+        return task;
+    };
+    if let Some(pod) = &overrides.pod_template {
+        if !pod.primary_container_name.is_empty() {
+            task.config.insert(
+                "primary_container_name".into(),
+                pod.primary_container_name.clone(),
+            );
+        }
+        task.target = Some(core::task_template::Target::K8sPod(pod.clone()));
+        return task;
+    }
+    if let Some(core::task_template::Target::Container(c)) = &mut task.target {
+        if !overrides.container_image.is_empty() {
+            c.image = overrides.container_image.clone();
+        }
+        if let Some(wanted) = &overrides.resources {
+            let own = c.resources.get_or_insert_with(Default::default);
+            let merge = |own: &mut Vec<core::resources::ResourceEntry>,
+                         wanted: &[core::resources::ResourceEntry]| {
+                for w in wanted {
+                    own.retain(|e| e.name != w.name);
+                    own.push(w.clone());
+                }
+            };
+            merge(&mut own.requests, &wanted.requests);
+            merge(&mut own.limits, &wanted.limits);
+        }
+    }
+    task
+}
+
 /// The executor an execution asked for by its `execution_cluster_label` (empty: none).
 pub(crate) fn cluster_label(spec: Option<&admin::ExecutionSpec>) -> String {
     spec.and_then(|s| s.execution_cluster_label.as_ref())
@@ -169,7 +214,7 @@ impl Cx<'_> {
         attempt: u32,
     ) -> AttemptSpec {
         let (k, p) = (self.k, &plan.nodes[node]);
-        let task = plan.task(node).cloned().unwrap_or_default();
+        let task = with_overrides(plan.task(node).cloned().unwrap_or_default(), &p.node);
         let spec = self.exec.spec.as_ref();
         let raw_base = spec
             .and_then(|s| s.raw_output_data_config.as_ref())
@@ -1254,5 +1299,65 @@ impl Controller {
             inputs: c.expected_inputs.unwrap_or_default(),
             outputs: c.expected_outputs.unwrap_or_default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contrail_idl::core::resources::{ResourceEntry, ResourceName};
+
+    fn entry(name: ResourceName, value: &str) -> ResourceEntry {
+        ResourceEntry {
+            name: name as i32,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn node_overrides_replace_resources_by_name_and_the_image() {
+        let task = core::TaskTemplate {
+            target: Some(core::task_template::Target::Container(core::Container {
+                image: "img:1".into(),
+                resources: Some(core::Resources {
+                    requests: vec![
+                        entry(ResourceName::Cpu, "1"),
+                        entry(ResourceName::Memory, "1Gi"),
+                    ],
+                    limits: vec![],
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let node = core::Node {
+            target: Some(core::node::Target::TaskNode(core::TaskNode {
+                overrides: Some(core::TaskNodeOverrides {
+                    resources: Some(core::Resources {
+                        requests: vec![entry(ResourceName::Memory, "4Gi")],
+                        limits: vec![entry(ResourceName::Gpu, "1")],
+                    }),
+                    container_image: "img:2".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let out = with_overrides(task.clone(), &node);
+        let Some(core::task_template::Target::Container(c)) = &out.target else {
+            panic!("a container")
+        };
+        assert_eq!(c.image, "img:2");
+        let r = c.resources.clone().unwrap();
+        assert_eq!(
+            r.requests,
+            [
+                entry(ResourceName::Cpu, "1"),
+                entry(ResourceName::Memory, "4Gi")
+            ]
+        );
+        assert_eq!(r.limits, [entry(ResourceName::Gpu, "1")]);
+        assert_eq!(with_overrides(task.clone(), &core::Node::default()), task);
     }
 }

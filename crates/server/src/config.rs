@@ -4,6 +4,7 @@
 //! the key and line.
 
 use contrail_executor::routing::{Routes, Rule};
+use contrail_executor_k8s::K8sConfig;
 use contrail_executor_slurm::SlurmConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub(crate) enum ExecutorConfig {
     /// Local processes (the flags `--task-*` configure them).
     Local(NoOptions),
     Slurm(SlurmConfig),
+    /// Pods on a Kubernetes cluster.
+    Kubernetes(Box<K8sConfig>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +178,29 @@ mod tests {
         };
         assert_eq!(s.partition.as_deref(), Some("batch"));
         assert_eq!(s.poll_interval_ms, 1000);
+    }
+
+    #[test]
+    fn a_kubernetes_executor_with_tolerations_and_log_links() {
+        let c = parse(
+            r#"
+            [executors.gpu]
+            kind = "kubernetes"
+            namespace = "flyte-{{ project }}"
+            interruptible_tolerations = [{ key = "spot", operator = "Exists", effect = "NoSchedule" }]
+            [[executors.gpu.log_templates]]
+            display_name = "Kubernetes Logs"
+            template_uris = ["https://k8s/#/log/{{ .namespace }}/{{ .podName }}"]
+            "#,
+        )
+        .unwrap();
+        let Some(ExecutorConfig::Kubernetes(k)) = c.executors.get("gpu") else {
+            panic!("gpu is a Kubernetes executor")
+        };
+        assert_eq!(k.namespace, "flyte-{{ project }}");
+        assert_eq!(k.interruptible_tolerations[0].key.as_deref(), Some("spot"));
+        assert_eq!(k.log_templates[0].display_name, "Kubernetes Logs");
+        assert_eq!(k.image_pull_backoff_grace_secs, 180);
     }
 
     #[test]

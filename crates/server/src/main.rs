@@ -14,6 +14,7 @@ use contrail_controller::{
 use contrail_engine::Config as EngineConfig;
 use contrail_executor::Executor;
 use contrail_executor::routing::Router;
+use contrail_executor_k8s::K8sExecutor;
 use contrail_executor_local::{LocalConfig, LocalExecutor};
 use contrail_executor_slurm::SlurmExecutor;
 use contrail_store::Store;
@@ -453,7 +454,8 @@ async fn start(args: StartArgs) -> Result<(), String> {
             store.clone(),
             blob.clone(),
             task_endpoints(&blob_access, &addr),
-        )?;
+        )
+        .await?;
         c.set_launcher(Arc::new(ChildLauncher(Api::new(
             store.clone(),
             blob.clone(),
@@ -596,7 +598,7 @@ fn task_endpoints(blobs: &S3Access, api_addr: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn controller(
+async fn controller(
     args: &StartArgs,
     file: &config::FileConfig,
     data_dir: &Path,
@@ -681,6 +683,18 @@ fn controller(
                 blob.clone(),
                 endpoints.clone(),
             )),
+            config::ExecutorConfig::Kubernetes(k8s) => {
+                let client = contrail_executor_k8s::client(k8s)
+                    .await
+                    .map_err(|e| format!("executor {name}: {e}"))?;
+                Arc::new(K8sExecutor::new(
+                    client,
+                    (**k8s).clone(),
+                    blob.clone(),
+                    endpoints.clone(),
+                    tokio::runtime::Handle::current(),
+                ))
+            }
         };
         executors.insert(name.clone(), executor);
     }
