@@ -204,6 +204,23 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_manifests_configuration_is_valid() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/kubernetes/20-config.yaml"
+        );
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let toml = docs
+            .iter()
+            .find_map(|d| d["data"]["contrail.toml"].as_str())
+            .expect("the ConfigMap holds contrail.toml");
+        let c = parse(toml).unwrap();
+        assert_eq!(c.executor_names(), ["k8s", "local"]);
+        assert_eq!(c.routes().default, "k8s");
+    }
+
+    #[test]
     fn mistakes_name_the_key() {
         let unknown = parse("adr = \"x\"\n").unwrap_err();
         assert!(unknown.contains("unknown field `adr`"), "{unknown}");
