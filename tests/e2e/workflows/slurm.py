@@ -60,3 +60,18 @@ def sleepy(s: int) -> int:
 @workflow
 def slow(s: int = 600) -> int:
     return sleepy(s=s)
+
+
+@task
+def noop(x: int) -> int:
+    return x
+
+
+@workflow
+def one(x: int = 1) -> int:
+    return noop(x=x)
+
+
+@workflow
+def fanout(xs: typing.List[int]) -> typing.List[int]:
+    return map_task(noop)(x=xs)
