@@ -402,6 +402,8 @@ impl Cx<'_> {
             interruptible: parent_spec.interruptible,
             overwrite_cache: parent_spec.overwrite_cache,
             envs: parent_spec.envs.clone(),
+            // A child runs where its parent was sent.
+            execution_cluster_label: parent_spec.execution_cluster_label.clone(),
             ..Default::default()
         };
         match launcher.launch_child(ChildRequest {

@@ -46,8 +46,9 @@ struct Book {
     created: HashMap<String, Instant>,
     wakers: HashMap<String, Waker>,
     aborted: HashSet<String>,
-    /// Attempts that cannot run as pods, and why.
-    refused: HashMap<String, Failure>,
+    /// Attempts that cannot run as pods, why, and since when (forgotten after an hour: the
+    /// engine records the failure at its next round).
+    refused: HashMap<String, (Failure, Instant)>,
 }
 
 struct Inner {
@@ -210,6 +211,20 @@ async fn collect_finished(inner: std::sync::Weak<Inner>) {
                 Err(e) => tracing::warn!(pod = %key(&ns, &name), "cannot delete finished pod: {e}"),
             }
         }
+        {
+            // Forget what no longer matters: pods never shown by the watcher after ten
+            // minutes, refusals after an hour, aborts of pods that are gone.
+            let mut book = lock(&me.book);
+            book.created
+                .retain(|_, at| at.elapsed() < Duration::from_secs(600));
+            book.refused
+                .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(3600));
+            let pods = &me.pods;
+            book.aborted.retain(|k| {
+                let (ns, name) = k.split_once('/').unwrap_or_default();
+                pods.get(&ObjectRef::new(name).within(ns)).is_some()
+            });
+        }
         drop(me);
         tokio::time::sleep(every).await;
     }
@@ -265,7 +280,9 @@ impl Executor for K8sExecutor {
             Ok(p) => p,
             Err(message) => {
                 let failure = Failure::user("BadTaskSpecification", message, false);
-                lock(&inner.book).refused.insert(k, failure);
+                lock(&inner.book)
+                    .refused
+                    .insert(k, (failure, Instant::now()));
                 return Ok(());
             }
         };
@@ -283,7 +300,9 @@ impl Executor for K8sExecutor {
             Err(kube::Error::Api(e)) if e.code == 409 => {} // created before a restart
             Err(e) => {
                 let failure = inner.refusal(e)?;
-                lock(&inner.book).refused.insert(k, failure);
+                lock(&inner.book)
+                    .refused
+                    .insert(k, (failure, Instant::now()));
                 return Ok(());
             }
         }
@@ -297,7 +316,7 @@ impl Executor for K8sExecutor {
         let k = key(&ns, &name);
         let (created, aborted) = {
             let book = lock(&inner.book);
-            if let Some(f) = book.refused.get(&k) {
+            if let Some((f, _)) = book.refused.get(&k) {
                 return Ok(TaskStatus::Failed(f.clone()));
             }
             (book.created.contains_key(&k), book.aborted.contains(&k))

@@ -118,8 +118,9 @@ struct Book {
     launching: HashSet<String>,
     wakers: HashMap<String, Waker>,
     aborted: HashSet<String>,
-    /// Attempts that cannot run on Slurm, and why.
-    refused: HashMap<String, String>,
+    /// Attempts that cannot run on Slurm, why, and since when (forgotten after an hour:
+    /// the engine records the failure at its next round).
+    refused: HashMap<String, (String, Instant)>,
     /// Exit codes of failed jobs, read once.
     exit_codes: HashMap<u64, i32>,
 }
@@ -248,6 +249,21 @@ impl Inner {
                 wake.extend(waker);
             }
             book.submitted.retain(|name, _| !jobs.contains_key(name));
+            // Only what Slurm still lists (or was just refused) is remembered.
+            let ids: HashSet<u64> = jobs.values().map(|j| j.id).collect();
+            book.exit_codes.retain(|id, _| ids.contains(id));
+            book.aborted.retain(|name| jobs.contains_key(name));
+            let Book {
+                wakers,
+                submitted,
+                launching,
+                ..
+            } = &mut *book;
+            wakers.retain(|name, _| {
+                jobs.contains_key(name) || submitted.contains_key(name) || launching.contains(name)
+            });
+            book.refused
+                .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(3600));
             book.listing = Some(Listing { jobs, taken_at });
         }
         for w in wake {
@@ -364,7 +380,9 @@ impl Executor for SlurmExecutor {
             let job = match job::build(spec, &inner.cfg, &inner.endpoints) {
                 Ok(job) => job,
                 Err(message) => {
-                    lock(&inner.book).refused.insert(spec.id.clone(), message);
+                    lock(&inner.book)
+                        .refused
+                        .insert(spec.id.clone(), (message, Instant::now()));
                     return Ok(());
                 }
             };
@@ -396,7 +414,7 @@ impl Executor for SlurmExecutor {
         inner.ensure_listing()?;
         let (job, submitted_unseen, aborted) = {
             let book = lock(&inner.book);
-            if let Some(message) = book.refused.get(&spec.id) {
+            if let Some((message, _)) = book.refused.get(&spec.id) {
                 return Ok(TaskStatus::Failed(Failure::user(
                     "CannotStart",
                     message.clone(),
