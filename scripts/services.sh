@@ -146,7 +146,7 @@ DefMemPerCPU=500
 SchedulerParameters=sched_interval=1,bf_interval=1
 SlurmdParameters=config_overrides
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 KillWait=5
 CONF
   local i

@@ -937,3 +937,30 @@ fn tasks_that_are_not_pods_are_refused_with_the_reason() {
     let err = pod::build(&s, &K8sConfig::default(), &[]).unwrap_err();
     assert!(err.contains("task type 'sql'"), "{err}");
 }
+
+#[tokio::test]
+async fn a_kubeconfig_with_a_tls_server_gives_a_client() {
+    // Builds the TLS stack the way a real cluster needs it (no connection is made).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+         clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443', insecure-skip-tls-verify: true}}]\n\
+         users: [{name: u, user: {token: abc}}]\n\
+         contexts: [{name: c, context: {cluster: k, user: u, namespace: tasks}}]\n",
+    )
+    .unwrap();
+    let cfg = K8sConfig {
+        kubeconfig: Some(path.to_string_lossy().into_owned()),
+        ..Default::default()
+    };
+    let built = client(&cfg).await.expect("a client");
+    assert_eq!(built.default_namespace(), "tasks");
+    let missing = K8sConfig {
+        kubeconfig: Some("/nonexistent/kubeconfig".into()),
+        ..Default::default()
+    };
+    let err = client(&missing).await.err().unwrap();
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+}

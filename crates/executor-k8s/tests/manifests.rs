@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceA
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn manifests() -> Vec<(PathBuf, Value)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
@@ -31,7 +31,7 @@ fn manifests() -> Vec<(PathBuf, Value)> {
 }
 
 /// Parses `doc` as `T` and checks that writing it back gives the same document.
-fn typed<T: DeserializeOwned + serde::Serialize>(path: &PathBuf, doc: &Value) -> T {
+fn typed<T: DeserializeOwned + serde::Serialize>(path: &Path, doc: &Value) -> T {
     let parsed: T =
         serde_json::from_value(doc.clone()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let back = serde_json::to_value(&parsed).unwrap();

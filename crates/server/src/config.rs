@@ -41,7 +41,7 @@ pub(crate) struct FileConfig {
 pub(crate) enum ExecutorConfig {
     /// Local processes (the flags `--task-*` configure them).
     Local(NoOptions),
-    Slurm(SlurmConfig),
+    Slurm(Box<SlurmConfig>),
     /// Pods on a Kubernetes cluster.
     Kubernetes(Box<K8sConfig>),
 }

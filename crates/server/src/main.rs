@@ -679,7 +679,7 @@ async fn controller(
         let executor: Arc<dyn Executor> = match section {
             config::ExecutorConfig::Local(_) => continue,
             config::ExecutorConfig::Slurm(slurm) => Arc::new(SlurmExecutor::new(
-                slurm.clone(),
+                (**slurm).clone(),
                 blob.clone(),
                 endpoints.clone(),
             )),
