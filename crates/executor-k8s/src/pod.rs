@@ -6,7 +6,7 @@
 use crate::K8sConfig;
 use contrail_executor::AttemptSpec;
 use contrail_executor::env::{last_wins, secret_env_name, task_env};
-use contrail_executor::template::{self, Vars};
+use contrail_executor::template;
 use contrail_idl::core::{self, resources::ResourceName, secret::MountType, task_template::Target};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, KeyToPath, Pod, PodSpec, ResourceRequirements,
@@ -244,29 +244,7 @@ fn secrets(task: &core::TaskTemplate) -> (Vec<EnvVar>, Vec<Volume>, Vec<VolumeMo
 
 /// Renders `{{.input}}` and friends in a container's command and arguments.
 fn render(spec: &AttemptSpec, argv: &[String]) -> Result<Vec<String>, String> {
-    let input_prefix = spec
-        .paths
-        .inputs
-        .rsplit_once('/')
-        .map(|(dir, _)| dir.to_string())
-        .unwrap_or_default();
-    let unique = spec
-        .id
-        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
-    let namespace = format!("{}-{}", spec.project, spec.domain);
-    let vars = Vars {
-        input: &spec.paths.inputs,
-        input_prefix: &input_prefix,
-        output_prefix: &spec.paths.output_prefix,
-        raw_output_prefix: &spec.paths.raw_output_prefix,
-        checkpoint_prefix: &spec.paths.checkpoint_prefix,
-        prev_checkpoint_prefix: spec.paths.prev_checkpoint_prefix.as_deref(),
-        per_retry_unique_key: &unique,
-        task_template_path: None,
-        namespace: &namespace,
-        inputs: Some(&spec.inputs),
-    };
-    template::render_all(argv, &vars).map_err(|e| e.to_string())
+    template::render_remote(spec, argv)
 }
 
 /// The attempt's pod. `Err` is a message for the user: the template cannot become a pod.

@@ -653,9 +653,9 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn harness() -> Harness {
+/// A client whose every request the fake API server answers.
+fn client_of(fake: &Arc<FakeApi>) -> kube::Client {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let fake = Arc::new(FakeApi::default());
     let server = fake.clone();
     tokio::spawn(async move {
         let mut handle = std::pin::pin!(handle);
@@ -664,10 +664,15 @@ async fn harness() -> Harness {
             tokio::spawn(async move { reply.send_response(server.answer(request).await) });
         }
     });
+    kube::Client::new(service, "default")
+}
+
+async fn harness() -> Harness {
+    let fake = Arc::new(FakeApi::default());
     let dir = tempfile::tempdir().unwrap();
     let blob = BlobStore::new(dir.path().join("blobs"), "b", vec![0; 32]);
     let executor = Arc::new(K8sExecutor::new(
-        kube::Client::new(service, "default"),
+        client_of(&fake),
         K8sConfig::default(),
         blob.clone(),
         endpoints(),
@@ -756,6 +761,7 @@ async fn launch_then_watch_driven_phases_to_success() {
         "contrail"
     );
     h.status_becomes(&s, |t| *t == TaskStatus::Queued).await;
+    let before = wakes.load(Ordering::SeqCst);
     h.fake.update(NS, "run-n0-0", |p| {
         p.status = Some(PodStatus {
             phase: Some("Running".into()),
@@ -767,7 +773,6 @@ async fn launch_then_watch_driven_phases_to_success() {
             ..Default::default()
         })
     });
-    let before = wakes.load(Ordering::SeqCst);
     h.status_becomes(&s, |t| matches!(t, TaskStatus::Running { .. }))
         .await;
     wait_for(
@@ -797,17 +802,8 @@ async fn a_launch_repeated_after_a_restart_finds_the_pod_it_created() {
     let s = spec("again-n0-0");
     h.launch(&s, Arc::default()).await;
     // A new process (empty memory) launches the same attempt: AlreadyExists is success.
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = h.fake.clone();
-    tokio::spawn(async move {
-        let mut handle = std::pin::pin!(handle);
-        while let Some((request, reply)) = handle.next_request().await {
-            let server = server.clone();
-            tokio::spawn(async move { reply.send_response(server.answer(request).await) });
-        }
-    });
     let restarted = Arc::new(K8sExecutor::new(
-        kube::Client::new(service, "default"),
+        client_of(&h.fake),
         K8sConfig::default(),
         h.blob.clone(),
         vec![],

@@ -7,7 +7,7 @@ use crate::SlurmConfig;
 use contrail_executor::AttemptSpec;
 use contrail_executor::env::{image_match, last_wins, task_env};
 use contrail_executor::resources::amount;
-use contrail_executor::template::{self, Vars};
+use contrail_executor::template;
 use contrail_idl::core::resources::ResourceName;
 
 /// What `sbatch` is given: its options, and the script on its standard input.
@@ -62,35 +62,13 @@ pub fn build(
                 .into(),
         );
     }
-    let input_prefix = spec
-        .paths
-        .inputs
-        .rsplit_once('/')
-        .map(|(dir, _)| dir.to_string())
-        .unwrap_or_default();
-    let unique = spec
-        .id
-        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
-    let namespace = format!("{}-{}", spec.project, spec.domain);
-    let vars = Vars {
-        input: &spec.paths.inputs,
-        input_prefix: &input_prefix,
-        output_prefix: &spec.paths.output_prefix,
-        raw_output_prefix: &spec.paths.raw_output_prefix,
-        checkpoint_prefix: &spec.paths.checkpoint_prefix,
-        prev_checkpoint_prefix: spec.paths.prev_checkpoint_prefix.as_deref(),
-        per_retry_unique_key: &unique,
-        task_template_path: None,
-        namespace: &namespace,
-        inputs: Some(&spec.inputs),
-    };
     let argv: Vec<String> = container
         .command
         .iter()
         .chain(&container.args)
         .cloned()
         .collect();
-    let argv = template::render_all(&argv, &vars).map_err(|e| e.to_string())?;
+    let argv = template::render_remote(spec, &argv)?;
     if argv.is_empty() {
         return Err("the task's container has no command".into());
     }

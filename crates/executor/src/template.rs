@@ -21,6 +21,34 @@ pub struct Vars<'a> {
     pub inputs: Option<&'a LiteralMap>,
 }
 
+/// Renders a container's command and arguments for a task that reaches its data by URI (on
+/// another machine): `{{.input}}` and the prefixes are the attempt's blob-store URIs.
+pub fn render_remote(spec: &crate::AttemptSpec, argv: &[String]) -> Result<Vec<String>, String> {
+    let input_prefix = spec
+        .paths
+        .inputs
+        .rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default();
+    let unique = spec
+        .id
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+    let namespace = format!("{}-{}", spec.project, spec.domain);
+    let vars = Vars {
+        input: &spec.paths.inputs,
+        input_prefix: &input_prefix,
+        output_prefix: &spec.paths.output_prefix,
+        raw_output_prefix: &spec.paths.raw_output_prefix,
+        checkpoint_prefix: &spec.paths.checkpoint_prefix,
+        prev_checkpoint_prefix: spec.paths.prev_checkpoint_prefix.as_deref(),
+        per_retry_unique_key: &unique,
+        task_template_path: None,
+        namespace: &namespace,
+        inputs: Some(&spec.inputs),
+    };
+    render_all(argv, &vars).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TemplateError {
     #[error("template variable {{{{.Inputs.{0}}}}}: no such input")]
