@@ -621,11 +621,17 @@ impl Controller {
                 id: attempt_id(k, &plan.nodes[i].id, item, a),
                 project: k.project.clone(),
                 domain: k.domain.clone(),
+                execution: k.name.clone(),
+                node_id: plan.nodes[i].id.clone(),
+                attempt: a,
                 cluster_label: cluster_label.clone(),
                 ..Default::default()
             };
-            // The task type routes the attempt to its executor.
-            attempt.task.r#type = plan.task(i).map(|t| t.r#type.clone()).unwrap_or_default();
+            // The task type routes the attempt to its executor; its id fills log links.
+            if let Some(t) = plan.task(i) {
+                attempt.task.r#type = t.r#type.clone();
+                attempt.task.id = t.id.clone();
+            }
             self.executor.logs(&attempt)
         };
         // As propeller sets it: while running when the task says it generates a deck,
