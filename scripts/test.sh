@@ -16,7 +16,7 @@ echo "== layering"; scripts/check-layering.sh
 # (CONTRAIL_TEST_POSTGRES and CONTRAIL_TEST_S3_*, as scripts/services.sh writes them).
 if [ -z "${CONTRAIL_TEST_POSTGRES:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "== services (PostgreSQL, SeaweedFS)"
+    echo "== services (PostgreSQL, SeaweedFS, Slurm)"
     scripts/services.sh install
     SERVICES=$(mktemp -d /tmp/contrail-services.XXXXXX)
     trap 'scripts/services.sh stop "$SERVICES"; rm -rf "$SERVICES"' EXIT
@@ -24,7 +24,7 @@ if [ -z "${CONTRAIL_TEST_POSTGRES:-}" ]; then
     # shellcheck disable=SC1091
     source "$SERVICES/env"
   else
-    echo "== services: NOT STARTED (needs root and apt); the PostgreSQL and S3 checks and the"
+    echo "== services: NOT STARTED (needs root and apt); the PostgreSQL, S3 and Slurm checks and the"
     echo "   scale-out tier will NOT run. Start them with scripts/services.sh and export its env."
   fi
 fi
@@ -48,7 +48,7 @@ echo "== end-to-end (embedded: SQLite, local blobs, one process)"
 CONTRAIL_BIN="$PWD/target/debug/contrail" "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/e2e
 
 if [ -n "${CONTRAIL_TEST_POSTGRES:-}" ] && [ -n "${CONTRAIL_TEST_S3_ENDPOINT:-}" ]; then
-  echo "== end-to-end (scale-out: PostgreSQL, SeaweedFS, 2 API and 3 controller replicas)"
+  echo "== end-to-end (scale-out: PostgreSQL, SeaweedFS, 2 API and 3 controller replicas; Slurm)"
   CONTRAIL_E2E_SCALEOUT=1 CONTRAIL_BIN="$PWD/target/debug/contrail" \
     "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/e2e
 fi
