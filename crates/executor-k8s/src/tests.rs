@@ -724,6 +724,17 @@ impl Harness {
         .await
     }
 
+    /// Waits until the attempt fails; the failure.
+    async fn failure(&self, s: &AttemptSpec) -> Failure {
+        match self
+            .status_becomes(s, |t| matches!(t, TaskStatus::Failed(_)))
+            .await
+        {
+            TaskStatus::Failed(f) => f,
+            _ => unreachable!("status_becomes returned a failure"),
+        }
+    }
+
     /// Waits until the executor reports a status matching `want`.
     async fn status_becomes(
         &self,
@@ -747,6 +758,19 @@ impl Harness {
 
 const NS: &str = "flytesnacks-development";
 
+/// A pod status with one container in the given state.
+fn one_container(phase: &str, container: &str, state: ContainerState) -> PodStatus {
+    PodStatus {
+        phase: Some(phase.into()),
+        container_statuses: Some(vec![ContainerStatus {
+            name: container.into(),
+            state: Some(state),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_then_watch_driven_phases_to_success() {
     let h = harness().await;
@@ -763,15 +787,11 @@ async fn launch_then_watch_driven_phases_to_success() {
     h.status_becomes(&s, |t| *t == TaskStatus::Queued).await;
     let before = wakes.load(Ordering::SeqCst);
     h.fake.update(NS, "run-n0-0", |p| {
-        p.status = Some(PodStatus {
-            phase: Some("Running".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "run-n0-0".into(),
-                state: Some(serde_json::from_value(serde_json::json!({"running": {}})).unwrap()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
+        p.status = Some(one_container(
+            "Running",
+            "run-n0-0",
+            serde_json::from_value(serde_json::json!({"running": {}})).unwrap(),
+        ))
     });
     h.status_becomes(&s, |t| matches!(t, TaskStatus::Running { .. }))
         .await;
@@ -783,15 +803,11 @@ async fn launch_then_watch_driven_phases_to_success() {
     // The task writes its outputs and its container exits 0.
     h.blob.put("m/run-n0-0/0/outputs.pb", b"").unwrap();
     h.fake.update(NS, "run-n0-0", |p| {
-        p.status = Some(PodStatus {
-            phase: Some("Succeeded".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "run-n0-0".into(),
-                state: Some(terminated(0, "Completed")),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
+        p.status = Some(one_container(
+            "Succeeded",
+            "run-n0-0",
+            terminated(0, "Completed"),
+        ))
     });
     h.status_becomes(&s, |t| *t == TaskStatus::Succeeded).await;
 }
@@ -847,22 +863,13 @@ async fn an_oom_killed_container_fails_the_attempt_as_a_retryable_user_error() {
     let s = spec("oom-n0-0");
     h.launch(&s, Arc::default()).await;
     h.fake.update(NS, "oom-n0-0", |p| {
-        p.status = Some(PodStatus {
-            phase: Some("Failed".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "oom-n0-0".into(),
-                state: Some(terminated(137, "OOMKilled")),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
+        p.status = Some(one_container(
+            "Failed",
+            "oom-n0-0",
+            terminated(137, "OOMKilled"),
+        ))
     });
-    let TaskStatus::Failed(f) = h
-        .status_becomes(&s, |t| matches!(t, TaskStatus::Failed(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let f = h.failure(&s).await;
     assert_eq!(
         (f.kind, f.recoverable, f.code.as_str()),
         (ErrorKind::User, true, "OOMKilled")
@@ -878,22 +885,13 @@ async fn an_image_that_cannot_be_pulled_fails_after_the_grace_period_naming_it()
         p.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             Timestamp::from_second(Timestamp::now().as_second() - 3600).unwrap(),
         ));
-        p.status = Some(PodStatus {
-            phase: Some("Pending".into()),
-            container_statuses: Some(vec![ContainerStatus {
-                name: "pull-n0-0".into(),
-                state: Some(waiting("ImagePullBackOff")),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        })
+        p.status = Some(one_container(
+            "Pending",
+            "pull-n0-0",
+            waiting("ImagePullBackOff"),
+        ))
     });
-    let TaskStatus::Failed(f) = h
-        .status_becomes(&s, |t| matches!(t, TaskStatus::Failed(_)))
-        .await
-    else {
-        unreachable!()
-    };
+    let f = h.failure(&s).await;
     assert_eq!(f.code, "ImagePullBackOff");
     assert!(f.message.contains("ghcr.io/acme/task:1"), "{}", f.message);
 }
