@@ -242,11 +242,6 @@ fn secrets(task: &core::TaskTemplate) -> (Vec<EnvVar>, Vec<Volume>, Vec<VolumeMo
     (envs, volumes, mounts)
 }
 
-/// Renders `{{.input}}` and friends in a container's command and arguments.
-fn render(spec: &AttemptSpec, argv: &[String]) -> Result<Vec<String>, String> {
-    template::render_remote(spec, argv)
-}
-
 /// The attempt's pod. `Err` is a message for the user: the template cannot become a pod.
 pub fn build(
     spec: &AttemptSpec,
@@ -263,7 +258,7 @@ pub fn build(
     let (mut pod_spec, primary) = match &task.target {
         Some(Target::Container(c)) => {
             let argv: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
-            let argv = render(spec, &argv)?;
+            let argv = template::render_remote(spec, &argv)?;
             let (command, args) = match c.command.len() {
                 0 => (None, Some(argv)),
                 n => (
@@ -310,8 +305,16 @@ pub fn build(
                 annotations.extend(meta.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             for c in pod_spec.containers.iter_mut() {
-                c.command = c.command.take().map(|a| render(spec, &a)).transpose()?;
-                c.args = c.args.take().map(|a| render(spec, &a)).transpose()?;
+                c.command = c
+                    .command
+                    .take()
+                    .map(|a| template::render_remote(spec, &a))
+                    .transpose()?;
+                c.args = c
+                    .args
+                    .take()
+                    .map(|a| template::render_remote(spec, &a))
+                    .transpose()?;
             }
             if !pod_spec.containers.iter().any(|c| c.name == primary) {
                 return Err(format!(

@@ -349,16 +349,12 @@ fn a_pod_template_task_keeps_its_spec_and_customises_only_the_primary_container(
 
 fn with_status(phase: &str, primary: Option<ContainerState>) -> Pod {
     let mut pod = pod::build(&spec("abc-n0-0"), &K8sConfig::default(), &[]).unwrap();
-    pod.status = Some(PodStatus {
-        phase: Some(phase.into()),
-        container_statuses: primary.map(|state| {
-            vec![ContainerStatus {
-                name: "abc-n0-0".into(),
-                state: Some(state),
-                ..Default::default()
-            }]
-        }),
-        ..Default::default()
+    pod.status = Some(match primary {
+        Some(state) => one_container(phase, "abc-n0-0", state),
+        None => PodStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        },
     });
     pod
 }
