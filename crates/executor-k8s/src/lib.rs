@@ -23,7 +23,7 @@ pub use config::{K8sConfig, LogTemplate};
 use contrail_blob::BlobStore;
 use contrail_engine::{Failure, TaskStatus};
 use contrail_executor::outcome::{Exit, decide, read_leftovers};
-use contrail_executor::{AttemptSpec, Error, Executor, Result};
+use contrail_executor::{AttemptSpec, Executor, Result, io, lock};
 use contrail_idl::core::TaskLog;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -65,14 +65,6 @@ struct Inner {
 
 pub struct K8sExecutor {
     inner: Arc<Inner>,
-}
-
-fn io(e: impl std::fmt::Display) -> Error {
-    Error::Io(e.to_string())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The client a configuration names: a kubeconfig file (and context), else the in-cluster

@@ -15,7 +15,7 @@ use contrail_blob::BlobStore;
 use contrail_engine::{Failure, TaskStatus};
 use contrail_executor::outcome::{Exit, Leftovers, decide};
 use contrail_executor::template::{self, Vars};
-use contrail_executor::{AttemptSpec, Error, Executor, Result};
+use contrail_executor::{AttemptSpec, Executor, Result, io, lock};
 use contrail_idl::core::TaskLog;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -90,10 +90,6 @@ pub struct LocalExecutor {
 /// What to call when an attempt's status may have changed.
 type Waker = Box<dyn Fn() + Send + Sync>;
 
-fn io(e: impl std::fmt::Display) -> Error {
-    Error::Io(e.to_string())
-}
-
 pub use contrail_executor::resources::requests;
 
 /// The value of a variable in an environment being assembled (the last one set wins).
@@ -114,11 +110,6 @@ fn venv_env(env: &[(String, String)], dir: &Path) -> [(String, String); 2] {
         ),
         ("VIRTUAL_ENV".into(), dir.to_string_lossy().into_owned()),
     ]
-}
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data behind, safe to reuse.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LocalExecutor {

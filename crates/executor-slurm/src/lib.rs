@@ -19,7 +19,7 @@ pub mod state;
 use contrail_blob::BlobStore;
 use contrail_engine::{Failure, TaskStatus};
 use contrail_executor::outcome::{Exit, decide, read_leftovers, tail};
-use contrail_executor::{AttemptSpec, Error, Executor, Result};
+use contrail_executor::{AttemptSpec, Executor, Result, io, lock};
 use contrail_idl::core::TaskLog;
 use serde::Deserialize;
 use state::{Job, Phase};
@@ -138,14 +138,6 @@ struct Inner {
 
 pub struct SlurmExecutor {
     inner: Arc<Inner>,
-}
-
-fn io(e: impl std::fmt::Display) -> Error {
-    Error::Io(e.to_string())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SlurmExecutor {

@@ -26,6 +26,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An [`Error::Io`] from anything displayable (`.map_err(io)`).
+pub fn io(e: impl std::fmt::Display) -> Error {
+    Error::Io(e.to_string())
+}
+
+/// Locks a mutex; a panic elsewhere while holding it leaves plain data behind (a plugin's
+/// bookkeeping), safe to reuse.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Where an attempt's files go. URIs as the blob store names them (`s3://bucket/key`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AttemptPaths {
