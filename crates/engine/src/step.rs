@@ -1322,6 +1322,7 @@ impl Round<'_> {
     /// Brings running containers up to date with what runs inside them, innermost first.
     fn settle(&mut self) {
         self.settle_cache();
+        self.settle_inputs();
         for i in (0..self.s.nodes.len()).rev() {
             if self.s.nodes[i].phase != NodePhase::Running {
                 continue;
@@ -1405,6 +1406,21 @@ impl Round<'_> {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// A node that is not a task waits in QUEUED only for its inputs. The answer to that
+    /// request lives in memory until the next round, so a crash loses it: ask again.
+    fn settle_inputs(&mut self) {
+        for i in 0..self.s.nodes.len() {
+            let n = &self.s.nodes[i];
+            let waiting = n.phase == NodePhase::Queued
+                && n.task.is_none()
+                && !matches!(self.plan.nodes[i].kind, NodeKind::Task(_));
+            let ask = Effect::ResolveInputs { node: i };
+            if waiting && !self.fx.contains(&ask) {
+                self.fx.push(ask);
             }
         }
     }

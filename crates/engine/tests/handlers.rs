@@ -229,6 +229,8 @@ fn a_branch_runs_the_chosen_node_skips_the_other_and_takes_its_outputs() {
         r.round(&[]),
         vec![Effect::PublishStart, Effect::ResolveInputs { node: b }]
     );
+    // The answer was lost (a crash after the commit): the next round asks again.
+    assert_eq!(r.round(&[]), vec![Effect::ResolveInputs { node: b }]);
     // Not greater than 10: the else node runs, the case node is skipped.
     let fx = r.round(&[r.inputs("n0", &[(".x", int(3))])]);
     assert_eq!(fx, vec![r.launch("n0-n1")]);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 const S: i64 = 1_000_000_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Outcome {
     Succeed,
     Recoverable,
@@ -301,6 +301,14 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         }
         state = s.state;
         if state.phase.is_terminal() {
+            // Only a task that never ends may run the clock out; a lost effect result
+            // must never leave a node waiting for an answer nobody will send.
+            let hangs = c.outcomes.iter().flatten().any(|o| *o == Outcome::Hang);
+            prop_assert!(
+                hangs || state.phase != WorkflowPhase::TimedOut,
+                "timed out with no hanging task: nodes {:?}",
+                state.nodes.iter().map(|n| n.phase).collect::<Vec<_>>()
+            );
             return Ok(());
         }
         // A restart loses the effect results of this round; the world persists.
