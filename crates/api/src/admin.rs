@@ -831,6 +831,8 @@ impl AdminService for Api {
     }
 
     async fn list_projects(&self, r: Request<a::ProjectListRequest>) -> R<a::Projects> {
+        // A caller sees only the projects it has a role in.
+        let grants = crate::auth::principal(&r).map(|p| p.grants.clone());
         let r = r.into_inner();
         run(self, move |api| {
             let offset = parse_token(&r.token)?;
@@ -839,6 +841,7 @@ impl AdminService for Api {
                 .store
                 .list_projects()?
                 .into_iter()
+                .filter(|p| grants.as_ref().is_none_or(|g| g.sees(&p.id)))
                 .skip(offset as usize)
                 .take(lim as usize + 1)
                 .collect();

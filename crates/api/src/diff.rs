@@ -2,14 +2,9 @@
 //! reflection over the compiled schema and naming the first differing field path.
 
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, Value};
-use std::sync::OnceLock;
 
 fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(contrail_idl::FILE_DESCRIPTOR_SET)
-            .expect("schema descriptors decode")
-    })
+    crate::schema()
 }
 
 /// The path of the first field where the two encoded messages of `type_name` differ.

@@ -5,6 +5,8 @@
 //! changes nothing; no handler returns `UNKNOWN`.
 
 mod admin;
+mod auth;
+mod authz;
 mod datacatalog;
 mod dataproxy;
 mod diff;
@@ -20,6 +22,7 @@ use error::ApiResult;
 use contrail_blob::BlobStore;
 use contrail_idl::datacatalog::data_catalog_server::DataCatalogServer;
 use contrail_idl::service::admin_service_server::AdminServiceServer;
+use contrail_idl::service::auth_metadata_service_server::AuthMetadataServiceServer;
 use contrail_idl::service::data_proxy_service_server::DataProxyServiceServer;
 use contrail_idl::service::signal_service_server::SignalServiceServer;
 use contrail_store::{ProjectRecord, Store};
@@ -90,6 +93,17 @@ pub struct Api {
     cfg: Arc<ApiConfig>,
     /// Told about every execution the API changes (a hint for the controller; optional).
     wake: Option<Wake>,
+    /// Checks callers; `None` trusts every caller (loopback only).
+    auth: Option<Arc<contrail_auth::Authenticator>>,
+}
+
+/// The compiled flyteidl schema, for reflection.
+pub(crate) fn schema() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(contrail_idl::FILE_DESCRIPTOR_SET)
+            .expect("the schema compiled into this binary decodes")
+    })
 }
 
 /// A hook the API calls after writing an execution's desired state.
@@ -109,7 +123,15 @@ impl Api {
             blob,
             cfg: Arc::new(cfg),
             wake: None,
+            auth: None,
         }
+    }
+
+    /// Requires a valid token on every route but the open ones, and authorizes each
+    /// gRPC call per project.
+    pub fn with_auth(mut self, auth: Arc<contrail_auth::Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// Calls `wake` after every execution write (so a controller can react at once).
@@ -151,9 +173,26 @@ impl Api {
         )
         .add_service(DataProxyServiceServer::new(self.clone()).max_decoding_message_size(max))
         .add_service(SignalServiceServer::new(self.clone()).max_decoding_message_size(max))
-        .add_service(DataCatalogServer::new(self.clone()).max_decoding_message_size(max))
+        .add_service(DataCatalogServer::new(self.clone()).max_decoding_message_size(max));
+        // As in flyteadmin, the auth metadata exists only when auth is on: a client set up
+        // for auth against a server without it fails at once instead of sending secrets.
+        let grpc = match &self.auth {
+            Some(_) => grpc.add_service(AuthMetadataServiceServer::new(self.clone())),
+            None => grpc,
+        }
         .into_axum_router();
-        let http = axum::Router::new()
+        let mut http = axum::Router::new();
+        if self.auth.is_some() {
+            http = http
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    axum::routing::get(auth::well_known),
+                )
+                .route("/config/v1/flyte_client", axum::routing::get(auth::flyte_client))
+                .route("/oauth2/token", axum::routing::post(auth::token))
+                .route("/oauth2/jwks", axum::routing::get(auth::jwks));
+        }
+        let http = http
             .route("/upload/{*key}", axum::routing::put(dataproxy::put_upload))
             .route(
                 "/download/{*key}",
@@ -162,6 +201,9 @@ impl Api {
             .route("/healthcheck", axum::routing::get(|| async { "ok" }))
             .layer(axum::extract::DefaultBodyLimit::max(max))
             .with_state(self.clone());
-        grpc.merge(http)
+        grpc.merge(http).layer(axum::middleware::from_fn_with_state(
+            self.clone(),
+            auth::guard,
+        ))
     }
 }

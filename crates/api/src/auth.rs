@@ -1,0 +1,369 @@
+//! Authentication at the edge, as flytekit speaks it.
+//!
+//! With an [`Authenticator`] configured:
+//! - `AuthMetadataService` (anonymous) tells clients where the token endpoint is and
+//!   which metadata key carries the token (`flyte-authorization`);
+//! - `/.well-known/oauth-authorization-server`, `/config/v1/flyte_client`,
+//!   `/oauth2/token` (client-credentials grant) and `/oauth2/jwks` are served;
+//! - every other route needs `Bearer <token>` in `flyte-authorization` or
+//!   `authorization`. Exceptions: the health check, and the signed upload and download
+//!   URLs, whose signature is the credential. gRPC calls are then authorized per project
+//!   ([`crate::authz`]); the [`Principal`] travels in the request's extensions.
+//!
+//! Without one, nothing here is mounted and every caller is trusted (loopback only,
+//! unless the operator insists: see the server's `--insecure-allow-remote`).
+
+use crate::Api;
+use crate::authz::{self, Refusal};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use contrail_auth::{AuthError, Authenticator, Principal};
+use contrail_idl::service as svc;
+use std::sync::Arc;
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+/// The metadata key flytekit is told to put the token in (flyteadmin's default).
+pub const TOKEN_HEADER: &str = "flyte-authorization";
+
+/// Routes reachable without a token.
+fn is_open(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthcheck"
+            | "/.well-known/oauth-authorization-server"
+            | "/config/v1/flyte_client"
+            | "/oauth2/token"
+            | "/oauth2/jwks"
+    ) || path.starts_with("/flyteidl.service.AuthMetadataService/")
+        // Signed URLs: the signature is checked by the handler.
+        || path.starts_with("/upload/")
+        || path.starts_with("/download/")
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    for name in [TOKEN_HEADER, header::AUTHORIZATION.as_str()] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            let v = v.trim();
+            if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+                return Some(v[7..].trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+fn refuse(grpc: bool, status: Status) -> Response {
+    if grpc {
+        return status.into_http::<Body>().into_response();
+    }
+    let code = match status.code() {
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut r = (code, status.message().to_string()).into_response();
+    if code == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    }
+    r
+}
+
+/// The middleware: authenticates, then authorizes gRPC calls per project.
+pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let Some(auth) = api.auth.clone() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path().to_string();
+    if is_open(&path) {
+        return next.run(req).await;
+    }
+    let grpc = is_grpc(req.headers());
+    let Some(token) = bearer(req.headers()) else {
+        return refuse(grpc, Status::unauthenticated(AuthError::Missing.to_string()));
+    };
+    let principal = match auth.authenticate(&token) {
+        Ok(p) => p,
+        Err(AuthError::Io(e)) => {
+            tracing::error!("authentication: {e}");
+            return refuse(grpc, Status::unavailable("cannot check credentials now"));
+        }
+        Err(e) => return refuse(grpc, Status::unauthenticated(e.to_string())),
+    };
+    let (parts, body) = req.into_parts();
+    let mut req = if grpc {
+        let limit = api.cfg.max_message_bytes + 5;
+        let bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => {
+                return refuse(
+                    grpc,
+                    Status::resource_exhausted(format!(
+                        "the request is larger than {} bytes",
+                        api.cfg.max_message_bytes
+                    )),
+                );
+            }
+        };
+        match authz::check(&principal, &path, &bytes) {
+            Ok(()) => {}
+            Err(Refusal::Malformed(m)) => return refuse(grpc, Status::invalid_argument(m)),
+            Err(Refusal::Denied(m)) => return refuse(grpc, Status::permission_denied(m)),
+        }
+        Request::from_parts(parts, Body::from(bytes))
+    } else {
+        Request::from_parts(parts, body)
+    };
+    tracing::debug!(subject = %principal.subject, path, "authorized");
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// The caller of a gRPC request, when authentication is on.
+pub(crate) fn principal<T>(r: &GrpcRequest<T>) -> Option<&Principal> {
+    r.extensions().get::<Principal>()
+}
+
+impl Api {
+    fn auth_settings(&self) -> Option<&Arc<Authenticator>> {
+        self.auth.as_ref()
+    }
+
+    fn base_url(&self) -> String {
+        self.cfg.public_url.trim_end_matches('/').to_string()
+    }
+
+    pub(crate) fn oauth2_metadata(&self) -> svc::OAuth2MetadataResponse {
+        let base = self.base_url();
+        svc::OAuth2MetadataResponse {
+            issuer: base.clone(),
+            authorization_endpoint: String::new(),
+            token_endpoint: format!("{base}/oauth2/token"),
+            response_types_supported: Vec::new(),
+            scopes_supported: vec!["all".into()],
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic".into(),
+                "client_secret_post".into(),
+            ],
+            jwks_uri: format!("{base}/oauth2/jwks"),
+            code_challenge_methods_supported: Vec::new(),
+            grant_types_supported: vec!["client_credentials".into()],
+            device_authorization_endpoint: String::new(),
+        }
+    }
+
+    pub(crate) fn public_client_config(&self) -> svc::PublicClientAuthConfigResponse {
+        svc::PublicClientAuthConfigResponse {
+            client_id: String::new(),
+            redirect_uri: String::new(),
+            scopes: vec!["all".into()],
+            authorization_metadata_key: TOKEN_HEADER.into(),
+            service_http_endpoint: String::new(),
+            audience: self
+                .auth_settings()
+                .map(|a| a.settings().audience.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl svc::auth_metadata_service_server::AuthMetadataService for Api {
+    async fn get_o_auth2_metadata(
+        &self,
+        _r: GrpcRequest<svc::OAuth2MetadataRequest>,
+    ) -> Result<GrpcResponse<svc::OAuth2MetadataResponse>, Status> {
+        Ok(GrpcResponse::new(self.oauth2_metadata()))
+    }
+
+    async fn get_public_client_config(
+        &self,
+        _r: GrpcRequest<svc::PublicClientAuthConfigRequest>,
+    ) -> Result<GrpcResponse<svc::PublicClientAuthConfigResponse>, Status> {
+        Ok(GrpcResponse::new(self.public_client_config()))
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json(
+        status,
+        serde_json::json!({ "error": error, "error_description": description }),
+    )
+}
+
+pub(crate) async fn well_known(State(api): State<Api>) -> Response {
+    let m = api.oauth2_metadata();
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "issuer": m.issuer,
+            "token_endpoint": m.token_endpoint,
+            "jwks_uri": m.jwks_uri,
+            "scopes_supported": m.scopes_supported,
+            "token_endpoint_auth_methods_supported": m.token_endpoint_auth_methods_supported,
+            "grant_types_supported": m.grant_types_supported,
+        }),
+    )
+}
+
+pub(crate) async fn flyte_client(State(api): State<Api>) -> Response {
+    let c = api.public_client_config();
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "client_id": c.client_id,
+            "redirect_uri": c.redirect_uri,
+            "scopes": c.scopes,
+            "authorization_metadata_key": c.authorization_metadata_key,
+            "audience": c.audience,
+        }),
+    )
+}
+
+pub(crate) async fn jwks(State(api): State<Api>) -> Response {
+    match api.auth_settings() {
+        Some(a) => json(StatusCode::OK, a.jwks()),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The largest token request body read.
+const MAX_TOKEN_REQUEST: usize = 16 * 1024;
+
+/// `POST /oauth2/token`: the client-credentials grant (RFC 6749 §4.4), with the client
+/// authenticated by HTTP Basic (`client_secret_basic`) or in the form
+/// (`client_secret_post`).
+pub(crate) async fn token(State(api): State<Api>, req: Request) -> Response {
+    let Some(auth) = api.auth.clone() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_basic);
+    let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the request is too large");
+    };
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    match field("grant_type").as_deref() {
+        Some("client_credentials") => {}
+        Some(other) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                &format!("grant_type {other:?} is not supported; use client_credentials"),
+            );
+        }
+        None => {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing");
+        }
+    }
+    if let Some(aud) = field("audience").filter(|a| !a.is_empty())
+        && aud != auth.settings().audience
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            &format!("audience {aud:?} is not this server's"),
+        );
+    }
+    let Some((id, secret)) = basic.or_else(|| Some((field("client_id")?, field("client_secret")?)))
+    else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client credentials are missing (HTTP Basic or client_id/client_secret)",
+        );
+    };
+    let issued = tokio::task::spawn_blocking(move || auth.issue(&id, &secret)).await;
+    match issued {
+        Ok(Ok((token, ttl))) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": ttl,
+                "scope": "all",
+            }),
+        ),
+        Ok(Err(AuthError::BadClient)) => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        ),
+        Ok(Err(e)) => {
+            tracing::error!("token endpoint: {e}");
+            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "cannot issue tokens now")
+        }
+        Err(e) => {
+            tracing::error!("token endpoint: {e}");
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+        }
+    }
+}
+
+/// `Basic base64(id ":" secret)`, each part form-urlencoded (RFC 6749 §2.3.1).
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = value.trim().strip_prefix("Basic ").or_else(|| value.trim().strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_url_decoded_and_bearer_is_found_in_either_header() {
+        use base64::Engine;
+        let enc = base64::engine::general_purpose::STANDARD.encode("ci:a%2Bb+c");
+        assert_eq!(
+            parse_basic(&format!("Basic {enc}")),
+            Some(("ci".into(), "a+b c".into()))
+        );
+        assert_eq!(parse_basic("Bearer x"), None);
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h).as_deref(), Some("abc"));
+        h.insert(TOKEN_HEADER, "bearer xyz".parse().unwrap());
+        assert_eq!(bearer(&h).as_deref(), Some("xyz"));
+        assert!(is_open("/upload/x") && is_open("/healthcheck"));
+        assert!(!is_open("/flyteidl.service.AdminService/ListProjects"));
+    }
+}
