@@ -85,12 +85,58 @@ pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> R
         return next.run(req).await;
     };
     let path = req.uri().path().to_string();
+    let mut req = req;
+    if let Some(origin) = origin_of(&req, &api.cfg.public_url) {
+        req.extensions_mut().insert(origin);
+    }
     if is_open(&path) {
         return next.run(req).await;
     }
+    authenticated(api, auth, req, path, next).await
+}
+
+/// The base URL a request came in on: the public URL's scheme with the request's own
+/// host (as flyteadmin derives its public URL), so the token endpoint advertised is one
+/// the caller can reach.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin(pub String);
+
+fn origin_of(req: &Request, public_url: &str) -> Option<Origin> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })?;
+    // Only a plain host[:port]: nothing a client could smuggle into a URL.
+    if authority.is_empty()
+        || !authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
+        return None;
+    }
+    let scheme = public_url.split_once("://").map_or("http", |(s, _)| s);
+    Some(Origin(format!("{scheme}://{authority}")))
+}
+
+async fn authenticated(
+    api: Api,
+    auth: Arc<Authenticator>,
+    req: Request,
+    path: String,
+    next: Next,
+) -> Response {
     let grpc = is_grpc(req.headers());
     let Some(token) = bearer(req.headers()) else {
-        return refuse(grpc, Status::unauthenticated(AuthError::Missing.to_string()));
+        return refuse(
+            grpc,
+            Status::unauthenticated(AuthError::Missing.to_string()),
+        );
     };
     let principal = match auth.authenticate(&token) {
         Ok(p) => p,
@@ -139,12 +185,15 @@ impl Api {
         self.auth.as_ref()
     }
 
-    fn base_url(&self) -> String {
-        self.cfg.public_url.trim_end_matches('/').to_string()
+    fn base_url(&self, origin: Option<&Origin>) -> String {
+        match origin {
+            Some(o) => o.0.clone(),
+            None => self.cfg.public_url.trim_end_matches('/').to_string(),
+        }
     }
 
-    pub(crate) fn oauth2_metadata(&self) -> svc::OAuth2MetadataResponse {
-        let base = self.base_url();
+    pub(crate) fn oauth2_metadata(&self, origin: Option<&Origin>) -> svc::OAuth2MetadataResponse {
+        let base = self.base_url(origin);
         svc::OAuth2MetadataResponse {
             issuer: base.clone(),
             authorization_endpoint: String::new(),
@@ -181,9 +230,11 @@ impl Api {
 impl svc::auth_metadata_service_server::AuthMetadataService for Api {
     async fn get_o_auth2_metadata(
         &self,
-        _r: GrpcRequest<svc::OAuth2MetadataRequest>,
+        r: GrpcRequest<svc::OAuth2MetadataRequest>,
     ) -> Result<GrpcResponse<svc::OAuth2MetadataResponse>, Status> {
-        Ok(GrpcResponse::new(self.oauth2_metadata()))
+        Ok(GrpcResponse::new(
+            self.oauth2_metadata(r.extensions().get::<Origin>()),
+        ))
     }
 
     async fn get_public_client_config(
@@ -197,7 +248,10 @@ impl svc::auth_metadata_service_server::AuthMetadataService for Api {
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
         value.to_string(),
     )
         .into_response()
@@ -210,8 +264,11 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-pub(crate) async fn well_known(State(api): State<Api>) -> Response {
-    let m = api.oauth2_metadata();
+pub(crate) async fn well_known(
+    State(api): State<Api>,
+    origin: Option<axum::Extension<Origin>>,
+) -> Response {
+    let m = api.oauth2_metadata(origin.as_ref().map(|o| &o.0));
     json(
         StatusCode::OK,
         serde_json::json!({
@@ -262,14 +319,14 @@ pub(crate) async fn token(State(api): State<Api>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_basic);
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_TOKEN_REQUEST).await else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "the request is too large");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request is too large",
+        );
     };
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     match field("grant_type").as_deref() {
         Some("client_credentials") => {}
         Some(other) => {
@@ -280,7 +337,11 @@ pub(crate) async fn token(State(api): State<Api>, req: Request) -> Response {
             );
         }
         None => {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is missing");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is missing",
+            );
         }
     }
     if let Some(aud) = field("audience").filter(|a| !a.is_empty())
@@ -318,11 +379,19 @@ pub(crate) async fn token(State(api): State<Api>, req: Request) -> Response {
         ),
         Ok(Err(e)) => {
             tracing::error!("token endpoint: {e}");
-            oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "cannot issue tokens now")
+            oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "cannot issue tokens now",
+            )
         }
         Err(e) => {
             tracing::error!("token endpoint: {e}");
-            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal error",
+            )
         }
     }
 }
@@ -330,7 +399,10 @@ pub(crate) async fn token(State(api): State<Api>, req: Request) -> Response {
 /// `Basic base64(id ":" secret)`, each part form-urlencoded (RFC 6749 §2.3.1).
 fn parse_basic(value: &str) -> Option<(String, String)> {
     use base64::Engine;
-    let encoded = value.trim().strip_prefix("Basic ").or_else(|| value.trim().strip_prefix("basic "))?;
+    let encoded = value
+        .trim()
+        .strip_prefix("Basic ")
+        .or_else(|| value.trim().strip_prefix("basic "))?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;

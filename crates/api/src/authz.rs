@@ -110,9 +110,7 @@ fn collect_projects(m: &DynamicMessage, out: &mut Vec<String>) {
                 "flyteidl.admin.Project" | "flyteidl.admin.ProjectGetRequest"
             );
         match value {
-            Value::String(s) if field.name() == "project" || is_project_id => {
-                out.push(s.clone())
-            }
+            Value::String(s) if field.name() == "project" || is_project_id => out.push(s.clone()),
             Value::String(s) if field.name() == "flyte_url" => {
                 if let Some(p) = s
                     .strip_prefix("flyte://v1/")
@@ -187,10 +185,16 @@ mod tests {
     #[test]
     fn every_project_a_request_names_needs_the_action() {
         let editor = who(&["editor:a", "viewer:b"]);
-        assert_eq!(check(&editor, CREATE, &framed(&exec_request("a", "a"))), Ok(()));
+        assert_eq!(
+            check(&editor, CREATE, &framed(&exec_request("a", "a"))),
+            Ok(())
+        );
         // Launching project b's launch plan into a needs edit rights in b too.
         let e = check(&editor, CREATE, &framed(&exec_request("a", "b"))).unwrap_err();
-        assert!(matches!(&e, Refusal::Denied(m) if m.contains("\"b\"")), "{e:?}");
+        assert!(
+            matches!(&e, Refusal::Denied(m) if m.contains("\"b\"")),
+            "{e:?}"
+        );
         let viewer = who(&["viewer:a"]);
         assert!(check(&viewer, CREATE, &framed(&exec_request("a", "a"))).is_err());
         let get = admin::WorkflowExecutionGetRequest {
@@ -208,7 +212,10 @@ mod tests {
             "{e:?}"
         );
         let e = check(&viewer, CREATE, &framed(&exec_request("a", "a"))).unwrap_err();
-        assert!(matches!(&e, Refusal::Denied(m) if m.contains("no edit access")), "{e:?}");
+        assert!(
+            matches!(&e, Refusal::Denied(m) if m.contains("no edit access")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -231,7 +238,14 @@ mod tests {
         assert!(check(&project_admin, path, &framed(&register)).is_err());
         assert_eq!(check(&who(&["admin"]), path, &framed(&register)), Ok(()));
         let path = "/flyteidl.service.AdminService/ListProjects";
-        assert_eq!(check(&who(&["viewer:a"]), path, &framed(&admin::ProjectListRequest::default())), Ok(()));
+        assert_eq!(
+            check(
+                &who(&["viewer:a"]),
+                path,
+                &framed(&admin::ProjectListRequest::default())
+            ),
+            Ok(())
+        );
         let path = "/flyteidl.service.DataProxyService/CreateDownloadLocation";
         let loc = contrail_idl::service::CreateDownloadLocationRequest::default();
         assert!(check(&who(&["viewer:a"]), path, &framed(&loc)).is_err());
@@ -246,8 +260,16 @@ mod tests {
     #[test]
     fn undecodable_requests_are_malformed_not_allowed() {
         let admin = who(&["admin"]);
-        for body in [&b""[..], &[1, 0, 0, 0, 0], &[0, 0, 0, 0, 9, 1], &[0, 0, 0, 0, 2, 0xff, 0xff]] {
-            assert!(matches!(check(&admin, CREATE, body), Err(Refusal::Malformed(_))), "{body:?}");
+        for body in [
+            &b""[..],
+            &[1, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 9, 1],
+            &[0, 0, 0, 0, 2, 0xff, 0xff],
+        ] {
+            assert!(
+                matches!(check(&admin, CREATE, body), Err(Refusal::Malformed(_))),
+                "{body:?}"
+            );
         }
     }
 
@@ -260,7 +282,11 @@ mod tests {
             "flyteidl.service.SignalService",
             "datacatalog.DataCatalog",
         ] {
-            for m in crate::schema().get_service_by_name(service).unwrap().methods() {
+            for m in crate::schema()
+                .get_service_by_name(service)
+                .unwrap()
+                .methods()
+            {
                 seen += 1;
                 let a = action(m.name());
                 // Writes never pass as reads.

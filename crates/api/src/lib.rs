@@ -188,7 +188,10 @@ impl Api {
                     "/.well-known/oauth-authorization-server",
                     axum::routing::get(auth::well_known),
                 )
-                .route("/config/v1/flyte_client", axum::routing::get(auth::flyte_client))
+                .route(
+                    "/config/v1/flyte_client",
+                    axum::routing::get(auth::flyte_client),
+                )
                 .route("/oauth2/token", axum::routing::post(auth::token))
                 .route("/oauth2/jwks", axum::routing::get(auth::jwks));
         }

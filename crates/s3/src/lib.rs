@@ -15,8 +15,6 @@ use contrail_blob::objects::{
     Listed, Listing, ObjectAttrs, ObjectInfo, Staged, WriteError, validate_object_key,
 };
 use futures::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use md5::{Digest, Md5};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::*;
@@ -24,8 +22,6 @@ use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use std::io::SeekFrom;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// At most this many keys per listing page and per batch delete (S3's limits).
 const MAX_KEYS: usize = 1000;
@@ -812,40 +808,17 @@ impl S3Auth for KeyPair {
     }
 }
 
-/// Serves the endpoint on `listener` until `stop` turns true (then drains for up to 5 s).
-pub async fn serve(
-    listener: TcpListener,
+/// The S3 endpoint as a hyper service over the blob store, accepting one key pair.
+/// (The server binary serves it over TCP or TLS.)
+pub fn service(
     store: BlobStore,
     access_key: String,
     secret_key: String,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), String> {
-    let service = {
-        let mut builder = S3ServiceBuilder::new(Endpoint::new(store));
-        builder.set_auth(KeyPair {
-            access_key,
-            secret_key: SecretKey::from(secret_key),
-        });
-        builder.build()
-    };
-    let http = Builder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => {
-                    let conn = http.serve_connection(TokioIo::new(socket), service.clone());
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move { let _ = conn.await; });
-                }
-                Err(e) => tracing::warn!(error = %e, "s3 endpoint: accept failed"),
-            },
-            _ = stop.wait_for(|s| *s) => break,
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-    }
-    Ok(())
+) -> s3s::service::S3Service {
+    let mut builder = S3ServiceBuilder::new(Endpoint::new(store));
+    builder.set_auth(KeyPair {
+        access_key,
+        secret_key: SecretKey::from(secret_key),
+    });
+    builder.build()
 }

@@ -4,6 +4,8 @@
 
 use contrail_blob::BlobStore;
 use futures::{StreamExt, TryStreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{
@@ -25,13 +27,17 @@ async fn endpoint() -> Endpoint {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = watch::channel(false);
-    tokio::spawn(contrail_s3::serve(
-        listener,
-        blob,
-        "contrail".into(),
-        "contrail-secret".into(),
-        rx,
-    ));
+    let service = contrail_s3::service(blob, "contrail".into(), "contrail-secret".into());
+    tokio::spawn(async move {
+        let http = Builder::new(TokioExecutor::new());
+        while let Ok((socket, _)) = listener.accept().await {
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(conn);
+        }
+    });
+    let _ = rx;
     let client = AmazonS3Builder::new()
         .with_endpoint(format!("http://{addr}"))
         .with_bucket_name("contrail")

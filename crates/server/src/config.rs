@@ -29,10 +29,51 @@ pub(crate) struct FileConfig {
     blob_access_key: Option<String>,
     blob_secret_key: Option<String>,
     database: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    tls_client_ca: Option<String>,
+    /// `[auth]`: its presence turns authentication on (unless `enabled = false`).
+    pub auth: Option<AuthConfig>,
     #[serde(default)]
     pub executors: BTreeMap<String, ExecutorConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+}
+
+/// `[auth]`: Contrail's own authorization server, and optionally an external issuer.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthConfig {
+    pub enabled: Option<bool>,
+    /// The registry (`clients.toml`) and signing keys; default `<data dir>/auth`.
+    /// Replicas must share it.
+    pub dir: Option<String>,
+    /// `iss` of issued tokens (default `contrail`).
+    pub issuer: Option<String>,
+    /// `aud` of issued tokens (default `contrail`).
+    pub audience: Option<String>,
+    /// Access token lifetime (default 1800).
+    pub token_ttl_secs: Option<u64>,
+    /// A new signing key after this many hours (default 24).
+    pub rotate_keys_hours: Option<u64>,
+    pub oidc: Option<OidcConfig>,
+}
+
+/// `[auth.oidc]`: tokens of an external OpenID Connect issuer are accepted too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcConfig {
+    pub issuer: String,
+    /// The audience its tokens must carry.
+    pub audience: String,
+    /// Default: `jwks_uri` of `<issuer>/.well-known/openid-configuration`.
+    pub jwks_url: Option<String>,
+    /// Roles of any subject not listed under `subjects` (default none).
+    #[serde(default)]
+    pub default_roles: Vec<String>,
+    /// Roles by subject (`sub`, or the `client_id`/`azp` of machine tokens).
+    #[serde(default)]
+    pub subjects: BTreeMap<String, Vec<String>>,
 }
 
 /// One `[executors.NAME]` table; `kind` says which.
@@ -102,6 +143,9 @@ impl FileConfig {
             "blob_access_key" => &self.blob_access_key,
             "blob_secret_key" => &self.blob_secret_key,
             "database" => &self.database,
+            "tls_cert" => &self.tls_cert,
+            "tls_key" => &self.tls_key,
+            "tls_client_ca" => &self.tls_client_ca,
             _ => &None,
         };
         value.clone()

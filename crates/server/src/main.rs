@@ -4,6 +4,8 @@
 
 mod catalog_cli;
 mod config;
+mod net;
+mod security;
 
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig, S3Access};
@@ -71,6 +73,16 @@ enum Command {
         database: Option<String>,
         #[arg(long, env = "CONTRAIL_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+    /// Manage who may call this server: OAuth2 clients and static tokens.
+    Auth {
+        #[command(subcommand)]
+        cmd: security::AuthCmd,
+        #[arg(long, env = "CONTRAIL_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        /// The server's config file (its `[auth] dir` says where the registry is).
+        #[arg(long, env = "CONTRAIL_CONFIG", global = true)]
+        config: Option<PathBuf>,
     },
     /// Internal: supervise one task attempt (started by the local executor).
     #[command(hide = true)]
@@ -236,6 +248,29 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_DEFAULT_TASK_MEMORY_MIB", default_value_t = 256)]
     default_task_memory_mib: u64,
 
+    /// Require a token on every call (OAuth2 client credentials, static tokens, or an
+    /// external OIDC issuer; see the README's Security section). Also on when the config
+    /// file has an `[auth]` table.
+    #[arg(long, env = "CONTRAIL_AUTH")]
+    auth: bool,
+
+    /// Serve a non-loopback address without authentication anyway (a warning is
+    /// printed): anyone who reaches it can run commands as this user.
+    #[arg(long, env = "CONTRAIL_INSECURE_ALLOW_REMOTE")]
+    insecure_allow_remote: bool,
+
+    /// TLS certificate chain (PEM) for the API and the S3 endpoint. Config: `tls_cert`.
+    #[arg(long, env = "CONTRAIL_TLS_CERT")]
+    tls_cert: Option<String>,
+
+    /// TLS private key (PEM). Config: `tls_key`.
+    #[arg(long, env = "CONTRAIL_TLS_KEY")]
+    tls_key: Option<String>,
+
+    /// Require client certificates signed by this CA (PEM). Config: `tls_client_ca`.
+    #[arg(long, env = "CONTRAIL_TLS_CLIENT_CA")]
+    tls_client_ca: Option<String>,
+
     /// Tasks one warm worker forks before it is replaced by a fresh one.
     #[arg(long, env = "CONTRAIL_WARM_MAX_FORKS", default_value_t = 500)]
     warm_max_forks: u32,
@@ -306,6 +341,17 @@ fn main() -> std::process::ExitCode {
         Command::Replicas { database, data_dir } => {
             replicas(database, data_dir).map(|s| print!("{s}"))
         }
+        Command::Auth {
+            cmd,
+            data_dir,
+            config,
+        } => default_data_dir(data_dir).and_then(|d| {
+            let file = match &config {
+                Some(p) => config::FileConfig::read(p)?,
+                None => config::FileConfig::default(),
+            };
+            security::auth_cli(cmd, &security::auth_dir(&file, &d)).map(|s| print!("{s}"))
+        }),
         Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
     match result {
@@ -340,8 +386,7 @@ fn signing_key(dir: &Path) -> Result<Vec<u8>, String> {
         Ok(k) if k.len() >= 32 => Ok(k),
         _ => {
             let key: [u8; 32] = rand::random();
-            std::fs::write(&path, key)
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            contrail_auth::keys::write_private(&path, &key).map_err(|e| e.to_string())?;
             Ok(key.to_vec())
         }
     }
@@ -383,6 +428,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let access_key = pick(&args.s3_access_key, "s3_access_key", "contrail");
     let secret_key = pick(&args.s3_secret_key, "s3_secret_key", "contrail-secret");
 
+    security::harden_data_dir(&data_dir)?;
     std::fs::create_dir_all(data_dir.join("blobs").join(&bucket))
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let database = setting(&args.database, "database");
@@ -479,7 +525,25 @@ async fn start(args: StartArgs) -> Result<(), String> {
         tracing::info!("contrail stopped");
         return Ok(());
     }
+    let auth = security::authenticator(args.auth, &file, &data_dir).await?;
+    let tls = match (
+        setting(&args.tls_cert, "tls_cert"),
+        setting(&args.tls_key, "tls_key"),
+    ) {
+        (Some(cert), Some(key)) => Some(net::acceptor(&net::TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: setting(&args.tls_client_ca, "tls_client_ca").map(PathBuf::from),
+        })?),
+        (None, None) => None,
+        _ => return Err("TLS needs both --tls-cert and --tls-key".into()),
+    };
     let api_addr = resolve(&addr).await?;
+    let mut exposed = vec![api_addr];
+    if blob.is_local() {
+        exposed.push(s3_sock);
+    }
+    security::check_exposure(&exposed, auth.is_some(), args.insecure_allow_remote)?;
     let api_listener = tokio::net::TcpListener::bind(api_addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -498,7 +562,10 @@ async fn start(args: StartArgs) -> Result<(), String> {
         .public_url
         .clone()
         .or_else(|| file.get("public_url"))
-        .unwrap_or_else(|| format!("http://{bound}"));
+        .unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        });
 
     let s3_blob = blob.clone();
     let mut api = Api::new(
@@ -516,31 +583,40 @@ async fn start(args: StartArgs) -> Result<(), String> {
         api = api.with_wake(Arc::new(move |k| c.wake(k.clone())));
         controller_run = Some(run);
     }
+    if let Some(auth) = &auth {
+        api = api.with_auth(auth.clone());
+    }
     api.seed().map_err(|e| e.to_string())?;
 
     let s3 = match &s3_listener {
         Some(l) => l.local_addr().map_err(|e| e.to_string())?.to_string(),
         None => s3_blob.uri(""),
     };
-    tracing::info!(api = %bound, s3, data_dir = %data_dir.display(), "contrail started");
+    tracing::info!(
+        api = %bound,
+        s3,
+        data_dir = %data_dir.display(),
+        auth = auth.is_some(),
+        tls = tls.is_some(),
+        "contrail started"
+    );
     let s3_task = s3_listener.map(|listener| {
-        tokio::spawn(contrail_s3::serve(
+        tokio::spawn(net::serve(
             listener,
-            s3_blob,
-            access_key,
-            secret_key,
+            contrail_s3::service(s3_blob, access_key, secret_key),
+            tls.clone(),
             stop_rx.clone(),
         ))
     });
-    let mut rx = stop_rx.clone();
-    axum::serve(api_listener, api.router())
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| format!("api server: {e}"))?;
+    net::serve(
+        api_listener,
+        hyper_util::service::TowerToHyperService::new(api.router()),
+        tls,
+        stop_rx.clone(),
+    )
+    .await;
     if let Some(task) = s3_task {
-        task.await.map_err(|e| e.to_string())??;
+        task.await.map_err(|e| e.to_string())?;
     }
     if let Some(run) = controller_run {
         let _ = run.await;

@@ -212,7 +212,19 @@ fn backend(e: rusqlite::Error) -> Error {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (or creates) the database file. A new file is created readable by its owner
+    /// only (0600); SQLite gives its `-wal` and `-shm` files the same mode.
     pub fn open(path: &Path) -> Result<Self> {
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
+        }
         let conn = Connection::open(path).map_err(backend)?;
         let mut store = Self::init(conn)?;
         for _ in 0..READERS {
@@ -658,6 +670,26 @@ mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_database_and_its_journal_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("contrail.db")).unwrap();
+        store
+            .create_project(&ProjectRecord {
+                id: "p".into(),
+                name: "p".into(),
+                description: String::new(),
+                labels: Vec::new(),
+                state: 0,
+            })
+            .unwrap();
+        for name in ["contrail.db", "contrail.db-wal"] {
+            let meta = std::fs::metadata(dir.path().join(name)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+        }
+    }
 
     #[test]
     fn reads_do_not_wait_for_the_writer() {
