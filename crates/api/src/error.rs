@@ -42,7 +42,17 @@ impl From<ApiError> for Status {
             ApiError::Blob(contrail_blob::Error::Remote(..)) => Status::unavailable(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "internal error");
-                Status::internal(e.to_string())
+                // Our bug, not the caller's: say what failed, never echo kilobytes back.
+                let mut msg = e.to_string();
+                if msg.len() > 300 {
+                    let mut end = 300;
+                    while !msg.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    msg.truncate(end);
+                    msg.push_str("... (truncated; see the server log)");
+                }
+                Status::internal(msg)
             }
         }
     }

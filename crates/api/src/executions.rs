@@ -9,15 +9,13 @@
 #![allow(deprecated)]
 
 use crate::error::{ApiError, ApiResult, invalid};
-use crate::list::{limit, page, parse_filters, parse_sort, parse_token};
+use crate::list::{Phases, limit, page, parse_filters_for, parse_sort, parse_token};
 use crate::{Api, validate};
 use contrail_blob::layout;
 use contrail_compiler::{Key, References, check_constant, compile_workflow, describe, is_optional};
 use contrail_idl::admin::{self as a};
 use contrail_idl::core::{self as c, Identifier, ResourceType};
-use contrail_store::{
-    AbortOutcome, Column, EntityKey, EntityKind, ExecKey, ExecutionRecord, ListQuery,
-};
+use contrail_store::{AbortOutcome, EntityKey, EntityKind, ExecKey, ExecutionRecord, ListQuery};
 use prost::Message;
 use rand::Rng;
 
@@ -72,7 +70,9 @@ fn split_tag_filters(filters: &str) -> ApiResult<(String, TagFilter)> {
             rest.push(term);
             continue;
         };
-        let args = args.strip_suffix(')').unwrap_or(args);
+        let Some(args) = args.strip_suffix(')') else {
+            return Err(invalid(format!("filters: cannot parse '{term}'")));
+        };
         let (field, value) = args.split_once(',').unwrap_or((args, ""));
         let slot = match field.trim() {
             "execution_tag.key" => &mut tags.keys,
@@ -303,18 +303,6 @@ fn task_workflow(task: &c::TaskTemplate) -> ApiResult<(c::CompiledWorkflowClosur
     Ok((closure, wf_id))
 }
 
-fn phase_number(column: Column, v: &str, node: bool) -> String {
-    if column != Column::Phase || v.parse::<i32>().is_ok() {
-        return v.to_string();
-    }
-    let n = if node {
-        c::node_execution::Phase::from_str_name(v).map(|p| p as i32)
-    } else {
-        c::workflow_execution::Phase::from_str_name(v).map(|p| p as i32)
-    };
-    n.map(|n| n.to_string()).unwrap_or_else(|| v.to_string())
-}
-
 /// The paging part of a list request.
 struct Page<'a> {
     limit: u32,
@@ -343,19 +331,20 @@ struct Data {
 }
 
 impl Api {
-    fn query(&self, project: &str, domain: &str, p: Page<'_>, node: bool) -> ApiResult<ListQuery> {
+    fn query(
+        &self,
+        project: &str,
+        domain: &str,
+        p: Page<'_>,
+        phases: Phases,
+    ) -> ApiResult<ListQuery> {
         let Page {
             limit: lim,
             token,
             filters,
             sort,
         } = p;
-        let mut filters = parse_filters(filters)?;
-        for f in &mut filters {
-            for v in &mut f.values {
-                *v = phase_number(f.column, v, node);
-            }
-        }
+        let filters = parse_filters_for(filters, phases)?;
         Ok(ListQuery {
             project: project.into(),
             domain: domain.into(),
@@ -588,7 +577,7 @@ impl Api {
             &id.project,
             &id.domain,
             Page::of(r.limit, &r.token, &filters, r.sort_by.as_ref()),
-            false,
+            Phases::Workflow,
         )?;
         let (rows, token) = if tags.is_empty() {
             let rows = self.store.list_executions(&q)?;
@@ -835,7 +824,7 @@ impl Api {
             &k.project,
             &k.domain,
             Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
-            true,
+            Phases::Node,
         )?;
         let rows = self
             .store
@@ -946,7 +935,7 @@ impl Api {
             &k.project,
             &k.domain,
             Page::of(r.limit, &r.token, &r.filters, r.sort_by.as_ref()),
-            false,
+            Phases::Task,
         )?;
         let rows = self.store.list_task_executions(&k, &node, &q)?;
         let (rows, token) = page(rows, q.offset, q.limit - 1);

@@ -10,6 +10,7 @@ mod authz;
 mod datacatalog;
 mod dataproxy;
 mod diff;
+mod edge;
 mod error;
 mod executions;
 mod list;
@@ -41,6 +42,9 @@ pub struct ApiConfig {
     pub max_message_bytes: usize,
     /// Largest accepted registration spec, in bytes (answered with INVALID_ARGUMENT).
     pub max_spec_bytes: usize,
+    /// Bytes of request bodies held in memory at once, over all requests; a request
+    /// waits up to 10 s for room, then gets RESOURCE_EXHAUSTED.
+    pub max_inflight_bytes: usize,
     /// The S3 endpoint clients reach the blob store at, and its key pair: download links
     /// (decks) are SigV4-presigned URLs of it, as Flyte signs them with its object store.
     pub s3: S3Access,
@@ -65,6 +69,7 @@ impl Default for ApiConfig {
             upload_prefix: "uploads".into(),
             max_message_bytes: 64 * 1024 * 1024,
             max_spec_bytes: 8 * 1024 * 1024,
+            max_inflight_bytes: 128 * 1024 * 1024,
             s3: S3Access {
                 endpoint: "http://localhost:30002".into(),
                 region: "us-east-1".into(),
@@ -95,6 +100,8 @@ pub struct Api {
     wake: Option<Wake>,
     /// Checks callers; `None` trusts every caller (loopback only).
     auth: Option<Arc<contrail_auth::Authenticator>>,
+    /// Room for the request bodies held in memory at once.
+    budget: edge::Budget,
 }
 
 /// The compiled flyteidl schema, for reflection.
@@ -121,9 +128,10 @@ impl Api {
         Api {
             store,
             blob,
-            cfg: Arc::new(cfg),
             wake: None,
             auth: None,
+            budget: edge::Budget::new(cfg.max_inflight_bytes.max(cfg.max_message_bytes + 5)),
+            cfg: Arc::new(cfg),
         }
     }
 
@@ -204,9 +212,18 @@ impl Api {
             .route("/healthcheck", axum::routing::get(|| async { "ok" }))
             .layer(axum::extract::DefaultBodyLimit::max(max))
             .with_state(self.clone());
-        grpc.merge(http).layer(axum::middleware::from_fn_with_state(
-            self.clone(),
-            auth::guard,
-        ))
+        // Outermost first: body limits and the in-flight budget, then authentication,
+        // then decode failures turned into INVALID_ARGUMENT.
+        grpc.merge(http)
+            .fallback(edge::fallback)
+            .layer(axum::middleware::from_fn(edge::decode_errors_are_invalid))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                auth::guard,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                edge::limit_bodies,
+            ))
     }
 }

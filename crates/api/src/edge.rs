@@ -1,0 +1,222 @@
+//! What every request passes before a handler: body limits per RPC, one budget for the
+//! bytes of all request bodies in flight, UNIMPLEMENTED/404 for unknown routes, and
+//! decode failures reported as INVALID_ARGUMENT.
+
+use crate::Api;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+
+/// Requests that carry no spec, inputs or data: gets, lists and the like.
+pub const SMALL_REQUEST_BYTES: usize = 1024 * 1024;
+/// How long a request waits for room in the in-flight budget before RESOURCE_EXHAUSTED.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
+/// The budget is counted in units of this many bytes.
+const UNIT: usize = 1024;
+
+/// The bytes of request bodies all requests together may hold in memory at once.
+#[derive(Clone)]
+pub(crate) struct Budget {
+    units: Arc<Semaphore>,
+    total: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        let units = bytes.div_ceil(UNIT).max(1);
+        Budget {
+            units: Arc::new(Semaphore::new(units)),
+            total: units * UNIT,
+        }
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The largest body a route accepts: registrations, executions, signals and uploads may
+/// be up to the message limit; everything else is small.
+pub(crate) fn body_limit(path: &str, max_message: usize) -> usize {
+    if path.starts_with("/upload/") {
+        return max_message;
+    }
+    let method = path.rsplit('/').next().unwrap_or("");
+    let carries_data = [
+        "Create",
+        "Update",
+        "Register",
+        "Set",
+        "Relaunch",
+        "Recover",
+        "GetOrCreate",
+        "Add",
+    ]
+    .iter()
+    .any(|p| method.starts_with(p));
+    if carries_data {
+        max_message
+    } else {
+        SMALL_REQUEST_BYTES
+    }
+}
+
+fn refuse(grpc: bool, status: Status, http: StatusCode) -> Response {
+    if grpc {
+        status.into_http::<Body>().into_response()
+    } else {
+        (http, status.message().to_string()).into_response()
+    }
+}
+
+/// Reads the body under its route's limit, taking room in the in-flight budget as bytes
+/// arrive; the room is held until the response is ready.
+pub(crate) async fn limit_bodies(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let grpc = is_grpc(req.headers());
+    let path = req.uri().path().to_string();
+    // gRPC frames add 5 bytes to the message.
+    let limit = body_limit(&path, api.cfg.max_message_bytes) + 5;
+    let too_large = |n: usize| {
+        refuse(
+            grpc,
+            Status::resource_exhausted(format!(
+                "{path}: the request body exceeds {n} bytes, the limit of this call"
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return too_large(limit);
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    let mut bytes = Vec::new();
+    let mut pending = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                return refuse(
+                    grpc,
+                    Status::invalid_argument(format!("cannot read the request body: {e}")),
+                    StatusCode::BAD_REQUEST,
+                );
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > limit {
+            return too_large(limit);
+        }
+        pending += data.len();
+        let units = pending / UNIT;
+        if units > 0 {
+            pending -= units * UNIT;
+            match acquire(&api.budget, units).await {
+                Some(p) => held.push(p),
+                None => return busy(grpc, &api.budget),
+            }
+        }
+        bytes.extend_from_slice(&data);
+    }
+    if pending > 0 {
+        match acquire(&api.budget, 1).await {
+            Some(p) => held.push(p),
+            None => return busy(grpc, &api.budget),
+        }
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    drop(held);
+    response
+}
+
+async fn acquire(budget: &Budget, units: usize) -> Option<OwnedSemaphorePermit> {
+    let units = u32::try_from(units).ok()?;
+    tokio::time::timeout(BUDGET_WAIT, budget.units.clone().acquire_many_owned(units))
+        .await
+        .ok()?
+        .ok()
+}
+
+fn busy(grpc: bool, budget: &Budget) -> Response {
+    refuse(
+        grpc,
+        Status::resource_exhausted(format!(
+            "the server holds {} bytes of request bodies already; retry later",
+            budget.total
+        )),
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+}
+
+/// tonic answers a request it cannot decode with INTERNAL; the caller sent it, so it is
+/// INVALID_ARGUMENT.
+pub(crate) async fn decode_errors_are_invalid(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    let internal = headers.get("grpc-status").is_some_and(|v| v == "13");
+    let decode = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| {
+            m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode")
+        });
+    if internal && decode {
+        headers.insert("grpc-status", HeaderValue::from_static("3"));
+    }
+    response
+}
+
+/// Routes nothing serves: gRPC callers get UNIMPLEMENTED naming the method, others 404.
+pub(crate) async fn fallback(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if is_grpc(req.headers()) {
+        return Status::unimplemented(format!("{path}: no such method"))
+            .into_http::<Body>()
+            .into_response();
+    }
+    (StatusCode::NOT_FOUND, format!("{path}: not found")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_small_and_writes_may_carry_data() {
+        let max = 64 << 20;
+        assert_eq!(
+            body_limit("/flyteidl.service.AdminService/ListTasks", max),
+            SMALL_REQUEST_BYTES
+        );
+        assert_eq!(
+            body_limit("/flyteidl.service.AdminService/CreateWorkflow", max),
+            max
+        );
+        assert_eq!(
+            body_limit("/flyteidl.service.SignalService/SetSignal", max),
+            max
+        );
+        assert_eq!(body_limit("/upload/uploads/x", max), max);
+        assert_eq!(body_limit("/healthcheck", max), SMALL_REQUEST_BYTES);
+    }
+}
