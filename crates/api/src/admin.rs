@@ -473,21 +473,49 @@ impl Api {
         let wf_inputs = iface.inputs.unwrap_or_default().variables;
         let defaults = spec.default_inputs.clone().unwrap_or_default().parameters;
         let fixed = spec.fixed_inputs.clone().unwrap_or_default().literals;
-        for name in defaults.keys() {
+        if spec.max_parallelism < 0 {
+            return Err(invalid(format!(
+                "spec.max_parallelism: {} is negative (0 means the default)",
+                spec.max_parallelism
+            )));
+        }
+        validate::schedule(
+            spec.entity_metadata
+                .as_ref()
+                .and_then(|m| m.schedule.as_ref()),
+        )?;
+        // Defaults and fixed inputs must fit the workflow's inputs, as execution inputs must.
+        let fits = |field: String, lit: &c::Literal, name: &str| -> ApiResult<()> {
+            crate::executions::check_literal(&field, lit, &self.blob)?;
+            let Some(var) = wf_inputs.get(name) else {
+                return Err(invalid(format!(
+                    "{field}: '{name}' is not an input of workflow {}",
+                    Key::of(&wf_id)
+                )));
+            };
+            if let (Some(t), Some(v)) = (var.r#type.as_ref(), crate::executions::as_binding(lit)) {
+                contrail_compiler::check_constant(&v, t).map_err(|got| {
+                    invalid(format!(
+                        "{field}: a {got} value cannot be used for an input of type {}",
+                        contrail_compiler::describe(t)
+                    ))
+                })?;
+            }
+            Ok(())
+        };
+        for (name, p) in &defaults {
             if !wf_inputs.contains_key(name) {
                 return Err(invalid(format!(
                     "spec.default_inputs: '{name}' is not an input of workflow {}",
                     Key::of(&wf_id)
                 )));
             }
-        }
-        for name in fixed.keys() {
-            if !wf_inputs.contains_key(name) {
-                return Err(invalid(format!(
-                    "spec.fixed_inputs: '{name}' is not an input of workflow {}",
-                    Key::of(&wf_id)
-                )));
+            if let Some(c::parameter::Behavior::Default(lit)) = &p.behavior {
+                fits(format!("spec.default_inputs.{name}"), lit, name)?;
             }
+        }
+        for (name, lit) in &fixed {
+            fits(format!("spec.fixed_inputs.{name}"), lit, name)?;
         }
         // Expected inputs: every workflow input that is not fixed, with the LP's default if any.
         let mut expected = c::ParameterMap::default();

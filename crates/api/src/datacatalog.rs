@@ -189,6 +189,12 @@ impl DataCatalog for Api {
                 .ok_or_else(|| invalid("artifact is missing"))?;
             validate::text("artifact.id", &a.id)?;
             let key = dataset_key("artifact.dataset", a.dataset.as_ref())?;
+            if api.store.get_dataset(&key)?.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "artifact.dataset: dataset {}/{}/{}/{} does not exist; create it first",
+                    key.project, key.domain, key.name, key.version
+                )));
+            }
             if api.store.get_artifact_by_id(&a.id)?.is_some() {
                 return Err(ApiError::AlreadyExists(format!("artifact {} exists", a.id)));
             }

@@ -76,16 +76,15 @@ impl Api {
         }
         contrail_blob::validate_segment(&r.filename)
             .map_err(|e| invalid(format!("filename: {e}")))?;
-        if !r.content_md5.is_empty() && r.content_md5.len() != 16 {
+        // Every upload is bound to its content: the signed URL accepts only a body with
+        // this MD5, and a key that holds other content is never handed out again.
+        if r.content_md5.len() != 16 {
             return Err(invalid(format!(
-                "content_md5 must be 16 bytes, got {}",
+                "content_md5 must be the 16-byte MD5 of the content, got {} bytes",
                 r.content_md5.len()
             )));
         }
         let root = if r.filename_root.is_empty() {
-            if r.content_md5.is_empty() {
-                return Err(invalid("content_md5 or filename_root is required"));
-            }
             data_encoding::BASE32.encode(&r.content_md5)
         } else {
             r.filename_root.clone()
@@ -97,6 +96,14 @@ impl Api {
             self.cfg.upload_prefix, r.project, r.domain, root, r.filename
         );
         contrail_blob::validate_key(&key)?;
+        if let Some(existing) = self.local_md5(&key)?
+            && existing != hex(&r.content_md5)
+        {
+            return Err(ApiError::AlreadyExists(format!(
+                "{}: other content was uploaded here already; choose another filename_root",
+                self.blob.uri(&key)
+            )));
+        }
         let expires = self.now_secs() + expiry(r.expires_in.as_ref(), MAX_EXPIRY_SECS)?;
         let md5_hex = hex(&r.content_md5);
         let mut headers = BTreeMap::new();
@@ -115,6 +122,10 @@ impl Api {
             }),
             headers,
         })
+    }
+
+    fn local_md5(&self, key: &str) -> ApiResult<Option<String>> {
+        Ok(local_md5(&self.blob, key)?)
     }
 
     fn download_location(
@@ -280,7 +291,7 @@ pub(crate) async fn put_upload(
 ) -> Result<StatusCode, (StatusCode, String)> {
     authorize(&api, "PUT", &key, &q)?;
     let actual = Md5::digest(&body);
-    if !q.md5.is_empty() && hex(&actual) != q.md5 {
+    if q.md5.is_empty() || hex(&actual) != q.md5 {
         return Err(reject(
             StatusCode::BAD_REQUEST,
             "body does not match the signed Content-MD5",
@@ -297,8 +308,21 @@ pub(crate) async fn put_upload(
             ));
         }
     }
+    // Never over other content: the same bytes again are fine (a retried upload).
     let blob = api.blob.clone();
-    on_blocking_pool(move || blob.put(&key, &body)).await?;
+    let written = on_blocking_pool(move || {
+        if blob.put_new(&key, &body)? {
+            return Ok(true);
+        }
+        Ok(local_md5(&blob, &key)?.as_deref() == Some(hex(&actual).as_str()))
+    })
+    .await?;
+    if !written {
+        return Err(reject(
+            StatusCode::CONFLICT,
+            "other content was uploaded under this key already",
+        ));
+    }
     Ok(StatusCode::OK)
 }
 
@@ -329,6 +353,23 @@ fn authorize(api: &Api, method: &str, key: &str, q: &Signed) -> Result<(), (Stat
 }
 
 /// Runs blob filesystem IO off the async workers, mapping its errors to HTTP statuses.
+/// The MD5 (hex) of an object in local blobs, if it exists. (An object store checks
+/// the presigned URL's Content-MD5 itself.)
+fn local_md5(
+    blob: &contrail_blob::BlobStore,
+    key: &str,
+) -> Result<Option<String>, contrail_blob::Error> {
+    if !blob.is_local() {
+        return Ok(None);
+    }
+    let io = |e| contrail_blob::Error::Io(key.to_string(), e);
+    match std::fs::File::open(blob.path(key)?) {
+        Ok(f) => Ok(Some(contrail_blob::objects::md5_hex_of(f).map_err(io)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
 async fn on_blocking_pool<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, contrail_blob::Error> + Send + 'static,
 ) -> Result<T, (StatusCode, String)> {

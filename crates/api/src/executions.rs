@@ -157,6 +157,60 @@ pub(crate) fn as_binding(l: &c::Literal) -> Option<c::binding_data::Value> {
 }
 
 /// Merges user inputs with launch-plan defaults and fixed inputs (FlyteAdmin's rules).
+/// A literal a client sent is safe to hand to tasks: nothing empty, offloaded values only
+/// in this server's blob store, and no data read from the server's own files.
+pub(crate) fn check_literal(
+    field: &str,
+    lit: &c::Literal,
+    blob: &contrail_blob::BlobStore,
+) -> ApiResult<()> {
+    use c::literal::Value as L;
+    use c::scalar::Value as S;
+    let local =
+        |uri: &str| uri.starts_with("file:") || uri.starts_with('/') || !uri.contains("://");
+    match lit.value.as_ref() {
+        None => Err(invalid(format!("{field}: the literal is empty"))),
+        Some(L::Collection(col)) => col
+            .literals
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, l)| check_literal(&format!("{field}[{i}]"), l, blob)),
+        Some(L::Map(m)) => m
+            .literals
+            .iter()
+            .try_for_each(|(k, l)| check_literal(&format!("{field}.{k}"), l, blob)),
+        Some(L::OffloadedMetadata(o)) => match blob.key_of(&o.uri) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(invalid(format!(
+                "{field}: an offloaded literal must be in this server's blob store ({}), not {}",
+                blob.uri(""),
+                o.uri
+            ))),
+        },
+        Some(L::Scalar(sc)) => {
+            let uri = match sc.value.as_ref() {
+                None => return Err(invalid(format!("{field}: the scalar is empty"))),
+                Some(S::Blob(b)) => Some(b.uri.as_str()),
+                Some(S::Schema(sch)) => Some(sch.uri.as_str()),
+                Some(S::StructuredDataset(sd)) => Some(sd.uri.as_str()),
+                Some(S::Union(u)) => {
+                    return match u.value.as_deref() {
+                        Some(v) => check_literal(field, v, blob),
+                        None => Err(invalid(format!("{field}: the union has no value"))),
+                    };
+                }
+                _ => None,
+            };
+            match uri {
+                Some(u) if !u.is_empty() && local(u) => Err(invalid(format!(
+                    "{field}: {u} is a file of the server; data must come from an object store"
+                ))),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 pub(crate) fn merge_inputs(
     expected: &c::ParameterMap,
     fixed: &c::LiteralMap,
@@ -410,6 +464,15 @@ impl Api {
             ("spec.launch_plan.version", &lp_id.version),
         ] {
             validate::text(field, v)?;
+        }
+        if spec.max_parallelism < 0 {
+            return Err(invalid(format!(
+                "spec.max_parallelism: {} is negative (0 means the default)",
+                spec.max_parallelism
+            )));
+        }
+        for (name, lit) in &given.literals {
+            check_literal(&format!("inputs.{name}"), lit, &self.blob)?;
         }
         let (closure, workflow_id, inputs) = if lp_id.resource_type == ResourceType::Task as i32 {
             let rec = self

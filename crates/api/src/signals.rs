@@ -42,16 +42,77 @@ fn signal_key(id: Option<&c::SignalIdentifier>) -> ApiResult<(contrail_store::Ex
     Ok((k, id.signal_id.clone()))
 }
 
+/// The type of the signal `id` as the workflow's gates declare it (approvals are
+/// booleans), searching subworkflows and branches.
+fn gate_type(closure: &c::CompiledWorkflowClosure, id: &str) -> Option<c::LiteralType> {
+    use c::gate_node::Condition;
+    let workflows = closure
+        .primary
+        .iter()
+        .chain(closure.sub_workflows.iter())
+        .filter_map(|w| w.template.as_ref());
+    let mut stack: Vec<&c::Node> = workflows.flat_map(|t| t.nodes.iter()).collect();
+    while let Some(n) = stack.pop() {
+        match &n.target {
+            Some(c::node::Target::GateNode(g)) => match &g.condition {
+                Some(Condition::Signal(s)) if s.signal_id == id => return s.r#type.clone(),
+                Some(Condition::Approve(a)) if a.signal_id == id => {
+                    return Some(c::LiteralType {
+                        r#type: Some(c::literal_type::Type::Simple(c::SimpleType::Boolean as i32)),
+                        ..Default::default()
+                    });
+                }
+                _ => {}
+            },
+            Some(c::node::Target::BranchNode(b)) => {
+                if let Some(ie) = &b.if_else {
+                    stack.extend(ie.case.iter().filter_map(|c| c.then_node.as_deref()));
+                    stack.extend(ie.other.iter().filter_map(|c| c.then_node.as_deref()));
+                    if let Some(c::if_else_block::Default::ElseNode(e)) = &ie.default {
+                        stack.push(e);
+                    }
+                }
+            }
+            Some(c::node::Target::ArrayNode(a)) => stack.extend(a.node.as_deref()),
+            _ => {}
+        }
+    }
+    None
+}
+
 impl Api {
     fn get_or_create_signal_impl(&self, r: a::SignalGetOrCreateRequest) -> ApiResult<a::Signal> {
         let (k, id) = signal_key(r.id.as_ref())?;
         let ty = r.r#type.ok_or_else(|| invalid("type is missing"))?;
-        if self.store.get_execution(&k)?.is_none() {
-            return Err(ApiError::NotFound(format!("execution {k} does not exist")));
+        let exec = self
+            .store
+            .get_execution(&k)?
+            .ok_or_else(|| ApiError::NotFound(format!("execution {k} does not exist")))?;
+        // A signal has its gate's type: a request for another type is refused.
+        let closure = c::CompiledWorkflowClosure::decode(exec.workflow_closure.as_slice())?;
+        match gate_type(&closure, &id) {
+            Some(gate) if gate.r#type != ty.r#type => {
+                return Err(invalid(format!(
+                    "type: signal {id} of execution {k} is a {}, not a {}",
+                    contrail_compiler::describe(&gate),
+                    contrail_compiler::describe(&ty)
+                )));
+            }
+            // A gate a dynamic task makes at run time is not in the closure: the signal's
+            // first type stands, and later requests must match it (below).
+            _ => {}
         }
         let rec =
             self.store
                 .get_or_create_signal(&k, &id, &ty.encode_to_vec(), self.now_nanos())?;
+        let stored = c::LiteralType::decode(rec.ty.as_slice())?;
+        if stored.r#type != ty.r#type {
+            return Err(invalid(format!(
+                "type: signal {id} of execution {k} is a {}, not a {}",
+                contrail_compiler::describe(&stored),
+                contrail_compiler::describe(&ty)
+            )));
+        }
         signal_of(&rec)
     }
 
@@ -91,8 +152,15 @@ impl Api {
                 contrail_compiler::describe(&ty)
             ))
         })?;
-        self.store
-            .set_signal(&k, &id, &value.encode_to_vec(), self.now_nanos())?;
+        if rec.value.is_some()
+            || !self
+                .store
+                .set_signal(&k, &id, &value.encode_to_vec(), self.now_nanos())?
+        {
+            return Err(ApiError::FailedPrecondition(format!(
+                "signal {id} of execution {k} is set already; a signal takes one value"
+            )));
+        }
         tracing::info!(execution = %k, signal = %id, "signal set");
         self.wake_execution(&k);
         Ok(a::SignalSetResponse {})

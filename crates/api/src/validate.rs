@@ -64,3 +64,60 @@ pub fn project_id(field: &str, v: &str) -> ApiResult<()> {
         )))
     }
 }
+
+/// A launch plan's schedule: a cron expression (5 fields or an `@` alias), a cron
+/// schedule with an optional ISO 8601 offset, or a positive fixed rate.
+// `cron_expression` is deprecated in the schema, and still what old clients send.
+#[allow(deprecated)]
+pub fn schedule(s: Option<&contrail_idl::admin::Schedule>) -> ApiResult<()> {
+    use contrail_idl::admin::schedule::ScheduleExpression as E;
+    let Some(s) = s else { return Ok(()) };
+    let cron = |field: &str, expr: &str| -> ApiResult<()> {
+        if expr.len() > 256 {
+            return Err(invalid(format!("{field}: longer than 256 characters")));
+        }
+        expr.parse::<croner::Cron>()
+            .map(|_| ())
+            .map_err(|e| invalid(format!("{field}: '{expr}' is not a cron expression: {e}")))
+    };
+    match &s.schedule_expression {
+        None => Err(invalid(
+            "spec.entity_metadata.schedule: set cron_expression, cron_schedule or rate",
+        )),
+        Some(E::CronExpression(expr)) => {
+            cron("spec.entity_metadata.schedule.cron_expression", expr)
+        }
+        Some(E::CronSchedule(cs)) => {
+            cron(
+                "spec.entity_metadata.schedule.cron_schedule.schedule",
+                &cs.schedule,
+            )?;
+            let offset = &cs.offset;
+            let iso_duration = offset.starts_with('P')
+                && offset.len() <= 64
+                && offset[1..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b"YMWDTHS.".contains(&b));
+            if !offset.is_empty() && !iso_duration {
+                return Err(invalid(format!(
+                    "spec.entity_metadata.schedule.cron_schedule.offset: '{offset}' is not an ISO 8601 duration"
+                )));
+            }
+            Ok(())
+        }
+        Some(E::Rate(r)) => {
+            if r.value == 0 {
+                return Err(invalid(
+                    "spec.entity_metadata.schedule.rate.value: must be positive",
+                ));
+            }
+            if contrail_idl::admin::FixedRateUnit::try_from(r.unit).is_err() {
+                return Err(invalid(format!(
+                    "spec.entity_metadata.schedule.rate.unit: {} is not a unit",
+                    r.unit
+                )));
+            }
+            Ok(())
+        }
+    }
+}

@@ -104,6 +104,8 @@ pub enum Error {
     ArrayWithoutNode(String),
     #[error("cycle detected: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    #[error("recursive workflow: {} (a workflow may not call itself)", .0.join(" -> "))]
+    RecursiveWorkflow(Vec<String>),
     #[error("nodes not reachable from start-node: {}", .0.join(", "))]
     Unreachable(Vec<String>),
     #[error("workflow output '{0}' is declared in the interface but not bound")]

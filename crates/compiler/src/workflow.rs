@@ -63,6 +63,70 @@ pub fn requirements(spec: &WorkflowSpec) -> Requirements {
     req
 }
 
+/// A chain of workflows that calls itself through sub-workflow nodes (`a -> b -> a`), if
+/// any: such a workflow could only fail when it runs, so it is refused at registration.
+fn recursion(spec: &WorkflowSpec) -> Option<Vec<String>> {
+    let calls: BTreeMap<Key, Vec<Key>> = spec
+        .template
+        .iter()
+        .chain(spec.sub_workflows.iter())
+        .filter_map(|t| {
+            let id = Key::of(t.id.as_ref()?);
+            let mut callees = Vec::new();
+            for n in t.nodes.iter().chain(t.failure_node.iter()) {
+                walk_nodes(n, &mut |n| {
+                    if let Some(Target::WorkflowNode(wn)) = &n.target
+                        && let Some(workflow_node::Reference::SubWorkflowRef(sub)) = &wn.reference
+                    {
+                        callees.push(Key::of(sub));
+                    }
+                });
+            }
+            Some((id, callees))
+        })
+        .collect();
+    // Depth-first with colours; reaching a workflow still on the path closes a cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Colour {
+        OnPath,
+        Done,
+    }
+    let mut colour: BTreeMap<&Key, Colour> = BTreeMap::new();
+    for root in calls.keys() {
+        if colour.contains_key(root) {
+            continue;
+        }
+        let mut path: Vec<(&Key, usize)> = vec![(root, 0)];
+        colour.insert(root, Colour::OnPath);
+        while let Some((at, next)) = path.last_mut() {
+            let callees = calls.get(*at).map(Vec::as_slice).unwrap_or(&[]);
+            let Some(callee) = callees.get(*next) else {
+                colour.insert(*at, Colour::Done);
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match colour.get(callee) {
+                Some(Colour::OnPath) => {
+                    let start = path.iter().position(|(k, _)| *k == callee).unwrap_or(0);
+                    let mut cycle: Vec<String> =
+                        path[start..].iter().map(|(k, _)| k.to_string()).collect();
+                    cycle.push(callee.to_string());
+                    return Some(cycle);
+                }
+                Some(Colour::Done) => {}
+                None => {
+                    if let Some((key, _)) = calls.get_key_value(callee) {
+                        colour.insert(key, Colour::OnPath);
+                        path.push((key, 0));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Visits a node and every node nested in it (branch cases, array sub-nodes).
 fn walk_nodes<'a>(n: &'a Node, f: &mut impl FnMut(&'a Node)) {
     f(n);
@@ -132,6 +196,9 @@ pub fn compile_workflow(spec: &WorkflowSpec, refs: &References) -> Result<Compil
         errors: Vec::new(),
         tasks: BTreeMap::new(),
     };
+    if let Some(cycle) = recursion(spec) {
+        return Err(vec![Error::RecursiveWorkflow(cycle)]);
+    }
     let primary = cx.compile_template(primary);
     let sub_workflows = spec
         .sub_workflows

@@ -460,3 +460,48 @@ fn a_none_literal_fits_an_optional_failure_node_input() {
     let w = get(&c, "advanced.failing_wf");
     compile_workflow(w.spec.as_ref().unwrap(), &c.refs).expect("failing_wf compiles");
 }
+
+#[test]
+fn a_workflow_that_calls_itself_through_sub_workflows_is_rejected_with_the_chain() {
+    use contrail_idl::core::workflow_node::Reference;
+    let c = corpus();
+    let mut w = get(&c, "advanced.parent_wf");
+    let spec = w.spec.as_mut().unwrap();
+    let parent = spec.template.as_ref().unwrap().id.clone().unwrap();
+    let sub = spec.sub_workflows[0].id.clone().unwrap();
+    // The sub-workflow's first node now runs the parent: parent -> sub -> parent.
+    let mut call = spec
+        .template
+        .as_ref()
+        .unwrap()
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.target, Some(Target::WorkflowNode(_))))
+        .unwrap()
+        .clone();
+    call.target = Some(Target::WorkflowNode(contrail_idl::core::WorkflowNode {
+        reference: Some(Reference::SubWorkflowRef(parent.clone())),
+    }));
+    spec.sub_workflows[0].nodes[0].target = call.target.clone();
+    let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
+    let msg = errs[0].to_string();
+    assert!(
+        msg.starts_with("recursive workflow: ")
+            && msg.contains(&Key::of(&parent).to_string())
+            && msg.contains(&Key::of(&sub).to_string()),
+        "{msg}"
+    );
+    // A workflow that names itself.
+    let mut w = get(&c, "advanced.parent_wf");
+    let spec = w.spec.as_mut().unwrap();
+    spec.sub_workflows[0].nodes[0].target =
+        Some(Target::WorkflowNode(contrail_idl::core::WorkflowNode {
+            reference: Some(Reference::SubWorkflowRef(sub.clone())),
+        }));
+    let errs = compile_workflow(w.spec.as_ref().unwrap(), &c.refs).unwrap_err();
+    let s = Key::of(&sub).to_string();
+    assert_eq!(
+        errs[0].to_string(),
+        format!("recursive workflow: {s} -> {s} (a workflow may not call itself)")
+    );
+}

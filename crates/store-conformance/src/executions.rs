@@ -290,6 +290,10 @@ pub fn signals_are_created_once_and_set(s: Arc<dyn Store>) {
     assert!(s.set_signal(&key("e"), "approve", b"yes", 3).unwrap());
     let set = s.get_signal(&key("e"), "approve").unwrap().unwrap();
     assert_eq!((set.value, set.updated_at), (Some(b"yes".to_vec()), 3));
+    // Set once: a second value never replaces the one the gate may have taken.
+    assert!(!s.set_signal(&key("e"), "approve", b"no", 4).unwrap());
+    let set = s.get_signal(&key("e"), "approve").unwrap().unwrap();
+    assert_eq!(set.value, Some(b"yes".to_vec()));
     s.get_or_create_signal(&key("e"), "second", b"int", 4)
         .unwrap();
     s.get_or_create_signal(&key("other"), "third", b"int", 5)

@@ -515,7 +515,8 @@ impl ExecutionStore for PgStore {
             let n = tx
                 .execute(
                     "UPDATE signals SET value=$1, updated_at=$2 \
-                     WHERE project=$3 AND domain=$4 AND exec_name=$5 AND signal_id=$6",
+                     WHERE project=$3 AND domain=$4 AND exec_name=$5 AND signal_id=$6 \
+                       AND value IS NULL",
                     &[&value, &now, &k.project, &k.domain, &k.name, &signal_id],
                 )
                 .await

@@ -459,7 +459,7 @@ impl ExecutionStore for SqliteStore {
             .conn()
             .execute(
                 "UPDATE signals SET value=?, updated_at=? \
-                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=?",
+                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=? AND value IS NULL",
                 params![value, now, k.project, k.domain, k.name, signal_id],
             )
             .map_err(backend)?;

@@ -212,7 +212,8 @@ pub trait ExecutionStore: Send + Sync + 'static {
         now: i64,
     ) -> Result<SignalRecord>;
     fn get_signal(&self, key: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>>;
-    /// Sets an existing signal's value; `false` when there is no such signal.
+    /// Sets an existing signal's value once; `false` when there is no such signal or it
+    /// has a value already (a value, once set, is the one the gate sees).
     fn set_signal(&self, key: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool>;
     fn list_signals(&self, key: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>>;
 }
