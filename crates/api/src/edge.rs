@@ -182,6 +182,25 @@ pub(crate) async fn decode_errors_are_invalid(req: Request, next: Next) -> Respo
         });
     if internal && decode {
         headers.insert("grpc-status", HeaderValue::from_static("3"));
+        // The decoder names every level it was in: keep the outermost and the reason.
+        if let Some(msg) = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .map(|m| {
+                percent_encoding::percent_decode_str(m)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            && msg.len() > crate::error::MAX_MESSAGE
+        {
+            let short = crate::error::shorten(&msg);
+            let encoded =
+                percent_encoding::utf8_percent_encode(&short, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            if let Ok(v) = HeaderValue::from_str(&encoded) {
+                headers.insert("grpc-message", v);
+            }
+        }
     }
     response
 }

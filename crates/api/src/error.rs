@@ -27,34 +27,58 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The longest message a status carries: a refusal names the field, it does not echo the
+/// request back.
+pub const MAX_MESSAGE: usize = 600;
+
+/// `msg` cut to [`MAX_MESSAGE`] bytes, keeping its start and end (where the field path
+/// and the reason are).
+pub fn shorten(msg: &str) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg.to_string();
+    }
+    let mut head = MAX_MESSAGE / 2;
+    while !msg.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = msg.len() - MAX_MESSAGE / 2;
+    while !msg.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} ... {}", &msg[..head], &msg[tail..])
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
+        let msg = shorten(&e.to_string());
         match &e {
-            ApiError::Invalid(m) => Status::invalid_argument(m.clone()),
-            ApiError::NotFound(m) => Status::not_found(m.clone()),
-            ApiError::AlreadyExists(m) => Status::already_exists(m.clone()),
-            ApiError::FailedPrecondition(m) => Status::failed_precondition(m.clone()),
+            ApiError::Invalid(_) => Status::invalid_argument(msg),
+            ApiError::NotFound(_) => Status::not_found(msg),
+            ApiError::AlreadyExists(_) => Status::already_exists(msg),
+            ApiError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ApiError::Blob(
                 contrail_blob::Error::InvalidKey(..) | contrail_blob::Error::ForeignUri(..),
-            ) => Status::invalid_argument(e.to_string()),
-            ApiError::Blob(contrail_blob::Error::NotFound(_)) => Status::not_found(e.to_string()),
+            ) => Status::invalid_argument(msg),
+            ApiError::Blob(contrail_blob::Error::NotFound(_)) => Status::not_found(msg),
             // The object store is down or refusing: not our bug, and worth a retry.
-            ApiError::Blob(contrail_blob::Error::Remote(..)) => Status::unavailable(e.to_string()),
+            ApiError::Blob(contrail_blob::Error::Remote(..)) => Status::unavailable(msg),
             _ => {
                 tracing::error!(error = %e, "internal error");
-                // Our bug, not the caller's: say what failed, never echo kilobytes back.
-                let mut msg = e.to_string();
-                if msg.len() > 300 {
-                    let mut end = 300;
-                    while !msg.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    msg.truncate(end);
-                    msg.push_str("... (truncated; see the server log)");
-                }
                 Status::internal(msg)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_messages_keep_their_start_and_end() {
+        let long = format!("field.path: {} is bad", "é".repeat(1000));
+        let s = super::shorten(&long);
+        assert!(s.len() <= super::MAX_MESSAGE + 8);
+        assert!(s.starts_with("field.path: ") && s.ends_with(" is bad"));
+        assert_eq!(super::shorten("short"), "short");
     }
 }
 

@@ -65,7 +65,10 @@ impl TagFilter {
 fn split_tag_filters(filters: &str) -> ApiResult<(String, TagFilter)> {
     let mut rest = Vec::new();
     let mut tags = TagFilter::default();
-    for term in filters.split('+').map(str::trim).filter(|t| !t.is_empty()) {
+    if filters.trim().is_empty() {
+        return Ok((String::new(), tags));
+    }
+    for term in filters.split('+').map(str::trim) {
         let Some((func, args)) = term.split_once('(') else {
             rest.push(term);
             continue;
