@@ -13,7 +13,7 @@ mod diff;
 mod edge;
 mod error;
 mod executions;
-mod list;
+pub mod list;
 mod signals;
 mod validate;
 

@@ -80,6 +80,11 @@ fn key_text(a: &core::PromiseAttribute) -> String {
     }
 }
 
+/// How deep a msgpack value may nest. Task outputs are data a user's code wrote: a deeper
+/// one is refused rather than recursed into (rmpv's own limit, 1024, overflows a 2 MiB
+/// thread stack).
+pub const MSGPACK_MAX_DEPTH: usize = 64;
+
 /// Follows `attr_path` through maps, collections, msgpack binaries and protobuf structs.
 pub fn walk(mut lit: Literal, path: &[core::PromiseAttribute]) -> Result<Literal, ResolveError> {
     for (i, a) in path.iter().enumerate() {
@@ -102,7 +107,7 @@ pub fn walk(mut lit: Literal, path: &[core::PromiseAttribute]) -> Result<Literal
             }
             (Some(literal::Value::Scalar(sc)), _) => match sc.value {
                 Some(scalar::Value::Binary(b)) if b.tag == "msgpack" => {
-                    let mut v = rmpv::decode::read_value(&mut b.value.as_slice())
+                    let mut v = rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), MSGPACK_MAX_DEPTH)
                         .map_err(|e| ResolveError(format!("cannot decode msgpack value: {e}")))?;
                     for a in &path[i..] {
                         v = msgpack_child(v, a)?;
@@ -157,7 +162,7 @@ pub fn spread_msgpack_lists(m: &mut LiteralMap) {
         if b.tag != "msgpack" {
             continue;
         }
-        if let Ok(rmpv::Value::Array(items)) = rmpv::decode::read_value(&mut b.value.as_slice()) {
+        if let Ok(rmpv::Value::Array(items)) = rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), MSGPACK_MAX_DEPTH) {
             *lit = Literal {
                 value: Some(literal::Value::Collection(LiteralCollection {
                     literals: items.into_iter().map(msgpack_literal).collect(),

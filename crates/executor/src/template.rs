@@ -144,7 +144,8 @@ pub fn literal_text(var: &str, l: &Literal) -> Result<String, TemplateError> {
             Some(scalar::Value::Schema(s)) => Ok(s.uri.clone()),
             Some(scalar::Value::StructuredDataset(s)) => Ok(s.uri.clone()),
             Some(scalar::Value::Binary(b)) if b.tag == "msgpack" => {
-                rmpv::decode::read_value(&mut b.value.as_slice())
+                // A bounded depth: rmpv's default (1024) can overflow a thread's stack.
+                rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), 64)
                     .map(|v| match v {
                         rmpv::Value::String(s) => s.into_str().unwrap_or_default(),
                         other => other.to_string(),
