@@ -152,7 +152,9 @@ def secure(tmp_path_factory):
         f'issuer = "{issuer.url}"\n'
         f'audience = "{ISSUER_AUDIENCE}"\n'
         "[auth.oidc.subjects]\n"
-        'alice = ["viewer:flytesnacks"]\n')
+        'alice = ["viewer:flytesnacks"]\n'
+        "[auth.task_policy]\n"
+        'task_types = ["python-task"]\n')
     server = SecureServer(d, ca, ["--config", str(d / "contrail.toml"), "--tls-cert", str(cert),
                                   "--tls-key", str(key)])
     server.start()
@@ -224,7 +226,9 @@ def exec_id(name="x"):
     return identifier_pb2.WorkflowExecutionIdentifier(project="flytesnacks", domain="development", name=name)
 
 
-def test_a_client_secret_client_registers_and_runs_a_workflow_over_tls(secure, monkeypatch):
+@pytest.fixture(scope="module")
+def registered(secure):
+    """`pyflyte register` by the editor client, over TLS with ClientSecret."""
     config = client_secret_config(secure, "ci")
     wf = secure.dir / "wf-ci"
     wf.mkdir()
@@ -232,10 +236,15 @@ def test_a_client_secret_client_registers_and_runs_a_workflow_over_tls(secure, m
     p = subprocess.run([PYFLYTE, "-c", str(config), "register", "--version", "auth1", "propeller.py"],
                        cwd=wf, capture_output=True, text=True, timeout=300, env=client_env(secure))
     assert p.returncode == 0, p.stdout + p.stderr
+    return "auth1"
+
+
+def test_a_client_secret_client_registers_and_runs_a_workflow_over_tls(secure, registered, monkeypatch):
+    config = client_secret_config(secure, "ci")
     for k, v in client_env(secure).items():
         monkeypatch.setenv(k, v)
     r = remote(config)
-    ex = r.execute(r.fetch_launch_plan(name="propeller.hello_wf", version="auth1"), inputs={"name": "tls"})
+    ex = r.execute(r.fetch_launch_plan(name="propeller.hello_wf", version=registered), inputs={"name": "tls"})
     ex = r.wait(ex, timeout=datetime.timedelta(seconds=120), poll_interval=datetime.timedelta(seconds=1))
     assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
     assert ex.outputs["o0"] == "hello tls"
@@ -357,3 +366,25 @@ def test_without_auth_a_non_loopback_address_is_refused_unless_insisted(tmp_path
         proc.terminate()
         out = proc.communicate(timeout=15)[0].decode()
     assert "WITHOUT authentication" in out
+
+
+def test_the_task_policy_keeps_raw_containers_from_non_admins(secure, registered):
+    """`[auth.task_policy] task_types = ["python-task"]`: an editor may not start a workflow
+    with a raw container (it would run a host command); an admin may."""
+    admin, _ = stub(secure)
+    lp = identifier_pb2.Identifier(resource_type=identifier_pb2.LAUNCH_PLAN, project="flytesnacks",
+                                   domain="development", name="propeller.container_wf", version=registered)
+    create = execution_pb2.ExecutionCreateRequest(project="flytesnacks", domain="development", name="raw-by-editor",
+                                                  spec=execution_pb2.ExecutionSpec(launch_plan=lp))
+    ci = [("flyte-authorization", f"Bearer {token_for(secure, 'ci')}")]
+    code, details = code_of(lambda: admin.CreateExecution(create, metadata=ci))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "raw-container" in details, details
+    get = execution_pb2.WorkflowExecutionGetRequest(id=exec_id("raw-by-editor"))
+    assert code_of(lambda: admin.GetExecution(get, metadata=ci))[0] == grpc.StatusCode.NOT_FOUND
+    root = [("flyte-authorization", f"Bearer {token_for(secure, 'root')}")]
+    create.name = "raw-by-admin"
+    admin.CreateExecution(create, metadata=root)
+    got = admin.GetExecution(execution_pb2.WorkflowExecutionGetRequest(id=exec_id("raw-by-admin")), metadata=root)
+    assert got.spec.metadata.principal == "root"
+    admin.TerminateExecution(execution_pb2.ExecutionTerminateRequest(id=exec_id("raw-by-admin"), cause="test"),
+                             metadata=root)

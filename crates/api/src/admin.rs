@@ -961,21 +961,33 @@ impl AdminService for Api {
         &self,
         r: Request<a::ExecutionCreateRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        run(self, move |api| api.create_execution_impl(r.into_inner())).await
+        let caller = crate::auth::principal(&r).cloned();
+        run(self, move |api| {
+            api.create_execution_impl(r.into_inner(), caller.as_ref())
+        })
+        .await
     }
 
     async fn relaunch_execution(
         &self,
         r: Request<a::ExecutionRelaunchRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        run(self, move |api| api.relaunch_impl(r.into_inner())).await
+        let caller = crate::auth::principal(&r).cloned();
+        run(self, move |api| {
+            api.relaunch_impl(r.into_inner(), caller.as_ref())
+        })
+        .await
     }
 
     async fn recover_execution(
         &self,
         r: Request<a::ExecutionRecoverRequest>,
     ) -> R<a::ExecutionCreateResponse> {
-        run(self, move |api| api.recover_impl(r.into_inner())).await
+        let caller = crate::auth::principal(&r).cloned();
+        run(self, move |api| {
+            api.recover_impl(r.into_inner(), caller.as_ref())
+        })
+        .await
     }
 
     async fn get_dynamic_node_workflow(

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// The request is valid but the target is in the wrong state (e.g. already finished).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this (the task policy, for one).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Store(#[from] contrail_store::Error),
     #[error("blob store: {0}")]
@@ -56,6 +59,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(_) => Status::not_found(msg),
             ApiError::AlreadyExists(_) => Status::already_exists(msg),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ApiError::PermissionDenied(_) => Status::permission_denied(msg),
             ApiError::Blob(
                 contrail_blob::Error::InvalidKey(..) | contrail_blob::Error::ForeignUri(..),
             ) => Status::invalid_argument(msg),

@@ -11,6 +11,7 @@
 use crate::error::{ApiError, ApiResult, invalid};
 use crate::list::{Phases, limit, page, parse_filters_for, parse_sort, parse_token};
 use crate::{Api, validate};
+use contrail_auth::Principal;
 use contrail_blob::layout;
 use contrail_compiler::{Key, References, check_constant, compile_workflow, describe, is_optional};
 use contrail_idl::admin::{self as a};
@@ -422,6 +423,7 @@ impl Api {
     pub(crate) fn create_execution_impl(
         &self,
         r: a::ExecutionCreateRequest,
+        caller: Option<&Principal>,
     ) -> ApiResult<a::ExecutionCreateResponse> {
         validate::text("project", &r.project)?;
         validate::text("domain", &r.domain)?;
@@ -446,6 +448,7 @@ impl Api {
             },
             spec,
             given,
+            caller,
         )
     }
 
@@ -455,6 +458,7 @@ impl Api {
         key: ExecKey,
         mut spec: a::ExecutionSpec,
         given: c::LiteralMap,
+        caller: Option<&Principal>,
     ) -> ApiResult<a::ExecutionCreateResponse> {
         let lp_id = spec
             .launch_plan
@@ -550,6 +554,11 @@ impl Api {
                 self.cfg.executors.join(", ")
             )));
         }
+        if let Some(who) = caller {
+            self.check_task_policy(who, &key.project, &closure)?;
+            // Who started it, as flyteadmin records it.
+            spec.metadata.get_or_insert_with(Default::default).principal = who.subject.clone();
+        }
         let exists = || ApiError::AlreadyExists(format!("execution {key} already exists"));
         if self.store.get_execution(&key)?.is_some() {
             return Err(exists());
@@ -604,6 +613,35 @@ impl Api {
         tracing::info!(execution = %key, launch_plan = %lp_id.name, "execution created");
         self.wake_execution(&key);
         Ok(a::ExecutionCreateResponse { id: Some(id) })
+    }
+
+    /// The task types and images a caller without admin rights in the project may run
+    /// (`ApiConfig::task_policy`), checked over every task of the workflow.
+    fn check_task_policy(
+        &self,
+        who: &Principal,
+        project: &str,
+        closure: &c::CompiledWorkflowClosure,
+    ) -> ApiResult<()> {
+        let Some(policy) = &self.cfg.task_policy else {
+            return Ok(());
+        };
+        if who.grants.allows(contrail_auth::Action::Admin, project) {
+            return Ok(());
+        }
+        for t in closure.tasks.iter().filter_map(|t| t.template.as_ref()) {
+            let image = match &t.target {
+                Some(c::task_template::Target::Container(c)) => Some(c.image.as_str()),
+                _ => None,
+            };
+            policy.check(&t.r#type, image).map_err(|why| {
+                ApiError::PermissionDenied(format!(
+                    "task {}: {why} (the server's task policy; an admin of {project} may run it)",
+                    t.id.as_ref().map(|i| i.name.as_str()).unwrap_or("?")
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     fn execution_record(&self, k: &ExecKey) -> ApiResult<ExecutionRecord> {
@@ -701,12 +739,14 @@ impl Api {
     pub(crate) fn relaunch_impl(
         &self,
         r: a::ExecutionRelaunchRequest,
+        caller: Option<&Principal>,
     ) -> ApiResult<a::ExecutionCreateResponse> {
         self.recreate(
             r.id.as_ref(),
             &r.name,
             a::execution_metadata::ExecutionMode::Relaunch,
             r.overwrite_cache,
+            caller,
         )
     }
 
@@ -715,12 +755,14 @@ impl Api {
     pub(crate) fn recover_impl(
         &self,
         r: a::ExecutionRecoverRequest,
+        caller: Option<&Principal>,
     ) -> ApiResult<a::ExecutionCreateResponse> {
         self.recreate(
             r.id.as_ref(),
             &r.name,
             a::execution_metadata::ExecutionMode::Recovered,
             false,
+            caller,
         )
     }
 
@@ -732,7 +774,8 @@ impl Api {
         spec: a::ExecutionSpec,
         inputs: c::LiteralMap,
     ) -> ApiResult<()> {
-        match self.launch(key, spec, inputs) {
+        // The parent's creator was checked when the parent was created.
+        match self.launch(key, spec, inputs, None) {
             Ok(_) | Err(ApiError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -744,6 +787,7 @@ impl Api {
         name: &str,
         mode: a::execution_metadata::ExecutionMode,
         overwrite_cache: bool,
+        caller: Option<&Principal>,
     ) -> ApiResult<a::ExecutionCreateResponse> {
         let k = exec_key("id", id)?;
         let rec = self.execution_record(&k)?;
@@ -798,6 +842,7 @@ impl Api {
             },
             spec,
             given,
+            caller,
         )
     }
 

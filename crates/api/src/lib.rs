@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub s3: S3Access,
     /// The configured executors: the values `execution_cluster_label` may take.
     pub executors: Vec<String>,
+    /// With auth: the task types and images callers without admin rights may run.
+    pub task_policy: Option<contrail_auth::TaskPolicy>,
 }
 
 /// How clients reach the blob store over S3.
@@ -77,6 +79,7 @@ impl Default for ApiConfig {
                 secret_key: "contrail-secret".into(),
             },
             executors: vec!["local".into()],
+            task_policy: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use roles::{Action, Grants, Role};
+pub use roles::{Action, Grants, Role, TaskPolicy};
 
 /// Why a caller was refused. The message is safe to show the caller.
 #[derive(Debug, thiserror::Error)]

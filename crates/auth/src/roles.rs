@@ -111,9 +111,73 @@ impl std::fmt::Display for Grants {
     }
 }
 
+/// What callers without admin rights may run: task types and container images (a
+/// pattern ending in `*` matches a prefix). An empty list allows everything of its kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPolicy {
+    #[serde(default)]
+    pub task_types: Vec<String>,
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+impl TaskPolicy {
+    /// Why a task of this type (and container image) may not run, if it may not.
+    pub fn check(&self, task_type: &str, image: Option<&str>) -> Result<(), String> {
+        if !self.task_types.is_empty() && !self.task_types.iter().any(|p| matches(p, task_type)) {
+            return Err(format!(
+                "task type {task_type:?} is not one of {}",
+                self.task_types.join(", ")
+            ));
+        }
+        if let Some(image) = image
+            && !self.images.is_empty()
+            && !self.images.iter().any(|p| matches(p, image))
+        {
+            return Err(format!(
+                "image {image:?} is not one of {}",
+                self.images.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_task_policy_matches_types_and_image_prefixes() {
+        let p = TaskPolicy {
+            task_types: vec!["python-task".into(), "container_array".into()],
+            images: vec!["ghcr.io/flyteorg/*".into()],
+        };
+        assert!(
+            p.check("python-task", Some("ghcr.io/flyteorg/flytekit:py3.11"))
+                .is_ok()
+        );
+        assert!(
+            p.check("raw-container", Some("ghcr.io/flyteorg/x"))
+                .unwrap_err()
+                .contains("raw-container")
+        );
+        assert!(
+            p.check("python-task", Some("alpine"))
+                .unwrap_err()
+                .contains("alpine")
+        );
+        assert!(p.check("python-task", None).is_ok());
+        assert!(TaskPolicy::default().check("anything", Some("any")).is_ok());
+    }
 
     #[test]
     fn roles_nest_and_the_wildcard_covers_every_project() {

@@ -107,8 +107,11 @@ pub fn walk(mut lit: Literal, path: &[core::PromiseAttribute]) -> Result<Literal
             }
             (Some(literal::Value::Scalar(sc)), _) => match sc.value {
                 Some(scalar::Value::Binary(b)) if b.tag == "msgpack" => {
-                    let mut v = rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), MSGPACK_MAX_DEPTH)
-                        .map_err(|e| ResolveError(format!("cannot decode msgpack value: {e}")))?;
+                    let mut v = rmpv::decode::read_value_with_max_depth(
+                        &mut b.value.as_slice(),
+                        MSGPACK_MAX_DEPTH,
+                    )
+                    .map_err(|e| ResolveError(format!("cannot decode msgpack value: {e}")))?;
                     for a in &path[i..] {
                         v = msgpack_child(v, a)?;
                     }
@@ -162,7 +165,9 @@ pub fn spread_msgpack_lists(m: &mut LiteralMap) {
         if b.tag != "msgpack" {
             continue;
         }
-        if let Ok(rmpv::Value::Array(items)) = rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), MSGPACK_MAX_DEPTH) {
+        if let Ok(rmpv::Value::Array(items)) =
+            rmpv::decode::read_value_with_max_depth(&mut b.value.as_slice(), MSGPACK_MAX_DEPTH)
+        {
             *lit = Literal {
                 value: Some(literal::Value::Collection(LiteralCollection {
                     literals: items.into_iter().map(msgpack_literal).collect(),

@@ -7,10 +7,10 @@
 use contrail_compiler::{Key, LaunchPlanInterface, References, compile_workflow};
 use contrail_idl::admin::{LaunchPlanCreateRequest, TaskCreateRequest, WorkflowCreateRequest};
 use contrail_idl::core;
-use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -60,7 +60,10 @@ fn recorded(kind: &str, full_name: &str) -> Vec<Vec<u8>> {
         .collect();
     dirs.sort();
     for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
@@ -86,8 +89,16 @@ fn seeds() -> &'static Seeds {
         let mut requests = Vec::new();
         for (kind, name, method) in [
             ("tasks", "flyteidl.admin.TaskCreateRequest", "CreateTask"),
-            ("workflows", "flyteidl.admin.WorkflowCreateRequest", "CreateWorkflow"),
-            ("launch_plans", "flyteidl.admin.LaunchPlanCreateRequest", "CreateLaunchPlan"),
+            (
+                "workflows",
+                "flyteidl.admin.WorkflowCreateRequest",
+                "CreateWorkflow",
+            ),
+            (
+                "launch_plans",
+                "flyteidl.admin.LaunchPlanCreateRequest",
+                "CreateLaunchPlan",
+            ),
         ] {
             for bytes in recorded(kind, name) {
                 requests.push((format!("{admin}/{method}"), bytes));
@@ -106,7 +117,10 @@ fn seeds() -> &'static Seeds {
                 methods.push(path);
             }
         }
-        assert!(requests.len() > methods.len() + 10, "few seeds: are the fixtures there?");
+        assert!(
+            requests.len() > methods.len() + 10,
+            "few seeds: are the fixtures there?"
+        );
         Seeds { requests, methods }
     })
 }
@@ -305,10 +319,7 @@ fn the_compiler_takes_mutated_workflows_without_panicking() {
             Ok(())
         })
         .unwrap();
-    assert!(
-        compiled.into_inner() > 0,
-        "no mutated workflow decoded"
-    );
+    assert!(compiled.into_inner() > 0, "no mutated workflow decoded");
     report("compiler", runner.config().cases);
 }
 
@@ -468,7 +479,10 @@ fn the_filter_parser_and_page_tokens_take_anything() {
                     }
                 }
                 let _ = parse_token(&token);
-                prop_assert_eq!(parse_token(&issue_token(offset as u64)).unwrap(), offset as u64);
+                prop_assert_eq!(
+                    parse_token(&issue_token(offset as u64)).unwrap(),
+                    offset as u64
+                );
                 Ok(())
             },
         )

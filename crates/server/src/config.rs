@@ -57,6 +57,9 @@ pub(crate) struct AuthConfig {
     /// A new signing key after this many hours (default 24).
     pub rotate_keys_hours: Option<u64>,
     pub oidc: Option<OidcConfig>,
+    /// `[auth.task_policy]`: the task types and images callers without admin rights in
+    /// the project may run (`task_types = [...]`, `images = ["registry/org/*", ...]`).
+    pub task_policy: Option<contrail_auth::TaskPolicy>,
 }
 
 /// `[auth.oidc]`: tokens of an external OpenID Connect issuer are accepted too.

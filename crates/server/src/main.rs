@@ -575,6 +575,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
             public_url,
             s3: blob_access.clone(),
             executors: file.executor_names(),
+            task_policy: file.auth.as_ref().and_then(|a| a.task_policy.clone()),
             ..Default::default()
         },
     );
