@@ -31,14 +31,16 @@ fi
 exclude=()
 [ -n "${CONTRAIL_TEST_POSTGRES:-}" ] || exclude+=(--exclude contrail-store-postgres)
 [ -n "${CONTRAIL_TEST_S3_ENDPOINT:-}" ] || exclude+=(--exclude contrail-blob-object-store)
-echo "== cargo test"; cargo test --workspace "${exclude[@]}"
+# The fuzz targets (crates/fuzz) run a bounded number of iterations each here; long
+# campaigns are scripts/fuzz.sh, recorded in docs/reliability.md.
+echo "== cargo test"; CONTRAIL_FUZZ_CASES=${CONTRAIL_FUZZ_CASES:-2000} cargo test --workspace "${exclude[@]}"
 echo "== build";    cargo build -p contrail
 
-if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
+if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, cryptography, jwt, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
   echo "== python venv ($VENV) with flytekit==$FLYTEKIT_VERSION and the data libraries tasks use"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "flytekit==$FLYTEKIT_VERSION" pytest pyarrow pandas polars pydantic \
-    "flytekitplugins-polars==$FLYTEKIT_VERSION"
+    "flytekitplugins-polars==$FLYTEKIT_VERSION" cryptography pyjwt
   # boto3 at the botocore that s3fs's aiobotocore pinned (an unpinned boto3 backtracks for long).
   botocore=$("$VENV/bin/python" -c "import botocore; print(botocore.__version__)")
   "$VENV/bin/pip" install -q boto3 "botocore==$botocore"
