@@ -388,3 +388,34 @@ def test_the_task_policy_keeps_raw_containers_from_non_admins(secure, registered
     assert got.spec.metadata.principal == "root"
     admin.TerminateExecution(execution_pb2.ExecutionTerminateRequest(id=exec_id("raw-by-admin"), cause="test"),
                              metadata=root)
+
+
+def test_each_client_has_its_own_s3_key_pair_that_ends_with_the_client(secure):
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+
+    def s3(access, secret):
+        return boto3.client("s3", endpoint_url=f"https://localhost:{secure.s3_port}", aws_access_key_id=access,
+                            aws_secret_access_key=secret, region_name="us-east-1", verify=str(secure.ca),
+                            config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                          retries={"max_attempts": 1}))
+
+    cli(secure.data_dir, "client", "add", "s3user", "--role", "viewer:flytesnacks")
+    access, secret = cli(secure.data_dir, "client", "s3-keys", "s3user").split()
+    assert access == "s3user" and len(secret) == 40
+    mine = s3(access, secret)
+    mine.put_object(Bucket="contrail", Key="scratch/s3user.txt", Body=b"mine")
+    assert mine.get_object(Bucket="contrail", Key="scratch/s3user.txt")["Body"].read() == b"mine"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        s3(access, secret[:-1] + ("A" if secret[-1] != "A" else "B")).list_objects_v2(Bucket="contrail")
+    assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    cli(secure.data_dir, "client", "rm", "s3user")
+
+    def refused():
+        try:
+            mine.list_objects_v2(Bucket="contrail")
+        except botocore.exceptions.ClientError as err:
+            return err.response["Error"]["Code"] == "InvalidAccessKeyId"
+        return False
+    wait_until(refused, 10, "the removed client's S3 keys refused")

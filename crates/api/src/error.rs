@@ -74,6 +74,10 @@ impl From<ApiError> for Status {
     }
 }
 
+pub fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::Invalid(msg.into())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -84,8 +88,4 @@ mod tests {
         assert!(s.starts_with("field.path: ") && s.ends_with(" is bad"));
         assert_eq!(super::shorten("short"), "short");
     }
-}
-
-pub fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::Invalid(msg.into())
 }

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod oidc;
 pub mod registry;
 pub mod roles;
+pub mod s3_keys;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -79,6 +80,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The directory of the registry (and of the S3 master key).
+    pub fn registry_dir(&self) -> PathBuf {
+        self.registry
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    }
+
     pub fn new(dir: PathBuf) -> Self {
         Settings {
             registry: dir.join("clients.toml"),
@@ -145,6 +154,15 @@ impl Authenticator {
         let ttl = self.settings.token_ttl.as_secs();
         let token = tokens::issue(&key, &self.settings, &client.id, unix_now())?;
         Ok((token, ttl))
+    }
+
+    /// The S3 secret key of an access key, when the access key is a client's id: each
+    /// client has its own key pair for the S3 endpoint (`contrail auth client s3-keys`),
+    /// derived from the server's S3 master key, so removing the client revokes it.
+    pub fn s3_secret(&self, access_key: &str) -> Option<String> {
+        let registry = self.registry.current().ok()?;
+        registry.client(access_key)?;
+        s3_keys::secret(&self.settings.registry_dir(), access_key).ok()
     }
 
     /// Who sent this bearer token.

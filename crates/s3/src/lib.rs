@@ -787,38 +787,53 @@ impl S3 for Endpoint {
     }
 }
 
-/// The one key pair the endpoint accepts. An unknown access key is `InvalidAccessKeyId`,
-/// as S3 answers it.
+/// Looks up the secret key of an access key other than the endpoint's own (per-client
+/// key pairs); `None` when there is no such key.
+pub type KeyLookup = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The key pairs the endpoint accepts: its own, and those `others` knows. An unknown access
+/// key is `InvalidAccessKeyId`, as S3 answers it.
 struct KeyPair {
     access_key: String,
     secret_key: SecretKey,
+    others: Option<KeyLookup>,
 }
 
 #[async_trait::async_trait]
 impl S3Auth for KeyPair {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         if access_key == self.access_key {
-            Ok(self.secret_key.clone())
-        } else {
-            Err(s3_error!(
-                InvalidAccessKeyId,
-                "the access key does not exist in our records"
-            ))
+            return Ok(self.secret_key.clone());
         }
+        if let Some(lookup) = self.others.clone() {
+            let key = access_key.to_string();
+            let found = tokio::task::spawn_blocking(move || lookup(&key))
+                .await
+                .map_err(|e| s3_error!(InternalError, "key lookup failed: {e}"))?;
+            if let Some(secret) = found {
+                return Ok(SecretKey::from(secret));
+            }
+        }
+        Err(s3_error!(
+            InvalidAccessKeyId,
+            "the access key does not exist in our records"
+        ))
     }
 }
 
-/// The S3 endpoint as a hyper service over the blob store, accepting one key pair.
-/// (The server binary serves it over TCP or TLS.)
+/// The S3 endpoint as a hyper service over the blob store. (The server binary serves it
+/// over TCP or TLS.)
 pub fn service(
     store: BlobStore,
     access_key: String,
     secret_key: String,
+    others: Option<KeyLookup>,
 ) -> s3s::service::S3Service {
     let mut builder = S3ServiceBuilder::new(Endpoint::new(store));
     builder.set_auth(KeyPair {
         access_key,
         secret_key: SecretKey::from(secret_key),
+        others,
     });
     builder.build()
 }

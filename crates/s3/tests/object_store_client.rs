@@ -27,7 +27,7 @@ async fn endpoint() -> Endpoint {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = watch::channel(false);
-    let service = contrail_s3::service(blob, "contrail".into(), "contrail-secret".into());
+    let service = contrail_s3::service(blob, "contrail".into(), "contrail-secret".into(), None);
     tokio::spawn(async move {
         let http = Builder::new(TokioExecutor::new());
         while let Ok((socket, _)) = listener.accept().await {

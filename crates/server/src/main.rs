@@ -604,7 +604,14 @@ async fn start(args: StartArgs) -> Result<(), String> {
     let s3_task = s3_listener.map(|listener| {
         tokio::spawn(net::serve(
             listener,
-            contrail_s3::service(s3_blob, access_key, secret_key),
+            contrail_s3::service(
+                s3_blob,
+                access_key,
+                secret_key,
+                auth.clone().map(|a| -> contrail_s3::KeyLookup {
+                    Arc::new(move |key: &str| a.s3_secret(key))
+                }),
+            ),
             tls.clone(),
             stop_rx.clone(),
         ))

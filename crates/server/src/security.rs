@@ -34,8 +34,11 @@ pub(crate) enum EntryCmd {
     },
     /// List them with their roles.
     Ls,
-    /// Remove one; its tokens stop working at once.
+    /// Remove one; its tokens (and a client's S3 key pair) stop working at once.
     Rm { name: String },
+    /// A client's own key pair for the S3 endpoint: `ACCESS_KEY SECRET_KEY`.
+    #[command(name = "s3-keys")]
+    S3Keys { name: String },
 }
 
 /// Where the registry and keys live: `[auth] dir`, else `<data dir>/auth`.
@@ -78,6 +81,13 @@ pub(crate) fn auth_cli(cmd: AuthCmd, dir: &Path) -> Result<String, String> {
                 }
             }
             Ok(out)
+        }
+        EntryCmd::S3Keys { name } => {
+            if !is_client || registry.client(&name).is_none() {
+                return Err(format!("no client named {name:?}"));
+            }
+            let secret = contrail_auth::s3_keys::secret(dir, &name).map_err(|e| e.to_string())?;
+            Ok(format!("{name} {secret}\n"))
         }
         EntryCmd::Rm { name } => {
             let found = if is_client {
