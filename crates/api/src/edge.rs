@@ -95,19 +95,27 @@ pub(crate) async fn limit_bodies(State(api): State<Api>, req: Request, next: Nex
             StatusCode::PAYLOAD_TOO_LARGE,
         )
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
         return too_large(limit);
     }
     let (parts, mut body) = req.into_parts();
-    let mut held: Vec<OwnedSemaphorePermit> = Vec::new();
+    // Room is taken for the whole body at once, as soon as its size is known (the
+    // Content-Length, or the gRPC frame's length prefix): requests that each took part
+    // of the budget and waited for the rest would wait for each other forever.
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut reserved = 0usize;
+    if let Some(len) = declared {
+        match acquire(&api.budget, len).await {
+            Some(p) => (held, reserved) = (Some(p), len),
+            None => return busy(grpc, &api.budget),
+        }
+    }
     let mut bytes = Vec::new();
-    let mut pending = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(f) => f,
@@ -125,21 +133,25 @@ pub(crate) async fn limit_bodies(State(api): State<Api>, req: Request, next: Nex
         if bytes.len() + data.len() > limit {
             return too_large(limit);
         }
-        pending += data.len();
-        let units = pending / UNIT;
-        if units > 0 {
-            pending -= units * UNIT;
-            match acquire(&api.budget, units).await {
-                Some(p) => held.push(p),
+        bytes.extend_from_slice(&data);
+        // What this body will hold: its frame's declared size once the prefix arrived,
+        // else what arrived so far.
+        let want = if grpc && bytes.len() >= 5 {
+            let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            (5 + len).max(bytes.len())
+        } else {
+            bytes.len()
+        };
+        if want > limit {
+            return too_large(limit);
+        }
+        if want > reserved {
+            // Give back what is held and take the whole amount in one go.
+            drop(held.take());
+            match acquire(&api.budget, want).await {
+                Some(p) => (held, reserved) = (Some(p), want),
                 None => return busy(grpc, &api.budget),
             }
-        }
-        bytes.extend_from_slice(&data);
-    }
-    if pending > 0 {
-        match acquire(&api.budget, 1).await {
-            Some(p) => held.push(p),
-            None => return busy(grpc, &api.budget),
         }
     }
     let response = next
@@ -149,8 +161,9 @@ pub(crate) async fn limit_bodies(State(api): State<Api>, req: Request, next: Nex
     response
 }
 
-async fn acquire(budget: &Budget, units: usize) -> Option<OwnedSemaphorePermit> {
-    let units = u32::try_from(units).ok()?;
+/// Room for `bytes` in the budget, waiting up to [`BUDGET_WAIT`].
+async fn acquire(budget: &Budget, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).ok()?;
     tokio::time::timeout(BUDGET_WAIT, budget.units.clone().acquire_many_owned(units))
         .await
         .ok()?

@@ -71,7 +71,7 @@ impl Default for ApiConfig {
             upload_prefix: "uploads".into(),
             max_message_bytes: 64 * 1024 * 1024,
             max_spec_bytes: 8 * 1024 * 1024,
-            max_inflight_bytes: 128 * 1024 * 1024,
+            max_inflight_bytes: 64 * 1024 * 1024,
             s3: S3Access {
                 endpoint: "http://localhost:30002".into(),
                 region: "us-east-1".into(),

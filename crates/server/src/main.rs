@@ -248,6 +248,11 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_DEFAULT_TASK_MEMORY_MIB", default_value_t = 256)]
     default_task_memory_mib: u64,
 
+    /// MiB of request bodies held in memory at once, over all requests (at least the
+    /// 64 MiB message limit); a request waits up to 10 s for room, then is refused.
+    #[arg(long, env = "CONTRAIL_MAX_INFLIGHT_MIB", default_value_t = 64)]
+    max_inflight_mib: usize,
+
     /// Require a token on every call (OAuth2 client credentials, static tokens, or an
     /// external OIDC issuer; see the README's Security section). Also on when the config
     /// file has an `[auth]` table.
@@ -576,6 +581,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
             s3: blob_access.clone(),
             executors: file.executor_names(),
             task_policy: file.auth.as_ref().and_then(|a| a.task_policy.clone()),
+            max_inflight_bytes: args.max_inflight_mib.saturating_mul(1 << 20),
             ..Default::default()
         },
     );
