@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 N=${1:-50000}
 start=$(date +%s)
 CONTRAIL_FUZZ_CASES=$N cargo test -q -p contrail-fuzz -- --nocapture --test-threads 1 2>&1 \
-  | tee /dev/stderr | grep -E "^.?fuzz target" | sed 's/^\.//' > /tmp/contrail-fuzz-totals.txt
+  | tee /dev/stderr | grep -oE "fuzz target .*" > /tmp/contrail-fuzz-totals.txt
 total=$(awk '{s += $4} END {print s}' /tmp/contrail-fuzz-totals.txt)
 echo "== $(wc -l < /tmp/contrail-fuzz-totals.txt) targets, $total iterations, 0 panics, $(( $(date +%s) - start )) s"
