@@ -81,6 +81,12 @@ def wire(server, config, tmp_path_factory):
 
 # ---------------------------------------------------------------- helpers building requests
 
+def listing(**fields):
+    """A list request over flytesnacks/development."""
+    return common_pb2.ResourceListRequest(id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN),
+                                          **fields)
+
+
 def ident(rt=identifier_pb2.TASK, project=PROJECT, domain=DOMAIN, name="hostile.t", version="v1"):
     return identifier_pb2.Identifier(resource_type=rt, project=project, domain=domain, name=name, version=version)
 
@@ -210,12 +216,10 @@ BAD_FILTERS = [
 ]
 for i, f in enumerate(BAD_FILTERS):
     def tasks(w, f=f):
-        w.admin.ListTasks(common_pb2.ResourceListRequest(
-            id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN), filters=f))
+        w.admin.ListTasks(listing(filters=f))
 
     def executions(w, f=f):
-        w.admin.ListExecutions(common_pb2.ResourceListRequest(
-            id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN), filters=f))
+        w.admin.ListExecutions(listing(filters=f))
 
     def nodes(w, f=f):
         w.admin.ListNodeExecutions(node_execution_pb2.NodeExecutionListRequest(workflow_execution_id=w.gate_exec,
@@ -227,12 +231,10 @@ for i, f in enumerate(BAD_FILTERS):
 # 3. Page tokens the server never issued.
 for token in ["18446744073709551615", str(2 ** 63), "abc", "5", "-1", "1-deadbeef0000", "0" * 300]:
     def lp_list(w, token=token):
-        w.admin.ListLaunchPlans(common_pb2.ResourceListRequest(
-            id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN), token=token))
+        w.admin.ListLaunchPlans(listing(token=token))
 
     def ex_list(w, token=token):
-        w.admin.ListExecutions(common_pb2.ResourceListRequest(
-            id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN), token=token))
+        w.admin.ListExecutions(listing(token=token))
 
     def proj_list(w, token=token):
         w.admin.ListProjects(project_pb2.ProjectListRequest(token=token))
@@ -387,8 +389,7 @@ case("workflow-self-recursive", C.INVALID_ARGUMENT, ["recursive"])(self_recursiv
 
 # 11. Sizes: a small call with a big body.
 case("list-with-2MiB-body", C.RESOURCE_EXHAUSTED, ["limit"])(
-    lambda w: w.admin.ListTasks(common_pb2.ResourceListRequest(
-        id=common_pb2.NamedEntityIdentifier(project=PROJECT, domain=DOMAIN), filters="x" * (2 << 20))))
+    lambda w: w.admin.ListTasks(listing(filters="x" * (2 << 20))))
 case("projects-register-huge-name", C.INVALID_ARGUMENT, ["project"])(
     lambda w: w.admin.RegisterProject(project_pb2.ProjectRegisterRequest(project=project_pb2.Project(
         id="p" * 2000, name="big"))))

@@ -671,11 +671,7 @@ mod conformance {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_database_and_its_journal_are_readable_by_their_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("contrail.db")).unwrap();
+    fn add_project(store: &SqliteStore) {
         store
             .create_project(&ProjectRecord {
                 id: "p".into(),
@@ -685,6 +681,14 @@ mod tests {
                 state: 0,
             })
             .unwrap();
+    }
+
+    #[test]
+    fn the_database_and_its_journal_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("contrail.db")).unwrap();
+        add_project(&store);
         for name in ["contrail.db", "contrail.db-wal"] {
             let meta = std::fs::metadata(dir.path().join(name)).unwrap();
             assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
@@ -695,15 +699,7 @@ mod tests {
     fn reads_do_not_wait_for_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
-        store
-            .create_project(&ProjectRecord {
-                id: "p".into(),
-                name: "p".into(),
-                description: String::new(),
-                labels: Vec::new(),
-                state: 0,
-            })
-            .unwrap();
+        add_project(&store);
         // The writer is busy in a long transaction (as during a large controller commit).
         let writer = store.conn();
         writer.execute_batch("BEGIN IMMEDIATE").unwrap();
