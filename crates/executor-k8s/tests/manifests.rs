@@ -2,7 +2,9 @@
 //! it is lost on the way (a misspelt or misplaced field would be).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -56,6 +58,7 @@ fn every_manifest_parses_into_its_kubernetes_type() {
             "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&path, &doc)),
             "ConfigMap" => drop(typed::<ConfigMap>(&path, &doc)),
             "Secret" => drop(typed::<Secret>(&path, &doc)),
+            "PersistentVolumeClaim" => drop(typed::<PersistentVolumeClaim>(&path, &doc)),
             "Service" => drop(typed::<Service>(&path, &doc)),
             "Deployment" => {
                 let d = typed::<Deployment>(&path, &doc);
@@ -76,6 +79,7 @@ fn every_manifest_parses_into_its_kubernetes_type() {
             "Deployment",
             "Deployment",
             "Namespace",
+            "PersistentVolumeClaim",
             "Secret",
             "Service",
             "ServiceAccount"
