@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -155,47 +155,51 @@ impl Registry {
     }
 }
 
-/// The registry as the server sees it: reloaded when the file changes (checked at most
-/// once a second), so `contrail auth client add|rm` takes effect without a restart.
+/// The registry as the server sees it: reloaded as soon as the file changes (one `stat`
+/// per call), so `contrail auth client add|rm` takes effect on the next request.
 pub struct Watched {
     path: PathBuf,
-    state: RwLock<(std::sync::Arc<Registry>, Option<SystemTime>, Instant)>,
+    state: RwLock<(std::sync::Arc<Registry>, Option<Stamp>)>,
 }
+
+/// When a file last changed, and its size.
+type Stamp = (SystemTime, u64);
 
 impl Watched {
     pub fn open(path: PathBuf) -> Result<Self, AuthError> {
         let registry = Registry::load(&path)?;
-        let mtime = modified(&path);
+        let stamp = stamp(&path);
         Ok(Watched {
             path,
-            state: RwLock::new((registry.into(), mtime, Instant::now())),
+            state: RwLock::new((registry.into(), stamp)),
         })
     }
 
     pub fn current(&self) -> Result<std::sync::Arc<Registry>, AuthError> {
+        let now = stamp(&self.path);
         {
             let s = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if s.2.elapsed() < Duration::from_secs(1) {
+            if s.1 == now {
                 return Ok(s.0.clone());
             }
         }
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let mtime = modified(&self.path);
-        if mtime != s.1 {
+        if s.1 != now {
             match Registry::load(&self.path) {
                 Ok(r) => s.0 = r.into(),
                 // A half-edited file keeps the last good registry.
                 Err(e) => tracing::warn!("auth registry not reloaded: {e}"),
             }
-            s.1 = mtime;
+            s.1 = now;
         }
-        s.2 = Instant::now();
         Ok(s.0.clone())
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The file's [`Stamp`] (writes replace it by a rename).
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 #[cfg(test)]
