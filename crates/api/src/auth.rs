@@ -15,6 +15,7 @@
 
 use crate::Api;
 use crate::authz::{self, Refusal};
+use crate::edge;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -55,24 +56,16 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
+/// A refusal of the guard; over plain HTTP its code is 401 (with `WWW-Authenticate`), 403
+/// or 400.
 fn refuse(grpc: bool, status: Status) -> Response {
-    if grpc {
-        return status.into_http::<Body>().into_response();
-    }
-    let code = match status.code() {
+    let http = match status.code() {
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut r = (code, status.message().to_string()).into_response();
-    if code == StatusCode::UNAUTHORIZED {
+    let mut r = edge::refuse(grpc, status, http);
+    if !grpc && http == StatusCode::UNAUTHORIZED {
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
     }
@@ -92,7 +85,7 @@ pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> R
     if is_open(&path) {
         return next.run(req).await;
     }
-    authenticated(api, auth, req, path, next).await
+    authenticated(auth, req, path, next).await
 }
 
 /// The base URL a request came in on: the public URL's scheme with the request's own
@@ -125,13 +118,12 @@ fn origin_of(req: &Request, public_url: &str) -> Option<Origin> {
 }
 
 async fn authenticated(
-    api: Api,
     auth: Arc<Authenticator>,
     req: Request,
     path: String,
     next: Next,
 ) -> Response {
-    let grpc = is_grpc(req.headers());
+    let grpc = edge::is_grpc(req.headers());
     let Some(token) = bearer(req.headers()) else {
         return refuse(
             grpc,
@@ -148,16 +140,13 @@ async fn authenticated(
     };
     let (parts, body) = req.into_parts();
     let mut req = if grpc {
-        let limit = api.cfg.max_message_bytes + 5;
-        let bytes = match axum::body::to_bytes(body, limit).await {
+        // `edge::limit_bodies` has read and bounded the body already: this takes it back.
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) => {
                 return refuse(
                     grpc,
-                    Status::resource_exhausted(format!(
-                        "the request is larger than {} bytes",
-                        api.cfg.max_message_bytes
-                    )),
+                    Status::invalid_argument(format!("cannot read the request body: {e}")),
                 );
             }
         };
@@ -181,10 +170,6 @@ pub(crate) fn principal<T>(r: &GrpcRequest<T>) -> Option<&Principal> {
 }
 
 impl Api {
-    fn auth_settings(&self) -> Option<&Arc<Authenticator>> {
-        self.auth.as_ref()
-    }
-
     fn base_url(&self, origin: Option<&Origin>) -> String {
         match origin {
             Some(o) => o.0.clone(),
@@ -219,7 +204,8 @@ impl Api {
             authorization_metadata_key: TOKEN_HEADER.into(),
             service_http_endpoint: String::new(),
             audience: self
-                .auth_settings()
+                .auth
+                .as_ref()
                 .map(|a| a.settings().audience.clone())
                 .unwrap_or_default(),
         }
@@ -297,7 +283,7 @@ pub(crate) async fn flyte_client(State(api): State<Api>) -> Response {
 }
 
 pub(crate) async fn jwks(State(api): State<Api>) -> Response {
-    match api.auth_settings() {
+    match api.auth.as_ref() {
         Some(a) => json(StatusCode::OK, a.jwks()),
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -96,7 +96,7 @@ impl Api {
             self.cfg.upload_prefix, r.project, r.domain, root, r.filename
         );
         contrail_blob::validate_key(&key)?;
-        if let Some(existing) = self.local_md5(&key)?
+        if let Some(existing) = local_md5(&self.blob, &key)?
             && existing != hex(&r.content_md5)
         {
             return Err(ApiError::AlreadyExists(format!(
@@ -122,10 +122,6 @@ impl Api {
             }),
             headers,
         })
-    }
-
-    fn local_md5(&self, key: &str) -> ApiResult<Option<String>> {
-        Ok(local_md5(&self.blob, key)?)
     }
 
     fn download_location(

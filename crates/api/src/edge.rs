@@ -38,7 +38,7 @@ impl Budget {
     }
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -71,7 +71,8 @@ pub(crate) fn body_limit(path: &str, max_message: usize) -> usize {
     }
 }
 
-fn refuse(grpc: bool, status: Status, http: StatusCode) -> Response {
+/// The refusal as its caller speaks: a gRPC status, or `http` with the message.
+pub(crate) fn refuse(grpc: bool, status: Status, http: StatusCode) -> Response {
     if grpc {
         status.into_http::<Body>().into_response()
     } else {
