@@ -106,6 +106,8 @@ pub struct Authenticator {
     registry: registry::Watched,
     keys: keys::KeyRing,
     external: Option<Arc<oidc::ExternalIssuer>>,
+    /// Read once: every S3 request with a client's key needs it.
+    s3_master: Vec<u8>,
 }
 
 /// Seconds since the epoch.
@@ -128,11 +130,13 @@ impl Authenticator {
             settings.rotate_every,
             settings.token_ttl,
         )?;
+        let s3_master = s3_keys::master(&settings.registry_dir())?;
         Ok(Authenticator {
             settings,
             registry,
             keys,
             external,
+            s3_master,
         })
     }
 
@@ -162,7 +166,7 @@ impl Authenticator {
     pub fn s3_secret(&self, access_key: &str) -> Option<String> {
         let registry = self.registry.current().ok()?;
         registry.client(access_key)?;
-        s3_keys::secret(&self.settings.registry_dir(), access_key).ok()
+        Some(s3_keys::secret_under(&self.s3_master, access_key))
     }
 
     /// Who sent this bearer token.

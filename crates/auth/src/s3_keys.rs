@@ -11,7 +11,8 @@ use std::path::Path;
 
 const MASTER: &str = "s3-master.key";
 
-fn master(dir: &Path) -> Result<Vec<u8>, AuthError> {
+/// The server's S3 master key, made (0600) on first use.
+pub fn master(dir: &Path) -> Result<Vec<u8>, AuthError> {
     let path = dir.join(MASTER);
     match std::fs::read(&path) {
         Ok(k) if k.len() == 32 => Ok(k),
@@ -39,14 +40,19 @@ fn master(dir: &Path) -> Result<Vec<u8>, AuthError> {
 
 /// The S3 secret key of a client (40 characters, as AWS secret keys are).
 pub fn secret(dir: &Path, client_id: &str) -> Result<String, AuthError> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&master(dir)?)
-        .map_err(|e| AuthError::Config(e.to_string()))?;
+    Ok(secret_under(&master(dir)?, client_id))
+}
+
+/// The same, under a master key already read.
+pub fn secret_under(master: &[u8], client_id: &str) -> String {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes any key length");
     mac.update(b"contrail s3 key v1:");
     mac.update(client_id.as_bytes());
     let digest = mac.finalize().into_bytes();
     let mut text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
     text.truncate(40);
-    Ok(text)
+    text
 }
 
 #[cfg(test)]
