@@ -46,38 +46,32 @@ fn signal_key(id: Option<&c::SignalIdentifier>) -> ApiResult<(contrail_store::Ex
 /// booleans), searching subworkflows and branches.
 fn gate_type(closure: &c::CompiledWorkflowClosure, id: &str) -> Option<c::LiteralType> {
     use c::gate_node::Condition;
-    let workflows = closure
+    let mut found = None;
+    let templates = closure
         .primary
         .iter()
         .chain(closure.sub_workflows.iter())
         .filter_map(|w| w.template.as_ref());
-    let mut stack: Vec<&c::Node> = workflows.flat_map(|t| t.nodes.iter()).collect();
-    while let Some(n) = stack.pop() {
-        match &n.target {
-            Some(c::node::Target::GateNode(g)) => match &g.condition {
-                Some(Condition::Signal(s)) if s.signal_id == id => return s.r#type.clone(),
+    for n in templates.flat_map(|t| t.nodes.iter()) {
+        contrail_compiler::walk_nodes(n, &mut |n| {
+            let Some(c::node::Target::GateNode(g)) = &n.target else {
+                return;
+            };
+            match &g.condition {
+                Some(Condition::Signal(s)) if s.signal_id == id => {
+                    found = found.take().or(s.r#type.clone())
+                }
                 Some(Condition::Approve(a)) if a.signal_id == id => {
-                    return Some(c::LiteralType {
+                    found = found.take().or(Some(c::LiteralType {
                         r#type: Some(c::literal_type::Type::Simple(c::SimpleType::Boolean as i32)),
                         ..Default::default()
-                    });
+                    }))
                 }
                 _ => {}
-            },
-            Some(c::node::Target::BranchNode(b)) => {
-                if let Some(ie) = &b.if_else {
-                    stack.extend(ie.case.iter().filter_map(|c| c.then_node.as_deref()));
-                    stack.extend(ie.other.iter().filter_map(|c| c.then_node.as_deref()));
-                    if let Some(c::if_else_block::Default::ElseNode(e)) = &ie.default {
-                        stack.push(e);
-                    }
-                }
             }
-            Some(c::node::Target::ArrayNode(a)) => stack.extend(a.node.as_deref()),
-            _ => {}
-        }
+        });
     }
-    None
+    found
 }
 
 impl Api {

@@ -10,7 +10,7 @@ mod workflow;
 pub use typing::{castable, check_constant, describe, is_optional};
 pub use workflow::{
     Compiled, END_NODE, LaunchPlanInterface, References, Requirements, START_NODE,
-    compile_workflow, requirements,
+    compile_workflow, requirements, walk_nodes,
 };
 
 use contrail_idl::core::Identifier;

@@ -128,7 +128,7 @@ fn recursion(spec: &WorkflowSpec) -> Option<Vec<String>> {
 }
 
 /// Visits a node and every node nested in it (branch cases, array sub-nodes).
-fn walk_nodes<'a>(n: &'a Node, f: &mut impl FnMut(&'a Node)) {
+pub fn walk_nodes<'a>(n: &'a Node, f: &mut impl FnMut(&'a Node)) {
     f(n);
     for child in children(n) {
         walk_nodes(child, f);
