@@ -88,9 +88,15 @@ fn main() -> Result<(), BoxError> {
     }
     files.sort();
 
-    let fds = protox::compile(&files, [&include])?;
-    let fds_bytes = prost::Message::encode_to_vec(&fds);
-    std::fs::write(out.join("flyteidl.fds.bin"), fds_bytes)?;
+    let mut compiler = protox::Compiler::new([&include])?;
+    compiler.include_imports(true).open_files(&files)?;
+    // Encoded by the compiler itself, so option extensions (`google.api.http`, which the
+    // REST routes are read from) survive; `prost_types` would drop them.
+    std::fs::write(
+        out.join("flyteidl.fds.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
         .btree_map(".")

@@ -14,6 +14,7 @@ mod edge;
 mod error;
 mod executions;
 pub mod list;
+mod rest;
 mod signals;
 mod validate;
 
@@ -217,7 +218,8 @@ impl Api {
             .with_state(self.clone());
         // Outermost first: body limits and the in-flight budget, then authentication,
         // then decode failures turned into INVALID_ARGUMENT.
-        grpc.merge(http)
+        let edge = grpc
+            .merge(http)
             .fallback(edge::fallback)
             .layer(axum::middleware::from_fn(edge::decode_errors_are_invalid))
             .layer(axum::middleware::from_fn_with_state(
@@ -227,6 +229,11 @@ impl Api {
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 edge::limit_bodies,
-            ))
+            ));
+        // The REST routes transcode into gRPC calls sent through the whole edge above.
+        axum::Router::new()
+            .route("/api/v1/{*rest}", axum::routing::any(rest::serve))
+            .with_state(edge.clone())
+            .fallback_service(edge)
     }
 }
