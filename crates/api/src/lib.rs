@@ -106,7 +106,12 @@ pub struct Api {
     auth: Option<Arc<contrail_auth::Authenticator>>,
     /// Room for the request bodies held in memory at once.
     budget: edge::Budget,
+    /// Renders the Prometheus text served at `/metrics`.
+    metrics: Option<Metrics>,
 }
+
+/// Renders the process's metrics in the Prometheus text format.
+pub type Metrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The compiled flyteidl schema, for reflection.
 pub(crate) fn schema() -> &'static prost_reflect::DescriptorPool {
@@ -115,6 +120,31 @@ pub(crate) fn schema() -> &'static prost_reflect::DescriptorPool {
         prost_reflect::DescriptorPool::decode(contrail_idl::FILE_DESCRIPTOR_SET)
             .expect("the schema compiled into this binary decodes")
     })
+}
+
+/// `/metrics`: the Prometheus text format (404 when no recorder is installed).
+async fn serve_metrics(
+    axum::extract::State(api): axum::extract::State<Api>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match api.metrics.clone() {
+        Some(render) => match tokio::task::spawn_blocking(move || render()).await {
+            Ok(text) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response(),
+            Err(e) => (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render metrics: {e}"),
+            )
+                .into_response(),
+        },
+        None => (axum::http::StatusCode::NOT_FOUND, "no metrics here").into_response(),
+    }
 }
 
 /// A hook the API calls after writing an execution's desired state.
@@ -134,6 +164,7 @@ impl Api {
             blob,
             wake: None,
             auth: None,
+            metrics: None,
             budget: edge::Budget::new(cfg.max_inflight_bytes.max(cfg.max_message_bytes + 5)),
             cfg: Arc::new(cfg),
         }
@@ -143,6 +174,12 @@ impl Api {
     /// gRPC call per project.
     pub fn with_auth(mut self, auth: Arc<contrail_auth::Authenticator>) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Serves `/metrics` (behind authentication when it is on).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -214,6 +251,7 @@ impl Api {
                 axum::routing::get(dataproxy::get_download),
             )
             .route("/healthcheck", axum::routing::get(|| async { "ok" }))
+            .route("/metrics", axum::routing::get(serve_metrics))
             .layer(axum::extract::DefaultBodyLimit::max(max))
             .with_state(self.clone());
         // Outermost first: body limits and the in-flight budget, then authentication,

@@ -275,10 +275,13 @@ impl BlobStore {
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), Error> {
         if let Some(r) = &self.remote {
             validate_key(key)?;
-            return r.put(key, bytes);
+            r.put(key, bytes)?;
+        } else {
+            let staged = self.stage_bytes(key, bytes)?;
+            self.commit_plain(staged, key, false).map_err(plain_error)?;
         }
-        let staged = self.stage_bytes(key, bytes)?;
-        self.commit_plain(staged, key, false).map_err(plain_error)
+        count_bytes("in", bytes.len());
+        Ok(())
     }
 
     /// Writes an object only if its key is free, atomically: `Ok(false)` (and nothing
@@ -290,22 +293,28 @@ impl BlobStore {
         }
         let staged = self.stage_bytes(key, bytes)?;
         match self.commit_plain(staged, key, true) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                count_bytes("in", bytes.len());
+                Ok(true)
+            }
             Err(objects::WriteError::Exists(_)) => Ok(false),
             Err(e) => Err(plain_error(e)),
         }
     }
 
     pub fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
-        if let Some(r) = &self.remote {
+        let bytes = if let Some(r) = &self.remote {
             validate_key(key)?;
-            return r.get(key);
-        }
-        let path = self.path(key)?;
-        std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(key.to_string()),
-            _ => Error::Io(key.to_string(), e),
-        })
+            r.get(key)?
+        } else {
+            let path = self.path(key)?;
+            std::fs::read(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(key.to_string()),
+                _ => Error::Io(key.to_string(), e),
+            })?
+        };
+        count_bytes("out", bytes.len());
+        Ok(bytes)
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, Error> {
@@ -379,6 +388,11 @@ pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// Bytes this process wrote to (`in`) or read from (`out`) the blob store.
+fn count_bytes(direction: &'static str, n: usize) {
+    metrics::counter!("contrail_blob_bytes_total", "direction" => direction).increment(n as u64);
 }
 
 #[cfg(test)]

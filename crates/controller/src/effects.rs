@@ -2,6 +2,7 @@
 //! [`Watch`] is looked at. Every effect is safe to repeat; data problems come back as
 //! observations (the node fails), IO problems as errors (the round is retried).
 
+use crate::telemetry;
 use crate::{ChildRequest, Controller, Error, LaunchError, attempt_id};
 use contrail_blob::layout;
 use contrail_compiler::{Key, References, compile_workflow};
@@ -514,6 +515,19 @@ impl Cx<'_> {
         }
     }
 
+    /// Records how long after its last upstream node ended a node is launched.
+    fn record_edge_latency(&self, plan: &Plan, state: &ExecState, node: usize) {
+        let upstream_end = plan.nodes[node]
+            .upstream
+            .iter()
+            .filter_map(|&u| state.nodes.get(u).and_then(|n| n.finished_at))
+            .max();
+        if let Some(end) = upstream_end {
+            let after = (crate::now_nanos() - end).max(0) as u64;
+            telemetry::edge_latency(std::time::Duration::from_nanos(after));
+        }
+    }
+
     /// Resolves a cacheable node's inputs, writes them, and asks the catalog.
     fn cache_lookup(
         &self,
@@ -845,6 +859,9 @@ impl Cx<'_> {
                 };
                 let mut spec = self.attempt_spec(plan, *node, *item, *attempt);
                 spec.inputs = inputs;
+                if item.is_none() && *attempt == 0 {
+                    self.record_edge_latency(plan, state, *node);
+                }
                 let me = Arc::downgrade(self.c);
                 let key = k.clone();
                 self.c.executor.launch(
@@ -980,31 +997,45 @@ impl Cx<'_> {
                 )?;
                 Ok(None)
             }
-            Effect::CacheLookup { node } => Ok(Some(Observation::Cache {
-                node: *node,
-                outcome: self.cache_lookup(plan, state, *node)?,
-            })),
-            Effect::CachePut { node } => Ok(Some(Observation::CachePut {
-                node: *node,
-                result: self.cache_put(plan, state, *node)?,
-            })),
+            Effect::CacheLookup { node } => {
+                let outcome = self.cache_lookup(plan, state, *node)?;
+                telemetry::cache_lookup(&outcome);
+                Ok(Some(Observation::Cache {
+                    node: *node,
+                    outcome,
+                }))
+            }
+            Effect::CachePut { node } => {
+                let result = self.cache_put(plan, state, *node)?;
+                telemetry::cache_put(result.is_ok());
+                Ok(Some(Observation::CachePut {
+                    node: *node,
+                    result,
+                }))
+            }
             Effect::CacheRelease { node } => {
                 if let Some(key) = self.cache_key(plan, state, *node)? {
                     self.c.store.release(&key, &self.owner(plan, *node))?;
                 }
                 Ok(Some(Observation::CacheReleased { node: *node }))
             }
-            Effect::CacheLookupItem { node, item } => Ok(Some(Observation::CacheItem {
-                node: *node,
-                item: *item,
-                outcome: self.item_lookup(plan, *node, *item)?,
-            })),
+            Effect::CacheLookupItem { node, item } => {
+                let outcome = self.item_lookup(plan, *node, *item)?;
+                telemetry::cache_lookup(&outcome);
+                Ok(Some(Observation::CacheItem {
+                    node: *node,
+                    item: *item,
+                    outcome,
+                }))
+            }
             Effect::CachePutItem {
                 node,
                 item,
                 attempt,
             } => {
-                if let Err(e) = self.item_put(plan, *node, *item, *attempt)? {
+                let put = self.item_put(plan, *node, *item, *attempt)?;
+                telemetry::cache_put(put.is_ok());
+                if let Err(e) = put {
                     tracing::warn!(execution = %k, node = %plan.nodes[*node].id, item, "cannot cache the item: {e}");
                 }
                 Ok(Some(Observation::CachePutItem {

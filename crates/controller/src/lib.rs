@@ -9,6 +9,7 @@ mod leases;
 mod plugins;
 mod queue;
 pub mod render;
+mod telemetry;
 
 use contrail_blob::{BlobStore, layout};
 use contrail_engine::{
@@ -252,6 +253,12 @@ impl Controller {
         self.leases.len()
     }
 
+    /// Brings the gauges (queue depth, timers, executions owned) up to date; called just
+    /// before metrics are scraped.
+    pub fn report_gauges(&self) {
+        telemetry::gauges(&self.queue, self.owned());
+    }
+
     /// One reconcile pass (a streak of rounds) over one execution.
     pub fn reconcile(self: &Arc<Self>, k: &ExecKey) {
         let fence = match self.fence(k) {
@@ -463,6 +470,7 @@ impl Controller {
         let mut carry: Vec<Observation> = Vec::new();
         let mut settled = false;
         for _ in 0..self.cfg.max_streak {
+            let began = std::time::Instant::now();
             let now = now_nanos();
             let mut obs = std::mem::take(&mut carry);
             if let Some(cause) = &head.abort_cause {
@@ -511,8 +519,17 @@ impl Controller {
                 fence: Some(fence.clone()),
                 ..commit
             };
-            match self.store.commit_round(&commit)? {
-                CommitOutcome::Committed => live.revision += 1,
+            let committing = std::time::Instant::now();
+            let outcome = self.store.commit_round(&commit)?;
+            telemetry::commit(committing.elapsed());
+            telemetry::round(began.elapsed());
+            match outcome {
+                CommitOutcome::Committed => {
+                    live.revision += 1;
+                    if step.state.phase != live.state.phase {
+                        telemetry::execution_entered(step.state.phase);
+                    }
+                }
                 CommitOutcome::Fenced => {
                     // Another replica took this execution over: it is theirs now.
                     tracing::warn!(execution = %k, epoch = fence.epoch, "lease lost; dropping");

@@ -66,6 +66,12 @@ impl Queue {
         self.state().timers.len()
     }
 
+    /// Executions ready to work on, and timers pending.
+    pub fn depth(&self) -> (usize, usize) {
+        let s = self.state();
+        (s.ready.len(), s.timers.len())
+    }
+
     /// Waits for the next execution to work on.
     pub async fn next(&self) -> ExecKey {
         loop {

@@ -116,11 +116,22 @@ pub fn unknown_label(label: &str, known: &[String]) -> String {
 
 impl Executor for Router {
     fn launch(&self, spec: &AttemptSpec, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
-        match self.pick(spec) {
-            Ok(e) => e.launch(spec, on_change),
+        let (executor, result) = match self.route(spec) {
+            Ok(name) => {
+                let result = self.executors[name].launch(spec, on_change);
+                (name.to_string(), result)
+            }
             // Reported by `status`: the attempt cannot run anywhere.
-            Err(_) => Ok(()),
-        }
+            Err(_) => ("none".to_string(), Ok(())),
+        };
+        let outcome = match (&result, executor.as_str()) {
+            (_, "none") => "unroutable",
+            (Ok(()), _) => "launched",
+            (Err(_), _) => "error",
+        };
+        metrics::counter!("contrail_task_launches_total", "executor" => executor, "outcome" => outcome)
+            .increment(1);
+        result
     }
 
     fn status(&self, spec: &AttemptSpec) -> Result<TaskStatus> {

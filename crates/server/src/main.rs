@@ -6,6 +6,7 @@ mod catalog_cli;
 mod config;
 mod net;
 mod security;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig, S3Access};
@@ -586,9 +587,17 @@ async fn start(args: StartArgs) -> Result<(), String> {
         },
     );
     let mut controller_run = None;
+    let mut refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
     if let Some((c, run)) = controller {
+        let gauges = c.clone();
+        refresh = Arc::new(move || gauges.report_gauges());
         api = api.with_wake(Arc::new(move |k| c.wake(k.clone())));
         controller_run = Some(run);
+    }
+    if let Some(handle) = telemetry::install() {
+        api = api.with_metrics(Arc::new(move || {
+            telemetry::render(&handle, refresh.as_ref())
+        }));
     }
     if let Some(auth) = &auth {
         api = api.with_auth(auth.clone());
