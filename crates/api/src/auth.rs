@@ -53,8 +53,19 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
             }
         }
     }
-    None
+    // The console keeps the token a user signed in with in a same-site cookie.
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(CONSOLE_COOKIE)?.strip_prefix('='))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
+
+/// The cookie the console sends its token in.
+pub(crate) const CONSOLE_COOKIE: &str = "contrail_token";
 
 /// A refusal of the guard; over plain HTTP its code is 401 (with `WWW-Authenticate`), 403
 /// or 400.
@@ -421,6 +432,11 @@ mod tests {
         assert_eq!(bearer(&h).as_deref(), Some("abc"));
         h.insert(TOKEN_HEADER, "bearer xyz".parse().unwrap());
         assert_eq!(bearer(&h).as_deref(), Some("xyz"));
+        let mut c = HeaderMap::new();
+        c.insert("cookie", "a=1; contrail_token=tok; b=2".parse().unwrap());
+        assert_eq!(bearer(&c).as_deref(), Some("tok"));
+        c.insert("cookie", "contrail_token_other=x".parse().unwrap());
+        assert_eq!(bearer(&c), None);
         assert!(is_open("/upload/x") && is_open("/healthcheck"));
         assert!(!is_open("/flyteidl.service.AdminService/ListProjects"));
     }

@@ -681,7 +681,7 @@ impl Api {
             &id.project,
             &id.domain,
             Page::of(r.limit, &r.token, &filters, r.sort_by.as_ref()),
-            Phases::Workflow,
+            Phases::Execution,
         )?;
         let (rows, token) = if tags.is_empty() {
             let rows = self.store.list_executions(&q)?;
@@ -1053,7 +1053,12 @@ impl Api {
         Ok(a::TaskExecutionList {
             task_executions: rows
                 .iter()
-                .map(|t| a::TaskExecution::decode(t.record.as_slice()))
+                .map(|t| {
+                    a::TaskExecution::decode(t.record.as_slice()).map(|mut te| {
+                        self.http_logs(&mut te);
+                        te
+                    })
+                })
                 .collect::<Result<_, _>>()?,
             token,
         })
@@ -1078,7 +1083,9 @@ impl Api {
         &self,
         r: a::TaskExecutionGetRequest,
     ) -> ApiResult<a::TaskExecution> {
-        self.task_record(r.id.as_ref())
+        let mut te = self.task_record(r.id.as_ref())?;
+        self.http_logs(&mut te);
+        Ok(te)
     }
 
     pub(crate) fn task_execution_data_impl(

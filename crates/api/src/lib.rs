@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod authz;
+mod console;
 mod datacatalog;
 mod dataproxy;
 mod diff;
@@ -14,6 +15,7 @@ mod edge;
 mod error;
 mod executions;
 pub mod list;
+mod logs;
 mod rest;
 mod signals;
 mod validate;
@@ -53,6 +55,8 @@ pub struct ApiConfig {
     pub executors: Vec<String>,
     /// With auth: the task types and images callers without admin rights may run.
     pub task_policy: Option<contrail_auth::TaskPolicy>,
+    /// Directories whose files task logs may be served from (`/logs/...`).
+    pub log_roots: Vec<std::path::PathBuf>,
 }
 
 /// How clients reach the blob store over S3.
@@ -81,6 +85,7 @@ impl Default for ApiConfig {
             },
             executors: vec!["local".into()],
             task_policy: None,
+            log_roots: Vec::new(),
         }
     }
 }
@@ -252,6 +257,10 @@ impl Api {
             )
             .route("/healthcheck", axum::routing::get(|| async { "ok" }))
             .route("/metrics", axum::routing::get(serve_metrics))
+            .route(
+                "/logs/{project}/{domain}/{name}/{node}/{retry}/{index}",
+                axum::routing::get(logs::serve),
+            )
             .layer(axum::extract::DefaultBodyLimit::max(max))
             .with_state(self.clone());
         // Outermost first: body limits and the in-flight budget, then authentication,
@@ -272,6 +281,13 @@ impl Api {
         axum::Router::new()
             .route("/api/v1/{*rest}", axum::routing::any(rest::serve))
             .with_state(edge.clone())
+            .route("/", axum::routing::get(console::root))
+            .route("/console", axum::routing::get(console::home))
+            .route(
+                "/favicon.ico",
+                axum::routing::get(|| async { axum::http::StatusCode::NO_CONTENT }),
+            )
+            .route("/console/{*path}", axum::routing::get(console::page))
             .fallback_service(edge)
     }
 }

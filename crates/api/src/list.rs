@@ -27,11 +27,21 @@ const MAX_OFFSET: u64 = 1 << 40;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phases {
     Workflow,
+    /// Execution lists: workflow phases, and `workflow.name` and `launch_plan.name` name
+    /// the execution's workflow and launch plan.
+    Execution,
     Node,
     Task,
 }
 
-fn column(field: &str) -> Option<Column> {
+fn column(field: &str, phases: Phases) -> Option<Column> {
+    if phases == Phases::Execution {
+        match field {
+            "workflow.name" => return Some(Column::Workflow),
+            "launch_plan.name" => return Some(Column::LaunchPlan),
+            _ => {}
+        }
+    }
     // Flyte allows an entity prefix, e.g. `launch_plan.name`.
     let bare = field.rsplit('.').next().unwrap_or(field);
     Some(match bare {
@@ -111,7 +121,7 @@ fn parse_term(term: &str, phases: Phases) -> ApiResult<Filter> {
             )));
         }
     };
-    let column = column(field.trim()).ok_or_else(|| {
+    let column = column(field.trim(), phases).ok_or_else(|| {
         invalid(format!(
             "filters: cannot filter on field '{}'",
             short(field.trim())
@@ -167,7 +177,7 @@ fn typed_value(column: Column, v: &str, phases: Phases) -> Option<String> {
         Column::State => v.parse::<i32>().ok().map(|n| n.to_string()),
         Column::Phase => {
             let by_name = match phases {
-                Phases::Workflow => {
+                Phases::Workflow | Phases::Execution => {
                     c::workflow_execution::Phase::from_str_name(v).map(|p| p as i32)
                 }
                 Phases::Node => c::node_execution::Phase::from_str_name(v).map(|p| p as i32),
@@ -188,7 +198,7 @@ pub fn parse_sort(sort: Option<&Sort>) -> ApiResult<Option<(Column, bool)>> {
     if s.key.is_empty() {
         return Ok(None);
     }
-    let col = column(&s.key)
+    let col = column(&s.key, Phases::Workflow)
         .ok_or_else(|| invalid(format!("sort_by.key: cannot sort by '{}'", s.key)))?;
     Ok(Some((col, s.direction == 0)))
 }

@@ -90,6 +90,10 @@ pub enum Column {
     UpdatedAt,
     /// Execution/node/task phase.
     Phase,
+    /// An execution's workflow name (execution lists only).
+    Workflow,
+    /// An execution's launch plan name (execution lists only).
+    LaunchPlan,
 }
 
 impl Column {
@@ -104,6 +108,8 @@ impl Column {
             Column::CreatedAt => "created_at",
             Column::UpdatedAt => "updated_at",
             Column::Phase => "phase",
+            Column::Workflow => "workflow",
+            Column::LaunchPlan => "launch_plan",
         }
     }
 
