@@ -243,7 +243,10 @@ function literalTable(map, emptyText) {
 }
 function errorBox(err, id) {
   if (!err || !(err.message || err.code)) return null;
-  return h('div', { class: 'error', id }, h('span', { class: 'kind' }, `${err.kind || 'ERROR'} ${err.code || ''}`.trim() + ':'), err.message || '');
+  // Codes often carry the kind already (`USER:RuntimeError`).
+  const code = err.code || '';
+  const title = code.startsWith(`${err.kind}:`) ? code : `${err.kind || 'ERROR'} ${code}`.trim();
+  return h('div', { class: 'error', id }, h('span', { class: 'kind' }, title + ':'), err.message || '');
 }
 
 // ---- Breadcrumbs.
@@ -315,16 +318,18 @@ async function executionsPage(p, d) {
 }
 
 // ---- The execution graph: nodes laid out left to right by longest path from the start.
-function templateGraph(template, subWorkflows) {
+// `compiled` is a compiled workflow (primary or sub): its template and connections.
+function templateGraph(compiled) {
+  const template = compiled.template || {};
   const nodes = (template.nodes || []).map((n) => ({ id: n.id, spec: n, label: nodeLabel(n) }));
-  const up = (template.connections && template.connections.upstream) || {};
+  const up = (compiled.connections && compiled.connections.upstream) || {};
   const ids = new Set(nodes.map((n) => n.id));
   const edges = [];
   for (const [to, list] of Object.entries(up)) for (const from of list.ids || []) if (ids.has(from) && ids.has(to)) edges.push([from, to]);
   if (!edges.length) {
     for (const n of template.nodes || []) for (const from of n.upstream_node_ids || []) if (ids.has(from)) edges.push([from, n.id]);
   }
-  return { nodes, edges, subWorkflows };
+  return { nodes, edges };
 }
 function nodeLabel(n) {
   if (n.id === 'start-node') return 'start';
@@ -432,7 +437,7 @@ async function executionPage(p, d, name, selectedNode) {
     execs: new Map(), expanded: new Set(), itemCounts: new Map(), selected: selectedNode || null,
     children: new Map(), dynamic: new Map(), attempts: new Map(),
   };
-  const root = attachKeys(templateGraph(compiled.primary.template), '', 0);
+  const root = attachKeys(templateGraph(compiled.primary), '', 0);
 
   const header = h('div', { class: 'card', id: 'exec-header' });
   const actions = h('div', { class: 'row', id: 'exec-actions' });
@@ -453,14 +458,14 @@ async function executionPage(p, d, name, selectedNode) {
     if (spec.workflow_node && spec.workflow_node.sub_workflow_ref) {
       const ref = spec.workflow_node.sub_workflow_ref;
       const sub = subs[ref.name + '@' + ref.version];
-      if (sub) n.child = attachKeys(templateGraph(sub.template), n.key, retry, known);
+      if (sub) n.child = attachKeys(templateGraph(sub), n.key, retry, known);
     } else if (spec.branch_node) {
       const ie = spec.branch_node.if_else || {};
       const cases = [ie.case, ...(ie.other || [])].filter(Boolean).map((c) => c.then_node).filter(Boolean);
       if (ie.else_node) cases.push(ie.else_node);
       n.child = attachKeys({ nodes: cases.map((c) => ({ id: c.id, spec: c, label: nodeLabel(c) })), edges: [] }, n.key, retry, known, true);
     } else if (state.dynamic.has(n.key)) {
-      n.child = attachKeys(templateGraph(state.dynamic.get(n.key).primary.template), n.key, retry, known);
+      n.child = attachKeys(templateGraph(state.dynamic.get(n.key).primary), n.key, retry, known);
     }
     if (n.child) n.child.nodes.forEach(expandable);
   }
@@ -841,7 +846,7 @@ async function entityPage(kind, p, d, name, version) {
     const compiled = entity.closure.compiled_workflow;
     body.push(h('h2', {}, 'Interface'), h('h3', {}, 'Inputs'), interfaceTable(compiled.primary.template.interface, 'inputs'),
       h('h3', {}, 'Outputs'), interfaceTable(compiled.primary.template.interface, 'outputs'), h('h2', {}, 'Graph'));
-    const g = attachKeys(templateGraph(compiled.primary.template), '', 0);
+    const g = attachKeys(templateGraph(compiled.primary), '', 0);
     const state = { execs: new Map(), expanded: new Set(), itemCounts: new Map(), selected: null, select: () => {} };
     const layout = layoutGraph(g, state, 0);
     const svg = s('svg', { id: 'graph', width: layout.w + 40, height: layout.h + 40 },
