@@ -117,7 +117,9 @@ impl Api {
             .store
             .get_task_execution(key, node, retry)?
             .ok_or_else(|| {
-                ApiError::NotFound(format!("task execution {key}/{node}/{retry} does not exist"))
+                ApiError::NotFound(format!(
+                    "task execution {key}/{node}/{retry} does not exist"
+                ))
             })?;
         let te = a::TaskExecution::decode(rec.record.as_slice())?;
         let closure = te.closure.unwrap_or_default();
@@ -218,7 +220,9 @@ pub(crate) async fn serve(
     };
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(e) => return (StatusCode::NOT_FOUND, format!("cannot open the log: {e}")).into_response(),
+        Err(e) => {
+            return (StatusCode::NOT_FOUND, format!("cannot open the log: {e}")).into_response();
+        }
     };
     let start = query.offset.unwrap_or(0);
     if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
@@ -263,7 +267,10 @@ pub(crate) async fn serve(
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
-            (header::HeaderName::from_static("x-content-type-options"), "nosniff"),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff",
+            ),
         ],
         Body::from_stream(stream),
     )

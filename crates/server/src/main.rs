@@ -7,6 +7,7 @@ mod config;
 mod net;
 mod security;
 mod telemetry;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 use contrail_api::{Api, ApiConfig, S3Access};
@@ -85,6 +86,20 @@ enum Command {
         #[arg(long, env = "CONTRAIL_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Follow an execution: its node tree with phases and a progress bar, until it ends.
+    /// Exits non-zero unless it succeeded, after printing the error and the failed
+    /// node's log tail.
+    Watch {
+        /// The execution's name.
+        execution: String,
+        #[command(flatten)]
+        target: terminal::Target,
+    },
+    /// Executions on a server.
+    Executions {
+        #[command(subcommand)]
+        cmd: ExecutionsCmd,
+    },
     /// Internal: supervise one task attempt (started by the local executor).
     #[command(hide = true)]
     Supervise {
@@ -96,6 +111,20 @@ enum Command {
     SuperviseDaemon {
         /// The Unix socket it serves.
         socket: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ExecutionsCmd {
+    /// The newest executions of a project and domain.
+    Ls {
+        #[command(flatten)]
+        target: terminal::Target,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only executions in this phase (e.g. FAILED).
+        #[arg(long)]
+        phase: Option<String>,
     },
 }
 
@@ -358,6 +387,21 @@ fn main() -> std::process::ExitCode {
             };
             security::auth_cli(cmd, &security::auth_dir(&file, &d)).map(|s| print!("{s}"))
         }),
+        Command::Watch { execution, target } => rt.block_on(terminal::watch(&target, &execution)),
+        Command::Executions {
+            cmd:
+                ExecutionsCmd::Ls {
+                    target,
+                    limit,
+                    phase,
+                },
+        } => rt
+            .block_on(terminal::list(
+                &target,
+                limit.clamp(1, 1000),
+                phase.as_deref(),
+            ))
+            .map(|s| print!("{s}")),
         Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
     match result {
