@@ -36,17 +36,23 @@ exclude=()
 echo "== cargo test"; CONTRAIL_FUZZ_CASES=${CONTRAIL_FUZZ_CASES:-2000} cargo test --workspace "${exclude[@]}"
 echo "== build";    cargo build -p contrail
 
-if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, cryptography, jwt, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
+if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, cryptography, jwt, selenium, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
   echo "== python venv ($VENV) with flytekit==$FLYTEKIT_VERSION and the data libraries tasks use"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "flytekit==$FLYTEKIT_VERSION" pytest pyarrow pandas polars pydantic \
-    "flytekitplugins-polars==$FLYTEKIT_VERSION" cryptography pyjwt
+    "flytekitplugins-polars==$FLYTEKIT_VERSION" cryptography pyjwt selenium
   # boto3 at the botocore that s3fs's aiobotocore pinned (an unpinned boto3 backtracks for long).
   botocore=$("$VENV/bin/python" -c "import botocore; print(botocore.__version__)")
   "$VENV/bin/pip" install -q boto3 "botocore==$botocore"
 fi
 
-echo "== end-to-end (embedded: SQLite, local blobs, one process)"
+# The console's browser tests need headless Chromium; as root on Debian it is installed here.
+if ! command -v chromedriver >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== chromium and chromium-driver (the console's browser tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
+echo "== end-to-end (embedded: SQLite, local blobs, one process; console screenshots in target/console-screenshots/)"
 CONTRAIL_BIN="$PWD/target/debug/contrail" "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/e2e
 
 if [ -n "${CONTRAIL_TEST_POSTGRES:-}" ] && [ -n "${CONTRAIL_TEST_S3_ENDPOINT:-}" ]; then

@@ -419,3 +419,45 @@ def test_each_client_has_its_own_s3_key_pair_that_ends_with_the_client(secure):
             return err.response["Error"]["Code"] == "InvalidAccessKeyId"
         return False
     wait_until(refused, 10, "the removed client's S3 keys refused")
+
+
+def test_rest_console_metrics_and_logs_take_the_same_credentials(secure):
+    """The REST API, the console's cookie, /metrics and /logs are behind the same guard and
+    the same per-project grants as gRPC; the console's assets are open (they hold no data)."""
+    ctx = ssl.create_default_context(cafile=str(secure.ca))
+    base = f"https://localhost:{secure.port}"
+
+    def call(path, headers=None, method="GET", data=None):
+        req = urllib.request.Request(base + path, headers=headers or {}, method=method, data=data)
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    executions = "/api/v1/executions/flytesnacks/development?limit=5"
+    status, body = call(executions)
+    assert status == 401 and json.loads(body)["code"] == 16, body
+    bearer = lambda client: {"Authorization": f"Bearer {token_for(secure, client)}"}
+    status, body = call(executions, bearer("watcher"))
+    assert status == 200 and "executions" in json.loads(body), body
+    # The console sends its signed-in token as a cookie.
+    cookie = {"Cookie": f"contrail_token={token_for(secure, 'watcher')}"}
+    assert call(executions, cookie)[0] == 200
+    # Another project's client is refused per project, with gRPC's code.
+    status, body = call(executions, bearer("stranger"))
+    assert status == 403 and json.loads(body)["code"] == 7 and "flytesnacks" in json.loads(body)["message"]
+    # A viewer may not register a project over REST either; nothing is stored.
+    status, body = call("/api/v1/projects", {**bearer("watcher"), "Content-Type": "application/json"}, "POST",
+                        json.dumps({"project": {"id": "viarest", "name": "viarest"}}).encode())
+    assert status == 403, body
+    assert b"viarest" not in call("/api/v1/projects", bearer("root"))[1]
+    # Metrics and logs need a token; the console's assets do not.
+    assert call("/metrics")[0] == 401
+    status, body = call("/metrics", bearer("watcher"))
+    assert status == 200 and b"process_open_fds" in body
+    assert call("/logs/flytesnacks/development/x/n0/0/0")[0] == 401
+    assert call("/logs/flytesnacks/development/x/n0/0/0", bearer("stranger"))[0] == 403
+    assert call("/logs/flytesnacks/development/x/n0/0/0", bearer("watcher"))[0] == 404
+    assert call("/console/projects/flytesnacks/domains/development/executions")[0] == 200
+    assert call("/console/assets/app.js")[0] == 200

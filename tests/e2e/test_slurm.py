@@ -90,6 +90,13 @@ def test_a_labelled_execution_runs_its_task_as_a_slurm_job_reading_data_through_
     logs = ex.node_executions["n0"].task_executions[0].closure.logs
     assert [log.name for log in logs] == ["stdout (Slurm)", "stderr (Slurm)"]
     assert (slurm.logs / f"{ex.id.name}-n0-0.out").exists()
+    # Slurm's log directory is one the server serves from: the link is HTTP.
+    assert all("/logs/" in log.uri for log in logs), [log.uri for log in logs]
+    import urllib.request
+
+    for log in logs:
+        with urllib.request.urlopen(log.uri, timeout=30) as resp:
+            assert resp.status == 200
     # Nothing ran as a local process, and the blobs are in S3, not the data directory.
     assert not list((slurm.data_dir / "attempts").glob(f"*/*/{ex.id.name}*"))
     assert not list((slurm.data_dir / "blobs").rglob("outputs.pb"))

@@ -72,11 +72,20 @@ impl Api {
             return;
         };
         let base = self.cfg.public_url.trim_end_matches('/');
+        // Only logs this server may serve get an HTTP address; others keep theirs.
+        let servable = |uri: &str| {
+            uri.strip_prefix("file://").is_some_and(|path| {
+                self.cfg
+                    .log_roots
+                    .iter()
+                    .any(|root| std::path::Path::new(path).starts_with(root))
+            })
+        };
         let Some(closure) = te.closure.as_mut() else {
             return;
         };
         for (index, log) in closure.logs.iter_mut().enumerate() {
-            if log.uri.starts_with("file://") {
+            if servable(&log.uri) {
                 log.uri = format!(
                     "{base}{}",
                     log_path(exec, &ne.node_id, id.retry_attempt, index, None)
@@ -86,7 +95,7 @@ impl Api {
         if let Some(meta) = closure.metadata.as_mut() {
             for resource in meta.external_resources.iter_mut() {
                 for (index, log) in resource.logs.iter_mut().enumerate() {
-                    if log.uri.starts_with("file://") {
+                    if servable(&log.uri) {
                         log.uri = format!(
                             "{base}{}",
                             log_path(

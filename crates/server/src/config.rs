@@ -9,6 +9,7 @@ use contrail_executor_slurm::SlurmConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::path::PathBuf;
 
 /// The name of the executor that runs tasks as local processes; it always exists.
 pub(crate) const LOCAL: &str = "local";
@@ -162,6 +163,18 @@ impl FileConfig {
         }
         names.sort();
         names
+    }
+
+    /// Directories of task logs the executors write on this machine (Slurm's `log_dir`,
+    /// usually a shared file system): the server may serve logs from them over HTTP.
+    pub(crate) fn log_dirs(&self) -> Vec<PathBuf> {
+        self.executors
+            .values()
+            .filter_map(|e| match e {
+                ExecutorConfig::Slurm(s) => Some(PathBuf::from(&s.log_dir)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub(crate) fn routes(&self) -> Routes {

@@ -627,7 +627,10 @@ async fn start(args: StartArgs) -> Result<(), String> {
             executors: file.executor_names(),
             task_policy: file.auth.as_ref().and_then(|a| a.task_policy.clone()),
             max_inflight_bytes: args.max_inflight_mib.saturating_mul(1 << 20),
-            log_roots: vec![data_dir.join("attempts")],
+            log_roots: [data_dir.join("attempts")]
+                .into_iter()
+                .chain(file.log_dirs())
+                .collect(),
             ..Default::default()
         },
     );
