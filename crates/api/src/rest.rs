@@ -31,6 +31,8 @@ const SERVICES: &[&str] = &[
 
 /// Query parameters one request may carry.
 const MAX_QUERY_PARAMS: usize = 64;
+/// Parts of one dotted field path (recursive messages could otherwise nest without end).
+const MAX_FIELD_DEPTH: usize = 16;
 
 /// One HTTP binding of a gRPC method.
 #[derive(Debug, Clone)]
@@ -333,7 +335,7 @@ fn build_request(
         let value = percent_encoding::percent_decode_str(raw)
             .decode_utf8()
             .map_err(|_| format!("path field {field} is not UTF-8"))?;
-        set_path(&mut message, field, &value, field)?;
+        set_field(&mut message, field, &value)?;
     }
     if let Some(query) = query {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
@@ -346,7 +348,7 @@ fn build_request(
             ));
         }
         for (field, value) in pairs {
-            set_path(&mut message, &field, &value, &field)?;
+            set_field(&mut message, &field, &value)?;
         }
     }
     Ok(message)
@@ -376,6 +378,16 @@ fn decode_body(
 }
 
 /// Sets the field at a dotted path (proto or JSON names) from its text form.
+fn set_field(message: &mut DynamicMessage, path: &str, raw: &str) -> Result<(), String> {
+    if path.split('.').count() > MAX_FIELD_DEPTH {
+        let shown: String = path.chars().take(60).collect();
+        return Err(format!(
+            "{shown}...: a field path has at most {MAX_FIELD_DEPTH} parts"
+        ));
+    }
+    set_path(message, path, raw, path)
+}
+
 fn set_path(
     message: &mut DynamicMessage,
     path: &str,
@@ -623,6 +635,15 @@ mod tests {
         assert!(bad.unwrap_err().contains("limit"));
         let unknown = build_request(route, &[], Some("nope=1"), b"", Encoding::CamelCase);
         assert!(unknown.unwrap_err().contains("nope"));
+        let deep = format!("id.{}", "x.".repeat(40));
+        let too_deep = build_request(
+            route,
+            &[],
+            Some(&format!("{deep}=1")),
+            b"",
+            Encoding::CamelCase,
+        );
+        assert!(too_deep.unwrap_err().contains("at most 16 parts"));
     }
 
     #[test]
