@@ -142,6 +142,7 @@ def secure(tmp_path_factory):
     secrets = {
         "ci": cli(data, "client", "add", "ci", "--role", "editor:flytesnacks"),
         "watcher": cli(data, "client", "add", "watcher", "--role", "viewer:flytesnacks"),
+        "reader": cli(data, "client", "add", "reader", "--role", "viewer:flytesnacks"),
         "stranger": cli(data, "client", "add", "stranger", "--role", "admin:elsewhere"),
         "root": cli(data, "client", "add", "root", "--role", "admin"),
         "bot": cli(data, "token", "add", "bot", "--role", "editor:flytesnacks"),
@@ -439,25 +440,25 @@ def test_rest_console_metrics_and_logs_take_the_same_credentials(secure):
     status, body = call(executions)
     assert status == 401 and json.loads(body)["code"] == 16, body
     bearer = lambda client: {"Authorization": f"Bearer {token_for(secure, client)}"}
-    status, body = call(executions, bearer("watcher"))
+    status, body = call(executions, bearer("reader"))
     assert status == 200 and "executions" in json.loads(body), body
     # The console sends its signed-in token as a cookie.
-    cookie = {"Cookie": f"contrail_token={token_for(secure, 'watcher')}"}
+    cookie = {"Cookie": f"contrail_token={token_for(secure, 'reader')}"}
     assert call(executions, cookie)[0] == 200
     # Another project's client is refused per project, with gRPC's code.
     status, body = call(executions, bearer("stranger"))
     assert status == 403 and json.loads(body)["code"] == 7 and "flytesnacks" in json.loads(body)["message"]
     # A viewer may not register a project over REST either; nothing is stored.
-    status, body = call("/api/v1/projects", {**bearer("watcher"), "Content-Type": "application/json"}, "POST",
+    status, body = call("/api/v1/projects", {**bearer("reader"), "Content-Type": "application/json"}, "POST",
                         json.dumps({"project": {"id": "viarest", "name": "viarest"}}).encode())
     assert status == 403, body
     assert b"viarest" not in call("/api/v1/projects", bearer("root"))[1]
     # Metrics and logs need a token; the console's assets do not.
     assert call("/metrics")[0] == 401
-    status, body = call("/metrics", bearer("watcher"))
+    status, body = call("/metrics", bearer("reader"))
     assert status == 200 and b"process_open_fds" in body
     assert call("/logs/flytesnacks/development/x/n0/0/0")[0] == 401
     assert call("/logs/flytesnacks/development/x/n0/0/0", bearer("stranger"))[0] == 403
-    assert call("/logs/flytesnacks/development/x/n0/0/0", bearer("watcher"))[0] == 404
+    assert call("/logs/flytesnacks/development/x/n0/0/0", bearer("reader"))[0] == 404
     assert call("/console/projects/flytesnacks/domains/development/executions")[0] == 200
     assert call("/console/assets/app.js")[0] == 200

@@ -182,6 +182,27 @@ fn busy(grpc: bool, budget: &Budget) -> Response {
     )
 }
 
+/// Every call runs in a span named `rpc` with its path, and the execution it names once a
+/// handler has read it (for traces: `--otlp-endpoint`).
+pub(crate) async fn trace_calls(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "rpc",
+        rpc.method = %req.uri().path(),
+        execution = tracing::field::Empty,
+        grpc.status = tracing::field::Empty,
+    );
+    let response = next.run(req).instrument(span.clone()).await;
+    if let Some(code) = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("grpc.status", code);
+    }
+    response
+}
+
 /// tonic answers a request it cannot decode with INTERNAL; the caller sent it, so it is
 /// INVALID_ARGUMENT.
 pub(crate) async fn decode_errors_are_invalid(req: Request, next: Next) -> Response {

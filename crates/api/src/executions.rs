@@ -109,6 +109,7 @@ pub(crate) fn exec_key(
     validate::text(&format!("{field}.project"), &id.project)?;
     validate::text(&format!("{field}.domain"), &id.domain)?;
     validate::text(&format!("{field}.name"), &id.name)?;
+    tracing::Span::current().record("execution", id.name.as_str());
     Ok(ExecKey {
         project: id.project.clone(),
         domain: id.domain.clone(),
@@ -438,6 +439,7 @@ impl Api {
                 r.name
             )));
         };
+        tracing::Span::current().record("execution", name.as_str());
         let spec = r.spec.ok_or_else(|| invalid("spec is missing"))?;
         let given = r.inputs.or_else(|| spec.inputs.clone()).unwrap_or_default();
         self.launch(

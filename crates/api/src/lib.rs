@@ -94,7 +94,9 @@ impl Default for ApiConfig {
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
+    // The work stays inside the caller's span (an RPC's, for traces).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
         .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))?
 }
@@ -276,7 +278,8 @@ impl Api {
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 edge::limit_bodies,
-            ));
+            ))
+            .layer(axum::middleware::from_fn(edge::trace_calls));
         // The REST routes transcode into gRPC calls sent through the whole edge above.
         axum::Router::new()
             .route("/api/v1/{*rest}", axum::routing::any(rest::serve))

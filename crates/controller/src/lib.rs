@@ -261,6 +261,7 @@ impl Controller {
 
     /// One reconcile pass (a streak of rounds) over one execution.
     pub fn reconcile(self: &Arc<Self>, k: &ExecKey) {
+        let _span = tracing::info_span!("reconcile", execution = %k).entered();
         let fence = match self.fence(k) {
             Ok(Some(f)) => f,
             Ok(None) => return,

@@ -5,6 +5,7 @@
 mod catalog_cli;
 mod config;
 mod net;
+mod otel;
 mod security;
 mod telemetry;
 mod terminal;
@@ -309,6 +310,11 @@ struct StartArgs {
     /// Tasks one warm worker forks before it is replaced by a fresh one.
     #[arg(long, env = "CONTRAIL_WARM_MAX_FORKS", default_value_t = 500)]
     warm_max_forks: u32,
+
+    /// Export trace spans (RPCs, controller passes) to this OpenTelemetry collector over
+    /// OTLP/HTTP, e.g. `http://localhost:4318`. Off by default.
+    #[arg(long, env = "CONTRAIL_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -344,13 +350,13 @@ fn main() -> std::process::ExitCode {
         }
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let traces = match init_logging(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("contrail: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -404,11 +410,45 @@ fn main() -> std::process::ExitCode {
             .map(|s| print!("{s}")),
         Command::Supervise { .. } | Command::SuperviseDaemon { .. } => Ok(()),
     };
+    if let Some(provider) = traces {
+        // Sends the spans still batched.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("contrail: cannot flush traces: {e}");
+        }
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("contrail: {e}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr (`RUST_LOG`, default `info`); with `start --otlp-endpoint`, spans also go
+/// to that collector (the provider is returned to be flushed at exit).
+fn init_logging(cli: &Cli) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let endpoint = match &cli.command {
+        Command::Start(args) => args.otlp_endpoint.clone(),
+        _ => None,
+    };
+    match endpoint {
+        Some(endpoint) => {
+            let (spans, provider) = otel::layer(&endpoint)?;
+            tracing_subscriber::registry().with(logs).with(spans).init();
+            Ok(Some(provider))
+        }
+        None => {
+            tracing_subscriber::registry().with(logs).init();
+            Ok(None)
         }
     }
 }
