@@ -143,14 +143,38 @@ def test_an_execution_page_shows_the_graph_phases_map_counts_and_the_error(confi
     click(browser, 'g.node[data-node-id="n2-n0"]', "the failed case")
     err = wait_css(browser, "#node-error", "the node error")[0].text
     assert "USER" in err and "refusing 14" in err, err
-    # The timeline has a bar per started node.
+    # The timeline has a bar per started node, and the attempts of task nodes.
     assert len(css(browser, '#gantt g[data-node-id]')) >= 3
+    wait_css(browser, "#gantt rect.attempt", "attempt bars", cond=lambda els: len(els) >= 1)
     shot(browser, "execution-failed")
     # Inputs and outputs of the total node are shown readably.
     click(browser, 'g.node[data-node-id="n1"]', "the total node")
     wait_until(lambda: "14" in text_of(browser, '#node-panel tr[data-name="o0"]'), 20, "total's output")
     wait_until(lambda: all(str(v) in text_of(browser, '#node-panel tr[data-name="xs"]') for v in (1, 4, 9)),
                20, "total's list input")
+
+
+def test_a_subworkflow_expands_in_place_and_a_cache_hit_links_to_its_producer(config, server, version, browser):
+    r, nested = execute(config, version, "console.nested_wf", x=4)
+    finish(r, nested)
+    browser.get(exec_url(server, nested.id.name))
+    wait_until(lambda: node_phase(browser, "n0") == "SUCCEEDED", 30, "the subworkflow node")
+    assert css(browser, 'g.node[data-node-id="n0"]')[0].get_attribute("data-kind") == "subworkflow"
+    click(browser, '[data-toggle="n0"]', "the subworkflow toggle")
+    wait_until(lambda: [el for el in css(browser, 'g.node[data-node-id^="n0-"]')
+                        if el.get_attribute("data-phase") == "SUCCEEDED" and el.get_attribute("data-kind") == "task"],
+               20, "the subworkflow's task, in place")
+    # Two runs of a cached task: the second node's cache hit links to the first execution.
+    r, first = execute(config, version, "console.cached_wf", x=31)
+    finish(r, first)
+    r, second = execute(config, version, "console.cached_wf", x=31)
+    finish(r, second)
+    browser.get(exec_url(server, second.id.name))
+    wait_until(lambda: node_phase(browser, "n0") == "SUCCEEDED", 30, "the cached node")
+    click(browser, 'g.node[data-node-id="n0"]', "the cached node")
+    wait_until(lambda: "CACHE_HIT" in text_of(browser, "#cache-status"), 20, "the cache status")
+    links = [a.get_attribute("href") for a in css(browser, "#cache-status a")]
+    assert any(link.endswith(f"/executions/{first.id.name}") for link in links), links
 
 
 def test_a_running_node_turns_green_without_a_reload_and_its_log_streams(config, server, version, browser, tmp_path):

@@ -504,14 +504,23 @@ async function executionPage(p, d, name, selectedNode) {
       }
     }
     for (const key of state.expanded) await loadChildren(key);
-    // Map tasks: item counts by phase from the node's task execution.
-    const walk = (g) => g.nodes.forEach((n) => { if (n.spec && n.spec.array_node) arrays.push(n.key); if (n.child && state.expanded.has(n.key)) walk(n.child); });
-    const arrays = [];
+    // Task and map nodes shown: their attempts (for the timeline) and, for a map task, its
+    // items by phase. An ended node's attempts are read once.
+    const walk = (g) => g.nodes.forEach((n) => {
+      if (n.spec && (n.spec.task_node || n.spec.array_node)) tasks.push(n);
+      if (n.child && state.expanded.has(n.key)) walk(n.child);
+    });
+    const tasks = [];
     root.nodes.forEach(expandable);
     walk(root);
-    for (const key of arrays) {
-      if (!state.execs.has(key)) continue;
+    for (const n of tasks.slice(0, 100)) {
+      const key = n.key;
+      const ne = state.execs.get(key);
+      if (!ne) continue;
+      if (TERMINAL.has((ne.closure || {}).phase) && state.attempts.has(key) && !n.spec.array_node) continue;
       const t = await get(`/task_executions/${enc(p)}/${enc(d)}/${enc(name)}/${enc(key)}` + query({ limit: 100 }));
+      state.attempts.set(key, t.task_executions || []);
+      if (!n.spec.array_node) continue;
       const items = new Map();
       for (const te of t.task_executions || []) {
         for (const res of ((te.closure || {}).metadata || {}).external_resources || []) {

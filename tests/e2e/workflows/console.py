@@ -69,3 +69,9 @@ def cached_wf(x: int = 7) -> int:
 @workflow
 def square_wf(x: int = 2) -> int:
     return square(x=x)
+
+
+@workflow
+def nested_wf(x: int = 2) -> int:
+    """A subworkflow node, for expanding in place."""
+    return square_wf(x=x)
