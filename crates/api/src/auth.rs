@@ -67,14 +67,10 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 /// The cookie the console sends its token in.
 pub(crate) const CONSOLE_COOKIE: &str = "contrail_token";
 
-/// A refusal of the guard; over plain HTTP its code is 401 (with `WWW-Authenticate`), 403
-/// or 400.
+/// A refusal of the guard; over plain HTTP with the code's status (401 with
+/// `WWW-Authenticate`).
 fn refuse(grpc: bool, status: Status) -> Response {
-    let http = match status.code() {
-        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let http = edge::http_status(status.code());
     let mut r = edge::refuse(grpc, status, http);
     if !grpc && http == StatusCode::UNAUTHORIZED {
         r.headers_mut()

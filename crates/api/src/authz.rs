@@ -48,7 +48,7 @@ pub fn check(principal: &Principal, path: &str, body: &[u8]) -> Result<(), Refus
         // Unknown methods are answered UNIMPLEMENTED by the router; nothing to reveal.
         return Ok(());
     };
-    let message = unframe(body)?;
+    let message = crate::edge::unframe(body).map_err(Refusal::Malformed)?;
     let request = DynamicMessage::decode(desc.input(), message)
         .map_err(|e| Refusal::Malformed(format!("{method}: cannot decode the request: {e}")))?;
     let action = action(method);
@@ -79,26 +79,6 @@ pub fn check(principal: &Principal, path: &str, body: &[u8]) -> Result<(), Refus
         }
     }
     Ok(())
-}
-
-/// The message of a unary gRPC request body (one uncompressed length-prefixed frame).
-fn unframe(body: &[u8]) -> Result<&[u8], Refusal> {
-    if body.len() < 5 {
-        return Err(Refusal::Malformed("the gRPC frame is truncated".into()));
-    }
-    if body[0] != 0 {
-        return Err(Refusal::Malformed(
-            "compressed requests are not accepted".into(),
-        ));
-    }
-    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    if body.len() != 5 + len {
-        return Err(Refusal::Malformed(format!(
-            "the gRPC frame says {len} bytes but carries {}",
-            body.len() - 5
-        )));
-    }
-    Ok(&body[5..])
 }
 
 fn collect_projects(m: &DynamicMessage, out: &mut Vec<String>) {
@@ -148,11 +128,7 @@ mod tests {
     use prost::Message;
 
     fn framed(m: &impl Message) -> Vec<u8> {
-        let bytes = m.encode_to_vec();
-        let mut out = vec![0u8];
-        out.extend((bytes.len() as u32).to_be_bytes());
-        out.extend(bytes);
-        out
+        crate::edge::frame(&m.encode_to_vec())
     }
 
     fn who(specs: &[&str]) -> Principal {

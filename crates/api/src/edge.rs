@@ -71,6 +71,54 @@ pub(crate) fn body_limit(path: &str, max_message: usize) -> usize {
     }
 }
 
+/// `message` as the body of a unary gRPC call: one uncompressed length-prefixed frame.
+pub(crate) fn frame(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 5);
+    out.push(0);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The message of a unary gRPC body (one uncompressed length-prefixed frame).
+pub(crate) fn unframe(body: &[u8]) -> Result<&[u8], String> {
+    if body.len() < 5 {
+        return Err("the gRPC frame is truncated".into());
+    }
+    if body[0] != 0 {
+        return Err("compressed messages are not accepted".into());
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if body.len() != 5 + len {
+        return Err(format!(
+            "the gRPC frame says {len} bytes but carries {}",
+            body.len() - 5
+        ));
+    }
+    Ok(&body[5..])
+}
+
+/// The HTTP status of a gRPC code, as grpc-gateway maps them.
+pub(crate) fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The refusal as its caller speaks: a gRPC status, or `http` with the message.
 pub(crate) fn refuse(grpc: bool, status: Status, http: StatusCode) -> Response {
     if grpc {

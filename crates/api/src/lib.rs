@@ -283,7 +283,10 @@ impl Api {
         // The REST routes transcode into gRPC calls sent through the whole edge above.
         axum::Router::new()
             .route("/api/v1/{*rest}", axum::routing::any(rest::serve))
-            .with_state(edge.clone())
+            .with_state(rest::Gateway {
+                edge: edge.clone(),
+                max_message_bytes: max,
+            })
             .route("/", axum::routing::get(console::root))
             .route("/console", axum::routing::get(console::home))
             .route(

@@ -180,7 +180,7 @@ impl Api {
 
 fn refuse(e: ApiError) -> Response {
     let message = e.to_string();
-    let status = crate::rest::http_status(tonic::Status::from(e).code());
+    let status = crate::edge::http_status(tonic::Status::from(e).code());
     (status, message).into_response()
 }
 

@@ -10,7 +10,7 @@
 use crate::edge;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use prost::Message;
@@ -41,6 +41,8 @@ pub(crate) struct Route {
     segments: Vec<Segment>,
     body: BodyRule,
     pub method: MethodDescriptor,
+    /// The gRPC path of the method (`/package.Service/Method`).
+    grpc_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,15 +60,6 @@ enum BodyRule {
 }
 
 impl Route {
-    /// The gRPC path of the method (`/package.Service/Method`).
-    pub fn grpc_path(&self) -> String {
-        format!(
-            "/{}/{}",
-            self.method.parent_service().full_name(),
-            self.method.name()
-        )
-    }
-
     fn literals(&self) -> usize {
         self.segments
             .iter()
@@ -163,6 +156,7 @@ fn route_of(
         verb,
         segments,
         body,
+        grpc_path: format!("/{}/{}", method.parent_service().full_name(), method.name()),
         method: method.clone(),
     })
 }
@@ -202,26 +196,6 @@ fn encodings(headers: &HeaderMap) -> (Encoding, Encoding) {
     (inbound, outbound)
 }
 
-/// The HTTP status grpc-gateway gives each gRPC code.
-pub(crate) fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 /// An error as grpc-gateway writes it: `{code, message, details}` with the matching status.
 pub(crate) fn error(code: Code, message: impl Into<String>) -> Response {
     let body = serde_json::json!({
@@ -230,7 +204,7 @@ pub(crate) fn error(code: Code, message: impl Into<String>) -> Response {
         "details": [],
     });
     (
-        http_status(code),
+        edge::http_status(code),
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
@@ -241,8 +215,15 @@ fn invalid(message: impl Into<String>) -> Response {
     error(Code::InvalidArgument, message)
 }
 
-/// Serves `/api/v1/...`: `inner` is the whole gRPC edge the call is sent through.
-pub(crate) async fn serve(State(inner): State<axum::Router>, req: Request) -> Response {
+/// Where REST calls go: the whole gRPC edge, and its message limit.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    pub edge: axum::Router,
+    pub max_message_bytes: usize,
+}
+
+/// Serves `/api/v1/...`: the call is sent through the whole gRPC edge.
+pub(crate) async fn serve(State(gateway): State<Gateway>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut found = None;
@@ -264,8 +245,7 @@ pub(crate) async fn serve(State(inner): State<axum::Router>, req: Request) -> Re
         };
     };
     let (inbound, outbound) = encodings(req.headers());
-    let grpc_path = route.grpc_path();
-    let limit = edge::body_limit(&grpc_path, usize::MAX >> 1).min(64 << 20);
+    let limit = edge::body_limit(&route.grpc_path, gateway.max_message_bytes);
     let (head, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -281,14 +261,10 @@ pub(crate) async fn serve(State(inner): State<axum::Router>, req: Request) -> Re
         Err(e) => return invalid(e),
     };
     // The gRPC call, carrying the caller's credentials.
-    let payload = request.encode_to_vec();
-    let mut framed = Vec::with_capacity(payload.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&payload);
+    let framed = edge::frame(&request.encode_to_vec());
     let mut call = axum::http::Request::builder()
         .method(Method::POST)
-        .uri(&grpc_path)
+        .uri(&route.grpc_path)
         .header(header::CONTENT_TYPE, "application/grpc")
         .header("te", "trailers");
     for name in ["authorization", "flyte-authorization", "cookie", "host"] {
@@ -300,7 +276,7 @@ pub(crate) async fn serve(State(inner): State<axum::Router>, req: Request) -> Re
         Ok(c) => c,
         Err(e) => return error(Code::Internal, format!("cannot build the gRPC call: {e}")),
     };
-    let answer = match inner.oneshot(call).await {
+    let answer = match gateway.edge.oneshot(call).await {
         Ok(a) => a,
         Err(never) => match never {},
     };
@@ -514,10 +490,10 @@ async fn respond(answer: Response, output: MessageDescriptor, outbound: Encoding
         // Not a gRPC answer: a plain-HTTP refusal from the edge (401, 403...) passes on.
         None => return Response::from_parts(head, Body::from(bytes)),
     }
-    if bytes.len() < 5 {
-        return error(Code::Internal, "the gRPC answer carries no message");
-    }
-    let payload = &bytes[5..];
+    let payload = match edge::unframe(&bytes) {
+        Ok(p) => p,
+        Err(e) => return error(Code::Internal, format!("the gRPC answer: {e}")),
+    };
     if outbound == Encoding::Binary {
         return (
             [(header::CONTENT_TYPE, "application/octet-stream")],
