@@ -84,29 +84,17 @@ impl Api {
         let Some(closure) = te.closure.as_mut() else {
             return;
         };
-        for (index, log) in closure.logs.iter_mut().enumerate() {
-            if servable(&log.uri) {
-                log.uri = format!(
-                    "{base}{}",
-                    log_path(exec, &ne.node_id, id.retry_attempt, index, None)
-                );
-            }
-        }
-        if let Some(meta) = closure.metadata.as_mut() {
-            for resource in meta.external_resources.iter_mut() {
-                for (index, log) in resource.logs.iter_mut().enumerate() {
-                    if servable(&log.uri) {
-                        log.uri = format!(
-                            "{base}{}",
-                            log_path(
-                                exec,
-                                &ne.node_id,
-                                id.retry_attempt,
-                                index,
-                                Some(resource.index)
-                            )
-                        );
-                    }
+        let node_logs = std::iter::once((None, &mut closure.logs));
+        let item_logs = closure
+            .metadata
+            .iter_mut()
+            .flat_map(|m| m.external_resources.iter_mut())
+            .map(|r| (Some(r.index), &mut r.logs));
+        for (item, logs) in node_logs.chain(item_logs) {
+            for (index, log) in logs.iter_mut().enumerate() {
+                if servable(&log.uri) {
+                    let path = log_path(exec, &ne.node_id, id.retry_attempt, index, item);
+                    log.uri = format!("{base}{path}");
                 }
             }
         }

@@ -116,20 +116,15 @@ pub fn unknown_label(label: &str, known: &[String]) -> String {
 
 impl Executor for Router {
     fn launch(&self, spec: &AttemptSpec, on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
-        let (executor, result) = match self.route(spec) {
-            Ok(name) => {
-                let result = self.executors[name].launch(spec, on_change);
-                (name.to_string(), result)
-            }
+        let Ok(name) = self.route(spec) else {
             // Reported by `status`: the attempt cannot run anywhere.
-            Err(_) => ("none".to_string(), Ok(())),
+            metrics::counter!("contrail_task_launches_total", "executor" => "none", "outcome" => "unroutable")
+                .increment(1);
+            return Ok(());
         };
-        let outcome = match (&result, executor.as_str()) {
-            (_, "none") => "unroutable",
-            (Ok(()), _) => "launched",
-            (Err(_), _) => "error",
-        };
-        metrics::counter!("contrail_task_launches_total", "executor" => executor, "outcome" => outcome)
+        let result = self.executors[name].launch(spec, on_change);
+        let outcome = if result.is_ok() { "launched" } else { "error" };
+        metrics::counter!("contrail_task_launches_total", "executor" => name.to_string(), "outcome" => outcome)
             .increment(1);
         result
     }
