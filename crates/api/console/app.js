@@ -414,6 +414,15 @@ function drawGraph(layout, state, ox, oy, parent) {
   }
 }
 
+// The graph `g` as an SVG element with its arrow marker, laid out and drawn.
+function graphSvg(g, state) {
+  const layout = layoutGraph(g, state, 0);
+  const svg = s('svg', { id: 'graph', width: layout.w + 40, height: layout.h + 40, viewBox: `0 0 ${layout.w + 40} ${layout.h + 40}` },
+    s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#98a2b3' }))));
+  drawGraph(layout, state, 20, 20, svg);
+  return svg;
+}
+
 // The node execution id of a template node: the id the parent's children list gave it
 // (by `spec_node_id`), else Flyte's form: a branch case keeps its own id (already
 // prefixed by the branch), other children are `<parent>-<retry>-<child>`.
@@ -572,11 +581,7 @@ async function executionPage(p, d, name, selectedNode) {
   }
 
   state.redraw = () => {
-    const layout = layoutGraph(root, state, 0);
-    const svg = s('svg', { id: 'graph', width: layout.w + 40, height: layout.h + 40, viewBox: `0 0 ${layout.w + 40} ${layout.h + 40}` },
-      s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#98a2b3' }))));
-    drawGraph(layout, state, 20, 20, svg);
-    replace(graphWrap, svg);
+    replace(graphWrap, graphSvg(root, state));
   };
 
   function drawTimeline() {
@@ -627,8 +632,8 @@ async function executionPage(p, d, name, selectedNode) {
       };
       if (t.simple === 'BOOLEAN') {
         return h('div', { class: 'signal', 'data-signal': sg.id.signal_id }, h('strong', {}, sg.id.signal_id), ' ',
-          h('button', { class: 'primary', 'data-approve': sg.id.signal_id, onclick: () => set(primitiveLiteral(t, 'true')) }, 'Approve'), ' ',
-          h('button', { class: 'danger', 'data-reject': sg.id.signal_id, onclick: () => set(primitiveLiteral(t, 'false')) }, 'Reject'));
+          h('button', { class: 'primary', 'data-approve': sg.id.signal_id, onclick: () => set(literalFromText(t, 'true', sg.id.signal_id)) }, 'Approve'), ' ',
+          h('button', { class: 'danger', 'data-reject': sg.id.signal_id, onclick: () => set(literalFromText(t, 'false', sg.id.signal_id)) }, 'Reject'));
       }
       const input = h('input', { 'data-signal-input': sg.id.signal_id, placeholder: typeName(t) });
       const problem = h('span', { class: 'problem' });
@@ -703,9 +708,10 @@ async function executionPage(p, d, name, selectedNode) {
     let url;
     try { url = new URL(uri, location.href); } catch (_) { return; }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') { view.hidden = false; view.textContent = `This log is not served over HTTP: ${uri}`; return; }
-    // Logs this server serves are read from it, whatever host name it has for itself.
-    const target = url.pathname.startsWith('/logs/') ? url.pathname + url.search : url.href;
+    // Logs of other systems open as links; this server's are read from it, whatever host
+    // name it has for itself.
     if (!url.pathname.startsWith('/logs/')) { window.open(url.href, '_blank', 'noopener'); return; }
+    const target = url.pathname + url.search;
     if (state.logAbort) state.logAbort.abort();
     const abort = new AbortController();
     state.logAbort = abort;
@@ -754,9 +760,6 @@ function findSpec(g, key) {
 }
 
 // ---- Typed input: text to literal, checked against the type before anything is sent.
-function primitiveLiteral(t, text) {
-  return literalFromText(t, text, 'value');
-}
 function literalFromText(t, text, field) {
   return literalFromValue(t, t.simple && t.simple !== 'STRUCT' ? text : parseJson(text, field), field);
 }
@@ -857,11 +860,7 @@ async function entityPage(kind, p, d, name, version) {
       h('h3', {}, 'Outputs'), interfaceTable(compiled.primary.template.interface, 'outputs'), h('h2', {}, 'Graph'));
     const g = attachKeys(templateGraph(compiled.primary), '', 0);
     const state = { execs: new Map(), expanded: new Set(), itemCounts: new Map(), selected: null, select: () => {} };
-    const layout = layoutGraph(g, state, 0);
-    const svg = s('svg', { id: 'graph', width: layout.w + 40, height: layout.h + 40 },
-      s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#98a2b3' }))));
-    drawGraph(layout, state, 20, 20, svg);
-    body.push(h('div', { class: 'graph-wrap' }, svg));
+    body.push(h('div', { class: 'graph-wrap' }, graphSvg(g, state)));
   }
   if (entity && kind === 'task') {
     const t = entity.closure.compiled_task.template;
