@@ -288,6 +288,7 @@ mod tests {
             cpu_millis: 0,
             memory_bytes: 0,
             warm: None,
+            ledger: None,
         };
         std::fs::write(d.join(LAUNCH), serde_json::to_vec(&l).unwrap()).unwrap();
         d

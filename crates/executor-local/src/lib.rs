@@ -22,6 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use supervisor::{DirState, ExitRecord, Launch};
 
+/// The directory under `attempts_dir` holding every attempt's ledger.
+const LEDGER: &str = ".ledger";
+
 /// Settings of the local executor.
 #[derive(Debug, Clone, Default)]
 pub struct LocalConfig {
@@ -217,6 +220,17 @@ impl LocalExecutor {
             .join(&spec.id)
     }
 
+    /// The attempt's ledger: its record of the run, outside the attempt directory (see
+    /// [`supervisor`]).
+    pub fn ledger_dir(&self, spec: &AttemptSpec) -> PathBuf {
+        self.cfg
+            .attempts_dir
+            .join(LEDGER)
+            .join(&spec.project)
+            .join(&spec.domain)
+            .join(&spec.id)
+    }
+
     /// Local path of a blob URI in our bucket (local blobs only).
     fn local(&self, uri: &str) -> Result<PathBuf> {
         let key = self.blob.key_of(uri).map_err(io)?;
@@ -350,6 +364,9 @@ impl LocalExecutor {
         let tmp = parent.join(format!(".tmp-{}-{}", spec.id, std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(tmp.join("sandbox")).map_err(io)?;
+        // The ledger exists before the directory does: once an attempt may have run, its
+        // ledger says so.
+        std::fs::create_dir_all(self.ledger_dir(spec)).map_err(io)?;
         let sandbox = dir.join("sandbox");
         let launch = match self.build(spec, &sandbox, &tmp.join("sandbox")) {
             Ok(l) => Some(l),
@@ -556,6 +573,7 @@ impl LocalExecutor {
             cpu_millis,
             memory_bytes,
             warm,
+            ledger: Some(self.ledger_dir(spec)),
         })
     }
 
@@ -653,6 +671,8 @@ impl Executor for LocalExecutor {
                 }
                 self.spawn_supervisor(&dir, on_change)
             }
+            // Launched before and its directory vanished since: never started again.
+            DirState::Missing if self.ledger_dir(spec).exists() => Ok(()),
             DirState::Missing => {
                 let admitted = {
                     let mut b = lock(&self.book);
@@ -672,7 +692,25 @@ impl Executor for LocalExecutor {
 
     fn status(&self, spec: &AttemptSpec) -> Result<TaskStatus> {
         let dir = self.attempt_dir(spec);
-        match supervisor::inspect(&dir).map_err(io)? {
+        let ledger = self.ledger_dir(spec);
+        let mut state = supervisor::inspect(&dir).map_err(io)?;
+        if state == DirState::Missing && ledger.exists() {
+            // The attempt ran (or runs) and its directory vanished: its ledger is the
+            // record. A supervisor holding it, or a live task group, still runs it; else
+            // it is known dead and its outputs decide.
+            state = match supervisor::inspect(&ledger).map_err(io)? {
+                DirState::Unsupervised { started_pid }
+                    if started_pid.is_none_or(|pid| !supervisor::alive(pid)) =>
+                {
+                    DirState::Exited(ExitRecord {
+                        lost: true,
+                        ..Default::default()
+                    })
+                }
+                other => other,
+            };
+        }
+        match state {
             DirState::Missing => {
                 let pending = lock(&self.book).pending.contains(&dir);
                 if !pending {
@@ -752,7 +790,8 @@ impl Executor for LocalExecutor {
     fn abort(&self, spec: &AttemptSpec) -> Result<()> {
         let dir = self.attempt_dir(spec);
         self.settle(&dir);
-        supervisor::abort(&dir).map_err(io)
+        supervisor::abort(&dir).map_err(io)?;
+        supervisor::abort_by_ledger(&self.ledger_dir(spec)).map_err(io)
     }
 
     fn logs(&self, spec: &AttemptSpec) -> Vec<TaskLog> {
@@ -857,6 +896,80 @@ mod tests {
             panic!("a request above the machine's capacity must fail")
         };
         assert_eq!(f.code, "InsufficientResources");
+    }
+
+    /// Waits (with a deadline) until `f` holds.
+    fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_attempt_whose_directory_vanishes_is_neither_started_again_nor_rerun() {
+        let d = tempfile::tempdir().unwrap();
+        let executor = || {
+            LocalExecutor::new(
+                LocalConfig {
+                    attempts_dir: d.path().join("attempts"),
+                    // The test runs the supervisor itself, in a thread.
+                    supervisor: vec!["true".into()],
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                    ..Default::default()
+                },
+                BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
+            )
+        };
+        let (runs, go) = (d.path().join("runs"), d.path().join("go"));
+        let mut a = spec("a", "100m");
+        if let Some(task_template::Target::Container(c)) = a.task.target.as_mut() {
+            c.command = vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "echo run >> {}; while [ ! -e {} ]; do sleep 0.02; done",
+                    runs.display(),
+                    go.display()
+                ),
+            ];
+        }
+        let ex = executor();
+        ex.launch(&a, Box::new(|| {})).unwrap();
+        let dir = ex.attempt_dir(&a);
+        let supervised = {
+            let dir = dir.clone();
+            std::thread::spawn(move || supervisor::supervise(&dir))
+        };
+        eventually("the task runs", || {
+            matches!(ex.status(&a).unwrap(), TaskStatus::Running { .. })
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Its supervisor still holds the ledger: still running, and not started again.
+        assert!(matches!(ex.status(&a).unwrap(), TaskStatus::Running { .. }));
+        ex.launch(&a, Box::new(|| {})).unwrap();
+        assert!(!dir.exists(), "a vanished attempt must not be started again");
+        std::fs::write(&go, b"").unwrap();
+        supervised.join().unwrap();
+        assert_eq!(ex.status(&a).unwrap(), TaskStatus::Succeeded);
+        // After a restart the ledger still tells: succeeded, and never run again.
+        let restarted = executor();
+        restarted.launch(&a, Box::new(|| {})).unwrap();
+        assert_eq!(restarted.status(&a).unwrap(), TaskStatus::Succeeded);
+        assert!(!dir.exists());
+        assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\n");
+
+        // Launched, its directory gone, and no supervisor or task alive: known dead, so
+        // the engine may retry it under a new attempt.
+        let b = spec("b", "100m");
+        ex.launch(&b, Box::new(|| {})).unwrap();
+        std::fs::remove_dir_all(ex.attempt_dir(&b)).unwrap();
+        let TaskStatus::Failed(f) = ex.status(&b).unwrap() else {
+            panic!("a dead attempt without outputs has failed")
+        };
+        assert_eq!((f.code.as_str(), f.recoverable), ("SupervisorLost", true));
     }
 
     #[test]

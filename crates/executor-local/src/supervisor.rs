@@ -11,6 +11,13 @@
 //! - `exit.json`: how it ended
 //! - `abort`: asks for the task to be killed
 //! - `stdout.log`, `stderr.log`, `sandbox/`
+//!
+//! The attempt's **ledger** (`Launch::ledger`, a directory outside the attempt directory)
+//! mirrors `lock`, `started` and `exit.json`. It is the attempt's authoritative record of
+//! its run: when the attempt directory vanishes (deleted by hand or by a cleanup), the
+//! ledger still says whether the attempt ran, whether a supervisor still holds it, which
+//! process group runs it and how it ended, so the attempt is neither started twice nor
+//! run again after it succeeded.
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -31,6 +38,10 @@ pub struct Launch {
     /// [`crate::zygote`]); `argv` stays the cold way, used whenever no worker can serve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<Warm>,
+    /// The attempt's ledger directory (see the module docs); created before the attempt
+    /// directory appears.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<std::path::PathBuf>,
 }
 
 /// A Python attempt as a warm worker runs it: `pyflyte-execute` in a forked process.
@@ -98,8 +109,13 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> std
     Ok(())
 }
 
-fn record_exit(dir: &Path, rec: &ExitRecord) -> std::io::Result<()> {
+/// Records how the attempt ended: in its ledger first (which outlives the directory),
+/// then in the directory.
+fn record_exit(dir: &Path, ledger: Option<&Path>, rec: &ExitRecord) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+    if let Some(l) = ledger {
+        write_atomically(l, EXIT, &bytes, true)?;
+    }
     write_atomically(dir, EXIT, &bytes, true)
 }
 
@@ -145,6 +161,8 @@ pub(crate) struct RunningTask {
     dir: std::path::PathBuf,
     process: Process,
     started_at: i64,
+    /// The ledger directory and its lock, held until the end is recorded.
+    ledger: Option<(std::path::PathBuf, File)>,
 }
 
 /// How an attempt's process is waited for.
@@ -222,9 +240,15 @@ pub(crate) enum Begun {
     Running(RunningTask),
 }
 
-fn record_now(dir: &Path, started_at: i64, rec: ExitRecord) -> std::io::Result<Begun> {
+fn record_now(
+    dir: &Path,
+    ledger: Option<&Path>,
+    started_at: i64,
+    rec: ExitRecord,
+) -> std::io::Result<Begun> {
     record_exit(
         dir,
+        ledger,
         &ExitRecord {
             started_at,
             finished_at: now_nanos(),
@@ -240,6 +264,26 @@ pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun>
     if dir.join(EXIT).exists() {
         return Ok(Begun::Recorded);
     }
+    let launch: Launch =
+        serde_json::from_slice(&fs::read(dir.join(LAUNCH))?).map_err(std::io::Error::other)?;
+    // The ledger's lock is held for the supervisor's whole life: a server that finds the
+    // attempt directory gone learns from it whether a supervisor still runs the attempt.
+    let ledger = match &launch.ledger {
+        Some(l) => {
+            let lock = open_lock(l)?;
+            lock.lock()?;
+            Some((l.clone(), lock))
+        }
+        None => None,
+    };
+    let ledger_dir = ledger.as_ref().map(|(l, _)| l.as_path());
+    // Looked at again under the ledger's lock: a server that found the directory gone and
+    // the lock free counted the attempt dead and moved on, so it must not start now.
+    if !dir.join(LAUNCH).exists() {
+        return Err(std::io::Error::other(
+            "the attempt directory vanished before the task started",
+        ));
+    }
     let started_at = now_nanos();
     if dir.join(STARTED).exists() {
         // An earlier supervisor started the task and vanished without recording the end.
@@ -247,17 +291,15 @@ pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun>
             lost: true,
             ..Default::default()
         };
-        return record_now(dir, started_at, rec);
+        return record_now(dir, ledger_dir, started_at, rec);
     }
     if dir.join(ABORT).exists() {
         let rec = ExitRecord {
             aborted: true,
             ..Default::default()
         };
-        return record_now(dir, started_at, rec);
+        return record_now(dir, ledger_dir, started_at, rec);
     }
-    let launch: Launch =
-        serde_json::from_slice(&fs::read(dir.join(LAUNCH))?).map_err(std::io::Error::other)?;
     let process = match spawner.spawn(&launch, dir) {
         Ok(p) => p,
         Err(message) => {
@@ -265,12 +307,15 @@ pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun>
                 spawn_error: Some(message),
                 ..Default::default()
             };
-            return record_now(dir, started_at, rec);
+            return record_now(dir, ledger_dir, started_at, rec);
         }
     };
     let pid = process.pid();
     // Atomic, not synced: it guards against a second start while this machine runs; after
-    // a machine crash no task survives anyway.
+    // a machine crash no task survives anyway. The ledger first: it outlives the directory.
+    if let Some(l) = ledger_dir {
+        write_atomically(l, STARTED, pid.to_string().as_bytes(), false)?;
+    }
     write_atomically(dir, STARTED, pid.to_string().as_bytes(), false)?;
     // The server writes `abort` before reading `started`; checking again after writing
     // `started` closes the window in which neither side would kill the task.
@@ -281,6 +326,7 @@ pub(crate) fn begin(dir: &Path, spawner: &dyn Spawner) -> std::io::Result<Begun>
         dir: dir.to_path_buf(),
         process,
         started_at,
+        ledger,
     }))
 }
 
@@ -292,6 +338,7 @@ impl RunningTask {
         let dir = &self.dir;
         record_exit(
             dir,
+            self.ledger.as_ref().map(|(l, _)| l.as_path()),
             &ExitRecord {
                 code,
                 signal,
@@ -312,6 +359,20 @@ pub fn abort(dir: &Path) -> std::io::Result<()> {
     }
     write_atomically(dir, ABORT, b"", false)?;
     if let Ok(pid) = fs::read_to_string(dir.join(STARTED))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        kill_group(pid);
+    }
+    Ok(())
+}
+
+/// Kills the task group an attempt's ledger names, unless its end is recorded: how an
+/// attempt whose directory vanished is stopped. Idempotent.
+pub fn abort_by_ledger(ledger: &Path) -> std::io::Result<()> {
+    if !ledger.exists() || ledger.join(EXIT).exists() {
+        return Ok(());
+    }
+    if let Ok(pid) = fs::read_to_string(ledger.join(STARTED))
         && let Ok(pid) = pid.trim().parse::<i32>()
     {
         kill_group(pid);
@@ -388,6 +449,7 @@ mod tests {
             cpu_millis: 0,
             memory_bytes: 0,
             warm: None,
+            ledger: None,
         };
         std::fs::write(d.path().join(LAUNCH), serde_json::to_vec(&l).unwrap()).unwrap();
         d
