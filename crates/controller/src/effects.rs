@@ -354,7 +354,7 @@ impl Cx<'_> {
             Watch::Reservation { node } => {
                 // Keeps the lease of a serialized cache entry alive while its holder runs.
                 if let Some(key) = self.cache_key(plan, state, node)? {
-                    let now = crate::now_nanos();
+                    let now = self.c.clock.now();
                     self.c.store.reserve(
                         &key,
                         &self.owner(plan, node),
@@ -431,7 +431,7 @@ impl Cx<'_> {
         );
         self.c
             .store
-            .request_abort(&child, &cause, crate::now_nanos())?;
+            .request_abort(&child, &cause, self.c.clock.now())?;
         self.c.wake(child);
         Ok(())
     }
@@ -523,7 +523,7 @@ impl Cx<'_> {
             .filter_map(|&u| state.nodes.get(u).and_then(|n| n.finished_at))
             .max();
         if let Some(end) = upstream_end {
-            let after = (crate::now_nanos() - end).max(0) as u64;
+            let after = (self.c.clock.now() - end).max(0) as u64;
             telemetry::edge_latency(std::time::Duration::from_nanos(after));
         }
     }
@@ -551,7 +551,7 @@ impl Cx<'_> {
             Ok(k) => k,
             Err(e) => return Ok(CacheOutcome::Failed(e)),
         };
-        let now = crate::now_nanos();
+        let now = self.c.clock.now();
         if let Some(a) = self.c.store.get_artifact(&key)? {
             let from = self.c.blob.key_of(&a.outputs_uri)?.to_string();
             if let Err(f) = self.copy_map(&from, &self.outputs_key(plan, node, 0))? {
@@ -645,7 +645,7 @@ impl Cx<'_> {
             artifact_id: a.artifact_id.clone(),
             exec: self.k.clone(),
             node_id: format!("{}[{item}]", plan.nodes[node].id),
-            at: crate::now_nanos(),
+            at: self.c.clock.now(),
         })?;
         Ok(CacheOutcome::Hit(Self::catalog_ref(&key, Some(&a))))
     }
@@ -680,7 +680,7 @@ impl Cx<'_> {
                 source: self.k.clone(),
                 source_node: format!("{}[{item}]", p.id),
                 source_attempt: attempt,
-                created_at: crate::now_nanos(),
+                created_at: self.c.clock.now(),
             },
             overwrite,
         )?;
@@ -733,7 +733,7 @@ impl Cx<'_> {
             source: self.k.clone(),
             source_node: p.id.clone(),
             source_attempt: attempt,
-            created_at: crate::now_nanos(),
+            created_at: self.c.clock.now(),
         };
         let overwrite = self.exec.spec.as_ref().is_some_and(|s| s.overwrite_cache);
         self.c.store.put_artifact(&rec, overwrite)?;
@@ -993,7 +993,7 @@ impl Cx<'_> {
                     k,
                     &id,
                     &ty.encode_to_vec(),
-                    crate::now_nanos(),
+                    self.c.clock.now(),
                 )?;
                 Ok(None)
             }

@@ -2,7 +2,7 @@
 //! what the replica last learned of them, with a local deadline so that a replica that
 //! stopped renewing (paused, partitioned) stops acting before anyone can take over.
 
-use crate::{Controller, Error, lock, now_nanos};
+use crate::{Controller, Error, lock};
 use contrail_store::{ExecKey, Fence, LeaseGrant, ReplicaRecord};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -91,7 +91,7 @@ impl Controller {
             }));
         }
         let started = Instant::now();
-        let now = now_nanos();
+        let now = self.clock.now();
         let ttl = self.cfg.lease_ttl;
         let Some(epoch) = self
             .store
@@ -120,7 +120,7 @@ impl Controller {
         let owner = &self.cfg.replica;
         let ttl = self.cfg.lease_ttl;
         let started = Instant::now();
-        let now = now_nanos();
+        let now = self.clock.now();
         let expires_at = now + ttl.as_nanos() as i64;
         let due = lock(&self.leases.renewed).is_none_or(|t| t.elapsed() >= ttl / 3);
         if due {

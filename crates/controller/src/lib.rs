@@ -19,7 +19,8 @@ use contrail_engine::{
 use contrail_executor::{AttemptSpec, Executor};
 use contrail_idl::{admin, core};
 use contrail_store::{
-    CommitOutcome, EventRecord, ExecKey, Fence, NodeRecord, RoundCommit, Store, TaskRecord,
+    CommitOutcome, ControllerStore, EventRecord, ExecKey, Fence, NodeRecord, RoundCommit,
+    TaskRecord,
 };
 use prost::Message;
 use queue::Queue;
@@ -125,6 +126,45 @@ pub fn now_nanos() -> i64 {
         .unwrap_or_default()
 }
 
+/// Where the controller reads the time: the one clock of its rounds, leases and records,
+/// so a simulation can run it on virtual time.
+pub trait Clock: Send + Sync + 'static {
+    /// Nanoseconds since the Unix epoch.
+    fn now(&self) -> i64;
+}
+
+/// The machine's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        now_nanos()
+    }
+}
+
+/// A clock that moves only when told (tests and the simulator).
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(at: i64) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(at))
+    }
+    pub fn set(&self, at: i64) {
+        self.0.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: i64) {
+        self.0.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// An execution's committed state as this process last saw it.
 struct Live {
     revision: i64,
@@ -142,7 +182,8 @@ struct Loaded {
 }
 
 pub struct Controller {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ControllerStore>,
+    clock: Arc<dyn Clock>,
     blob: BlobStore,
     executor: Arc<dyn Executor>,
     launcher: Mutex<Option<Arc<dyn Launcher>>>,
@@ -167,13 +208,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Controller {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ControllerStore>,
         blob: BlobStore,
         executor: Arc<dyn Executor>,
         cfg: Config,
     ) -> Arc<Self> {
+        Self::with_clock(store, blob, executor, cfg, Arc::new(SystemClock))
+    }
+
+    /// A controller that reads the time from `clock` (a virtual one in simulations).
+    pub fn with_clock(
+        store: Arc<dyn ControllerStore>,
+        blob: BlobStore,
+        executor: Arc<dyn Executor>,
+        cfg: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Controller {
             store,
+            clock,
             executor: Arc::new(plugins::Plugins::new(executor, blob.clone())),
             blob,
             launcher: Mutex::default(),
@@ -411,13 +464,16 @@ impl Controller {
         if rec.is_terminal() {
             return Ok(());
         }
+        let exec = admin::Execution::decode(rec.record.as_slice()).unwrap_or_default();
+        // Nothing it started may outlive it: what its rows say still runs is stopped first
+        // (an error here leaves the execution unfailed, and the next round tries again).
+        self.abort_recorded(k, &exec)?;
         let mut st = ExecState::decode(&rec.state, 0, []).unwrap_or_default();
-        let now = now_nanos();
+        let now = self.clock.now();
         st.phase = WorkflowPhase::Failed;
         st.finished_at = Some(now);
         st.started_at.get_or_insert(now);
         st.error = Some(Failure::system("MaxRoundFailures", msg, false));
-        let exec = admin::Execution::decode(rec.record.as_slice()).unwrap_or_default();
         let exec = render::execution(exec, &st, false, "", now);
         self.store.commit_round(&RoundCommit {
             key: k.clone(),
@@ -430,6 +486,76 @@ impl Controller {
             ..Default::default()
         })?;
         self.disown(k);
+        Ok(())
+    }
+
+    /// Stops every attempt and child execution an execution's node rows say still run,
+    /// without its plan: used when the execution fails because its plan or state cannot be
+    /// read (a corrupt dynamic workflow) or it is a poison pill. A row names its node and
+    /// attempt; the attempt's record names its task type, which routes the abort.
+    fn abort_recorded(&self, k: &ExecKey, exec: &admin::Execution) -> Result<(), Error> {
+        use admin::node_execution_closure::TargetMetadata;
+        let cluster_label = effects::cluster_label(exec.spec.as_ref());
+        for (node_id, bytes) in self.store.list_node_states(k)? {
+            let Ok(n) = NodeState::decode(&bytes) else {
+                continue;
+            };
+            if !n.phase.is_active() {
+                continue;
+            }
+            let task_type = |attempt: u32| -> Result<String, Error> {
+                let rec = self.store.get_task_execution(k, &node_id, attempt)?;
+                Ok(rec
+                    .and_then(|r| admin::TaskExecution::decode(r.record.as_slice()).ok())
+                    .and_then(|t| t.closure)
+                    .map(|c| c.task_type)
+                    .unwrap_or_default())
+            };
+            let spec = |item: Option<u32>, attempt: u32, task_type: String| {
+                let mut spec = AttemptSpec {
+                    id: attempt_id(k, &node_id, item, attempt),
+                    project: k.project.clone(),
+                    domain: k.domain.clone(),
+                    execution: k.name.clone(),
+                    node_id: node_id.clone(),
+                    attempt,
+                    cluster_label: cluster_label.clone(),
+                    ..Default::default()
+                };
+                spec.task.r#type = task_type;
+                spec
+            };
+            if let Some(t) = n.task.as_ref().filter(|t| !t.phase.is_terminal()) {
+                self.executor
+                    .abort(&spec(None, t.attempt, task_type(t.attempt)?))?;
+            }
+            if let Some(a) = &n.array {
+                for (item, attempt) in a.live() {
+                    self.executor
+                        .abort(&spec(Some(item), attempt, String::new()))?;
+                }
+            }
+            let child = self
+                .store
+                .get_node_execution(k, &node_id)?
+                .and_then(|r| admin::NodeExecution::decode(r.record.as_slice()).ok())
+                .and_then(|r| r.closure)
+                .and_then(|c| c.target_metadata)
+                .and_then(|m| match m {
+                    TargetMetadata::WorkflowNodeMetadata(w) => w.execution_id,
+                    _ => None,
+                });
+            if let Some(child) = child {
+                let child = ExecKey {
+                    project: child.project,
+                    domain: child.domain,
+                    name: child.name,
+                };
+                let cause = format!("cascading abort: parent execution {} failed", k.name);
+                self.store.request_abort(&child, &cause, self.clock.now())?;
+                self.wake(child);
+            }
+        }
         Ok(())
     }
 
@@ -472,7 +598,7 @@ impl Controller {
         let mut settled = false;
         for _ in 0..self.cfg.max_streak {
             let began = std::time::Instant::now();
-            let now = now_nanos();
+            let now = self.clock.now();
             let mut obs = std::mem::take(&mut carry);
             if let Some(cause) = &head.abort_cause {
                 obs.push(Observation::AbortRequested {
@@ -828,6 +954,7 @@ mod tests {
     use super::*;
     use contrail_executor::Result as ExecResult;
     use contrail_idl::core::{self, node::Target, task_node::Reference};
+    use contrail_store::Store;
     use contrail_store_sqlite::SqliteStore;
 
     /// An executor with a bug: it panics whenever it is asked about an attempt.

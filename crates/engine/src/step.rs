@@ -630,7 +630,8 @@ impl Round<'_> {
         });
     }
 
-    /// Marks a node failed for good.
+    /// Marks a node failed for good. A container (branch, subworkflow, dynamic node)
+    /// that fails stops everything still running inside it.
     fn fail_node(&mut self, i: usize, f: Failure) {
         let now = self.now;
         let n = &mut self.s.nodes[i];
@@ -639,6 +640,7 @@ impl Round<'_> {
         n.finished_at = Some(now);
         n.publishing = false;
         n.error = Some(f);
+        self.stop(Some(i), NodePhase::Aborted, true);
     }
 
     fn run_node(&mut self, i: usize) {

@@ -950,7 +950,10 @@ mod tests {
         // Its supervisor still holds the ledger: still running, and not started again.
         assert!(matches!(ex.status(&a).unwrap(), TaskStatus::Running { .. }));
         ex.launch(&a, Box::new(|| {})).unwrap();
-        assert!(!dir.exists(), "a vanished attempt must not be started again");
+        assert!(
+            !dir.exists(),
+            "a vanished attempt must not be started again"
+        );
         std::fs::write(&go, b"").unwrap();
         supervised.join().unwrap();
         assert_eq!(ex.status(&a).unwrap(), TaskStatus::Succeeded);

@@ -1,6 +1,7 @@
 //! The catalog half of the PostgreSQL adapter.
 
 use crate::{PgStore, Sql, backend};
+use contrail_store::MemoStore;
 use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, Result};
 use tokio_postgres::Row;
 
@@ -64,19 +65,6 @@ impl PgStore {
 }
 
 impl CatalogStore for PgStore {
-    fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
-        Ok(self
-            .opt_row(
-                &format!(
-                    "SELECT {COLS} FROM catalog_artifacts \
-                     WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5"
-                ),
-                &[&k.project, &k.domain, &k.name, &k.version, &k.tag],
-            )?
-            .as_ref()
-            .map(row))
-    }
-
     fn get_artifact_by_id(&self, id: &str) -> Result<Option<ArtifactRecord>> {
         Ok(self
             .opt_row(
@@ -85,109 +73,6 @@ impl CatalogStore for PgStore {
             )?
             .as_ref()
             .map(row))
-    }
-
-    fn put_artifact(&self, a: &ArtifactRecord, overwrite: bool) -> Result<bool> {
-        let k = &a.key;
-        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
-            &k.project,
-            &k.domain,
-            &k.name,
-            &k.version,
-            &k.tag,
-            &a.artifact_id,
-            &a.outputs_uri,
-            &a.source.project,
-            &a.source.domain,
-            &a.source.name,
-            &a.source_node,
-            &(a.source_attempt as i64),
-            &a.created_at,
-        ];
-        let values = "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)";
-        if !overwrite {
-            return Ok(self.exec(
-                &format!(
-                    "INSERT INTO catalog_artifacts ({COLS}) VALUES {values} ON CONFLICT DO NOTHING"
-                ),
-                &args,
-            )? > 0);
-        }
-        // Overwriting replaces whatever holds the key or the id, and files the record as
-        // the newest (a fresh seq), as SQLite's INSERT OR REPLACE does.
-        self.run(async {
-            let mut conn = self.pool.get().await.map_err(backend)?;
-            let tx = conn.transaction().await.map_err(backend)?;
-            tx.execute(
-                "DELETE FROM catalog_artifacts WHERE (project=$1 AND domain=$2 AND name=$3 \
-                 AND version=$4 AND tag=$5) OR artifact_id=$6",
-                &args[..6],
-            )
-            .await
-            .map_err(backend)?;
-            let n = tx
-                .execute(
-                    &format!("INSERT INTO catalog_artifacts ({COLS}) VALUES {values}"),
-                    &args,
-                )
-                .await
-                .map_err(backend)?;
-            tx.commit().await.map_err(backend)?;
-            Ok(n > 0)
-        })
-    }
-
-    fn record_use(&self, u: &ArtifactUse) -> Result<()> {
-        self.exec(
-            "INSERT INTO catalog_uses (artifact_id, project, domain, exec_name, node_id, at) \
-             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
-            &[
-                &u.artifact_id,
-                &u.exec.project,
-                &u.exec.domain,
-                &u.exec.name,
-                &u.node_id,
-                &u.at,
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn reserve(&self, k: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String> {
-        // Take the row when it is free, expired or ours; otherwise report its holder.
-        let taken = self.opt_row(
-            "INSERT INTO catalog_reservations (project, domain, name, version, tag, owner, expires_at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7) \
-             ON CONFLICT (project, domain, name, version, tag) DO UPDATE \
-             SET owner=excluded.owner, expires_at=excluded.expires_at \
-             WHERE catalog_reservations.owner=excluded.owner OR catalog_reservations.expires_at <= $8 \
-             RETURNING owner",
-            &[
-                &k.project, &k.domain, &k.name, &k.version, &k.tag, &owner, &expires_at, &now,
-            ],
-        )?;
-        if let Some(r) = taken {
-            return Ok(r.get(0));
-        }
-        let holder = self.opt_row(
-            "SELECT owner FROM catalog_reservations \
-             WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5",
-            &[&k.project, &k.domain, &k.name, &k.version, &k.tag],
-        )?;
-        // Released between the two statements: free now, so try once more.
-        match holder {
-            Some(r) => Ok(r.get(0)),
-            None => self.reserve(k, owner, now, expires_at),
-        }
-    }
-
-    fn release(&self, k: &CatalogKey, owner: &str) -> Result<()> {
-        self.exec(
-            "DELETE FROM catalog_reservations \
-             WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5 AND owner=$6",
-            &[&k.project, &k.domain, &k.name, &k.version, &k.tag, &owner],
-        )?;
-        Ok(())
     }
 
     fn list_artifacts(
@@ -354,5 +239,119 @@ impl CatalogStore for PgStore {
                 Err(e) => Err(backend(e)),
             }
         })
+    }
+}
+
+impl MemoStore for PgStore {
+    fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
+        Ok(self
+            .opt_row(
+                &format!(
+                    "SELECT {COLS} FROM catalog_artifacts \
+                     WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5"
+                ),
+                &[&k.project, &k.domain, &k.name, &k.version, &k.tag],
+            )?
+            .as_ref()
+            .map(row))
+    }
+    fn put_artifact(&self, a: &ArtifactRecord, overwrite: bool) -> Result<bool> {
+        let k = &a.key;
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+            &k.project,
+            &k.domain,
+            &k.name,
+            &k.version,
+            &k.tag,
+            &a.artifact_id,
+            &a.outputs_uri,
+            &a.source.project,
+            &a.source.domain,
+            &a.source.name,
+            &a.source_node,
+            &(a.source_attempt as i64),
+            &a.created_at,
+        ];
+        let values = "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)";
+        if !overwrite {
+            return Ok(self.exec(
+                &format!(
+                    "INSERT INTO catalog_artifacts ({COLS}) VALUES {values} ON CONFLICT DO NOTHING"
+                ),
+                &args,
+            )? > 0);
+        }
+        // Overwriting replaces whatever holds the key or the id, and files the record as
+        // the newest (a fresh seq), as SQLite's INSERT OR REPLACE does.
+        self.run(async {
+            let mut conn = self.pool.get().await.map_err(backend)?;
+            let tx = conn.transaction().await.map_err(backend)?;
+            tx.execute(
+                "DELETE FROM catalog_artifacts WHERE (project=$1 AND domain=$2 AND name=$3 \
+                 AND version=$4 AND tag=$5) OR artifact_id=$6",
+                &args[..6],
+            )
+            .await
+            .map_err(backend)?;
+            let n = tx
+                .execute(
+                    &format!("INSERT INTO catalog_artifacts ({COLS}) VALUES {values}"),
+                    &args,
+                )
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+    fn record_use(&self, u: &ArtifactUse) -> Result<()> {
+        self.exec(
+            "INSERT INTO catalog_uses (artifact_id, project, domain, exec_name, node_id, at) \
+             VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING",
+            &[
+                &u.artifact_id,
+                &u.exec.project,
+                &u.exec.domain,
+                &u.exec.name,
+                &u.node_id,
+                &u.at,
+            ],
+        )?;
+        Ok(())
+    }
+    fn reserve(&self, k: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String> {
+        // Take the row when it is free, expired or ours; otherwise report its holder.
+        let taken = self.opt_row(
+            "INSERT INTO catalog_reservations (project, domain, name, version, tag, owner, expires_at) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7) \
+             ON CONFLICT (project, domain, name, version, tag) DO UPDATE \
+             SET owner=excluded.owner, expires_at=excluded.expires_at \
+             WHERE catalog_reservations.owner=excluded.owner OR catalog_reservations.expires_at <= $8 \
+             RETURNING owner",
+            &[
+                &k.project, &k.domain, &k.name, &k.version, &k.tag, &owner, &expires_at, &now,
+            ],
+        )?;
+        if let Some(r) = taken {
+            return Ok(r.get(0));
+        }
+        let holder = self.opt_row(
+            "SELECT owner FROM catalog_reservations \
+             WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5",
+            &[&k.project, &k.domain, &k.name, &k.version, &k.tag],
+        )?;
+        // Released between the two statements: free now, so try once more.
+        match holder {
+            Some(r) => Ok(r.get(0)),
+            None => self.reserve(k, owner, now, expires_at),
+        }
+    }
+    fn release(&self, k: &CatalogKey, owner: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM catalog_reservations \
+             WHERE project=$1 AND domain=$2 AND name=$3 AND version=$4 AND tag=$5 AND owner=$6",
+            &[&k.project, &k.domain, &k.name, &k.version, &k.tag, &owner],
+        )?;
+        Ok(())
     }
 }

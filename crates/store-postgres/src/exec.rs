@@ -6,6 +6,7 @@ use contrail_store::{
     ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
     is_terminal_phase,
 };
+use contrail_store::{RoundStore, SignalStore};
 use tokio_postgres::Row;
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
@@ -144,6 +145,126 @@ impl ExecutionStore for PgStore {
         })
     }
 
+    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
+        let sql = Sql::matching(
+            &format!("SELECT {EXEC_LIST_COLS} FROM executions"),
+            &[("project", &q.project), ("domain", &q.domain)],
+        );
+        Ok(self
+            .select_page(sql, q, Column::execution_sql_name, true)?
+            .iter()
+            .map(exec_row)
+            .collect())
+    }
+
+    fn list_node_executions(
+        &self,
+        k: &ExecKey,
+        parent_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<NodeRecord>> {
+        let mut sql = of_execution(
+            &format!("SELECT {NODE_COLS} FROM node_executions"),
+            "exec_name",
+            k,
+        );
+        sql.and_eq("parent_id", parent_id);
+        Ok(self
+            .select_page(sql, q, Column::node_sql_name, false)?
+            .iter()
+            .map(node_row)
+            .collect())
+    }
+
+    fn list_task_executions(
+        &self,
+        k: &ExecKey,
+        node_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<TaskRecord>> {
+        let mut sql = of_execution(
+            &format!("SELECT {TASK_COLS} FROM task_executions"),
+            "exec_name",
+            k,
+        );
+        sql.and_eq("node_id", node_id);
+        Ok(self
+            .select_page(sql, q, Column::node_sql_name, false)?
+            .iter()
+            .map(task_row)
+            .collect())
+    }
+
+    fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
+        Ok(self
+            .rows(
+                "SELECT kind, payload, owner FROM events \
+                 WHERE project=$1 AND domain=$2 AND exec_name=$3 ORDER BY seq",
+                &[&k.project, &k.domain, &k.name],
+            )?
+            .iter()
+            .map(|r| EventRecord {
+                kind: match r.get::<_, &str>(0) {
+                    "workflow" => "workflow",
+                    "node" => "node",
+                    _ => "task",
+                },
+                payload: r.get(1),
+                owner: r.get(2),
+            })
+            .collect())
+    }
+
+    fn set_signal(&self, k: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool> {
+        self.run(async {
+            let mut conn = self.pool.get().await.map_err(backend)?;
+            let tx = conn.transaction().await.map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE signals SET value=$1, updated_at=$2 \
+                     WHERE project=$3 AND domain=$4 AND exec_name=$5 AND signal_id=$6 \
+                       AND value IS NULL",
+                    &[&value, &now, &k.project, &k.domain, &k.name, &signal_id],
+                )
+                .await
+                .map_err(backend)?;
+            if n > 0 {
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&WAKE_CHANNEL, &wake_payload(k)],
+                )
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
+        let sql = of_execution(
+            &format!("SELECT {SIGNAL_COLS} FROM signals"),
+            "exec_name",
+            k,
+        );
+        Ok(self
+            .select_page(
+                sql,
+                q,
+                |c| match c {
+                    Column::Name => "signal_id",
+                    Column::UpdatedAt => "updated_at",
+                    _ => "created_at",
+                },
+                false,
+            )?
+            .iter()
+            .map(signal_row)
+            .collect())
+    }
+}
+
+impl RoundStore for PgStore {
     fn get_execution(&self, k: &ExecKey) -> Result<Option<ExecutionRecord>> {
         Ok(self
             .opt_row(
@@ -155,7 +276,6 @@ impl ExecutionStore for PgStore {
             .as_ref()
             .map(exec_row))
     }
-
     fn get_execution_head(&self, k: &ExecKey) -> Result<Option<ExecHead>> {
         Ok(self
             .opt_row(
@@ -169,7 +289,6 @@ impl ExecutionStore for PgStore {
                 abort_cause: r.get(2),
             }))
     }
-
     fn get_workflow_closure(&self, k: &ExecKey) -> Result<Option<Vec<u8>>> {
         Ok(self
             .opt_row(
@@ -178,7 +297,6 @@ impl ExecutionStore for PgStore {
             )?
             .map(|r| r.get(0)))
     }
-
     fn list_node_states(&self, k: &ExecKey) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self
             .rows(
@@ -190,19 +308,6 @@ impl ExecutionStore for PgStore {
             .map(|r| (r.get(0), r.get(1)))
             .collect())
     }
-
-    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
-        let sql = Sql::matching(
-            &format!("SELECT {EXEC_LIST_COLS} FROM executions"),
-            &[("project", &q.project), ("domain", &q.domain)],
-        );
-        Ok(self
-            .select_page(sql, q, Column::execution_sql_name, true)?
-            .iter()
-            .map(exec_row)
-            .collect())
-    }
-
     fn request_abort(&self, k: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>> {
         self.run(async {
             let mut conn = self.pool.get().await.map_err(backend)?;
@@ -241,7 +346,6 @@ impl ExecutionStore for PgStore {
             Ok(outcome)
         })
     }
-
     fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome> {
         let k = &c.key;
         let phase = c.phase as i64;
@@ -388,26 +492,6 @@ impl ExecutionStore for PgStore {
             Ok(CommitOutcome::Committed)
         })
     }
-
-    fn list_node_executions(
-        &self,
-        k: &ExecKey,
-        parent_id: &str,
-        q: &ListQuery,
-    ) -> Result<Vec<NodeRecord>> {
-        let mut sql = of_execution(
-            &format!("SELECT {NODE_COLS} FROM node_executions"),
-            "exec_name",
-            k,
-        );
-        sql.and_eq("parent_id", parent_id);
-        Ok(self
-            .select_page(sql, q, Column::node_sql_name, false)?
-            .iter()
-            .map(node_row)
-            .collect())
-    }
-
     fn get_node_execution(&self, k: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>> {
         Ok(self
             .opt_row(
@@ -420,26 +504,6 @@ impl ExecutionStore for PgStore {
             .as_ref()
             .map(node_row))
     }
-
-    fn list_task_executions(
-        &self,
-        k: &ExecKey,
-        node_id: &str,
-        q: &ListQuery,
-    ) -> Result<Vec<TaskRecord>> {
-        let mut sql = of_execution(
-            &format!("SELECT {TASK_COLS} FROM task_executions"),
-            "exec_name",
-            k,
-        );
-        sql.and_eq("node_id", node_id);
-        Ok(self
-            .select_page(sql, q, Column::node_sql_name, false)?
-            .iter()
-            .map(task_row)
-            .collect())
-    }
-
     fn get_task_execution(
         &self,
         k: &ExecKey,
@@ -457,27 +521,21 @@ impl ExecutionStore for PgStore {
             .as_ref()
             .map(task_row))
     }
+}
 
-    fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
+impl SignalStore for PgStore {
+    fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
         Ok(self
-            .rows(
-                "SELECT kind, payload, owner FROM events \
-                 WHERE project=$1 AND domain=$2 AND exec_name=$3 ORDER BY seq",
-                &[&k.project, &k.domain, &k.name],
+            .opt_row(
+                &format!(
+                    "SELECT {SIGNAL_COLS} FROM signals \
+                     WHERE project=$1 AND domain=$2 AND exec_name=$3 AND signal_id=$4"
+                ),
+                &[&k.project, &k.domain, &k.name, &signal_id],
             )?
-            .iter()
-            .map(|r| EventRecord {
-                kind: match r.get::<_, &str>(0) {
-                    "workflow" => "workflow",
-                    "node" => "node",
-                    _ => "task",
-                },
-                payload: r.get(1),
-                owner: r.get(2),
-            })
-            .collect())
+            .as_ref()
+            .map(signal_row))
     }
-
     fn get_or_create_signal(
         &self,
         k: &ExecKey,
@@ -493,66 +551,5 @@ impl ExecutionStore for PgStore {
         )?;
         self.get_signal(k, signal_id)?
             .ok_or_else(|| contrail_store::Error::Backend(format!("signal {signal_id} vanished")))
-    }
-
-    fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
-        Ok(self
-            .opt_row(
-                &format!(
-                    "SELECT {SIGNAL_COLS} FROM signals \
-                     WHERE project=$1 AND domain=$2 AND exec_name=$3 AND signal_id=$4"
-                ),
-                &[&k.project, &k.domain, &k.name, &signal_id],
-            )?
-            .as_ref()
-            .map(signal_row))
-    }
-
-    fn set_signal(&self, k: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool> {
-        self.run(async {
-            let mut conn = self.pool.get().await.map_err(backend)?;
-            let tx = conn.transaction().await.map_err(backend)?;
-            let n = tx
-                .execute(
-                    "UPDATE signals SET value=$1, updated_at=$2 \
-                     WHERE project=$3 AND domain=$4 AND exec_name=$5 AND signal_id=$6 \
-                       AND value IS NULL",
-                    &[&value, &now, &k.project, &k.domain, &k.name, &signal_id],
-                )
-                .await
-                .map_err(backend)?;
-            if n > 0 {
-                tx.execute(
-                    "SELECT pg_notify($1, $2)",
-                    &[&WAKE_CHANNEL, &wake_payload(k)],
-                )
-                .await
-                .map_err(backend)?;
-            }
-            tx.commit().await.map_err(backend)?;
-            Ok(n > 0)
-        })
-    }
-
-    fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
-        let sql = of_execution(
-            &format!("SELECT {SIGNAL_COLS} FROM signals"),
-            "exec_name",
-            k,
-        );
-        Ok(self
-            .select_page(
-                sql,
-                q,
-                |c| match c {
-                    Column::Name => "signal_id",
-                    Column::UpdatedAt => "updated_at",
-                    _ => "created_at",
-                },
-                false,
-            )?
-            .iter()
-            .map(signal_row)
-            .collect())
     }
 }

@@ -11,6 +11,7 @@ mod exec;
 mod lease;
 mod schema;
 
+use contrail_store::RegistryStore;
 use contrail_store::{
     Column, CreateOutcome, EntityKey, EntityKind, EntityRecord, Error, Filter, ListQuery,
     NamedEntityMeta, Op, ProjectRecord, Result, Store,
@@ -433,10 +434,6 @@ impl Store for PgStore {
         Ok(CreateOutcome::Exists(Box::new(existing)))
     }
 
-    fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
-        self.select_entity(kind, k)
-    }
-
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
         let mut sql = entities_in(&format!("SELECT {ENTITY_COLS}"), kind, q);
         if let Some(name) = &q.name {
@@ -593,6 +590,12 @@ impl Store for PgStore {
             ],
         )?;
         Ok(())
+    }
+}
+
+impl RegistryStore for PgStore {
+    fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
+        self.select_entity(kind, k)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The catalog half of the SQLite adapter.
 
 use crate::{SqliteStore, backend};
+use contrail_store::MemoStore;
 use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, Result};
 use rusqlite::{OptionalExtension, params, types::Value};
 
@@ -55,19 +56,6 @@ fn and_eq(sql: &mut String, args: &mut Vec<Value>, filters: &[(&str, Option<&str
 }
 
 impl CatalogStore for SqliteStore {
-    fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
-        self.read()
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM catalog_artifacts \
-                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![k.project, k.domain, k.name, k.version, k.tag], row)
-                    .optional()
-            })
-            .map_err(backend)
-    }
-
     fn get_artifact_by_id(&self, id: &str) -> Result<Option<ArtifactRecord>> {
         self.read()
             .prepare_cached(&format!(
@@ -75,97 +63,6 @@ impl CatalogStore for SqliteStore {
             ))
             .and_then(|mut s| s.query_row(params![id], row).optional())
             .map_err(backend)
-    }
-
-    fn put_artifact(&self, a: &ArtifactRecord, overwrite: bool) -> Result<bool> {
-        let k = &a.key;
-        let verb = if overwrite {
-            "INSERT OR REPLACE"
-        } else {
-            "INSERT OR IGNORE"
-        };
-        let n = self
-            .conn()
-            .execute(
-                &format!(
-                    "{verb} INTO catalog_artifacts ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                ),
-                params![
-                    k.project,
-                    k.domain,
-                    k.name,
-                    k.version,
-                    k.tag,
-                    a.artifact_id,
-                    a.outputs_uri,
-                    a.source.project,
-                    a.source.domain,
-                    a.source.name,
-                    a.source_node,
-                    a.source_attempt,
-                    a.created_at
-                ],
-            )
-            .map_err(backend)?;
-        Ok(n > 0)
-    }
-
-    fn record_use(&self, u: &ArtifactUse) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT OR IGNORE INTO catalog_uses \
-                 (artifact_id, project, domain, exec_name, node_id, at) VALUES (?,?,?,?,?,?)",
-                params![
-                    u.artifact_id,
-                    u.exec.project,
-                    u.exec.domain,
-                    u.exec.name,
-                    u.node_id,
-                    u.at
-                ],
-            )
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    fn reserve(&self, k: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(backend)?;
-        let args = params![k.project, k.domain, k.name, k.version, k.tag];
-        let held: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT owner, expires_at FROM catalog_reservations \
-                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?",
-                args,
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(backend)?;
-        let holder = match held {
-            Some((o, exp)) if o != owner && exp > now => o,
-            _ => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO catalog_reservations \
-                     (project, domain, name, version, tag, owner, expires_at) VALUES (?,?,?,?,?,?,?)",
-                    params![k.project, k.domain, k.name, k.version, k.tag, owner, expires_at],
-                )
-                .map_err(backend)?;
-                owner.to_string()
-            }
-        };
-        tx.commit().map_err(backend)?;
-        Ok(holder)
-    }
-
-    fn release(&self, k: &CatalogKey, owner: &str) -> Result<()> {
-        self.conn()
-            .execute(
-                "DELETE FROM catalog_reservations \
-                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=? AND owner=?",
-                params![k.project, k.domain, k.name, k.version, k.tag, owner],
-            )
-            .map_err(backend)?;
-        Ok(())
     }
 
     fn list_artifacts(
@@ -327,6 +224,108 @@ impl CatalogStore for SqliteStore {
             )
             .map_err(backend)?;
         Ok(n > 0)
+    }
+}
+
+impl MemoStore for SqliteStore {
+    fn get_artifact(&self, k: &CatalogKey) -> Result<Option<ArtifactRecord>> {
+        self.read()
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM catalog_artifacts \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, k.version, k.tag], row)
+                    .optional()
+            })
+            .map_err(backend)
+    }
+    fn put_artifact(&self, a: &ArtifactRecord, overwrite: bool) -> Result<bool> {
+        let k = &a.key;
+        let verb = if overwrite {
+            "INSERT OR REPLACE"
+        } else {
+            "INSERT OR IGNORE"
+        };
+        let n = self
+            .conn()
+            .execute(
+                &format!(
+                    "{verb} INTO catalog_artifacts ({COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                ),
+                params![
+                    k.project,
+                    k.domain,
+                    k.name,
+                    k.version,
+                    k.tag,
+                    a.artifact_id,
+                    a.outputs_uri,
+                    a.source.project,
+                    a.source.domain,
+                    a.source.name,
+                    a.source_node,
+                    a.source_attempt,
+                    a.created_at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+    fn record_use(&self, u: &ArtifactUse) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO catalog_uses \
+                 (artifact_id, project, domain, exec_name, node_id, at) VALUES (?,?,?,?,?,?)",
+                params![
+                    u.artifact_id,
+                    u.exec.project,
+                    u.exec.domain,
+                    u.exec.name,
+                    u.node_id,
+                    u.at
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+    fn reserve(&self, k: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let args = params![k.project, k.domain, k.name, k.version, k.tag];
+        let held: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT owner, expires_at FROM catalog_reservations \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=?",
+                args,
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let holder = match held {
+            Some((o, exp)) if o != owner && exp > now => o,
+            _ => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO catalog_reservations \
+                     (project, domain, name, version, tag, owner, expires_at) VALUES (?,?,?,?,?,?,?)",
+                    params![k.project, k.domain, k.name, k.version, k.tag, owner, expires_at],
+                )
+                .map_err(backend)?;
+                owner.to_string()
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(holder)
+    }
+    fn release(&self, k: &CatalogKey, owner: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "DELETE FROM catalog_reservations \
+                 WHERE project=? AND domain=? AND name=? AND version=? AND tag=? AND owner=?",
+                params![k.project, k.domain, k.name, k.version, k.tag, owner],
+            )
+            .map_err(backend)?;
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use contrail_store::{
     ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
     is_terminal_phase,
 };
+use contrail_store::{RoundStore, SignalStore};
 use rusqlite::{OptionalExtension, params, types::Value};
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \
@@ -114,6 +115,122 @@ impl ExecutionStore for SqliteStore {
         Ok(n == 1)
     }
 
+    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
+        self.select_page(
+            format!("SELECT {EXEC_LIST_COLS} FROM executions WHERE project=? AND domain=?"),
+            vec![
+                Value::Text(q.project.clone()),
+                Value::Text(q.domain.clone()),
+            ],
+            q,
+            Column::execution_sql_name,
+            true,
+            exec_row,
+        )
+    }
+
+    fn list_node_executions(
+        &self,
+        k: &ExecKey,
+        parent_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<NodeRecord>> {
+        let mut args = key_args(k);
+        args.push(Value::Text(parent_id.to_string()));
+        self.select_page(
+            format!(
+                "SELECT {NODE_COLS} FROM node_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND parent_id=?"
+            ),
+            args,
+            q,
+            Column::node_sql_name,
+            false,
+            node_row,
+        )
+    }
+
+    fn list_task_executions(
+        &self,
+        k: &ExecKey,
+        node_id: &str,
+        q: &ListQuery,
+    ) -> Result<Vec<TaskRecord>> {
+        let mut args = key_args(k);
+        args.push(Value::Text(node_id.to_string()));
+        self.select_page(
+            format!(
+                "SELECT {TASK_COLS} FROM task_executions \
+                 WHERE project=? AND domain=? AND exec_name=? AND node_id=?"
+            ),
+            args,
+            q,
+            Column::node_sql_name,
+            false,
+            task_row,
+        )
+    }
+
+    fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT kind, payload, owner FROM events \
+                 WHERE project=? AND domain=? AND exec_name=? ORDER BY seq",
+            )
+            .map_err(backend)?;
+        stmt.query_map(params![k.project, k.domain, k.name], |r| {
+            let kind: String = r.get(0)?;
+            Ok(EventRecord {
+                kind: match kind.as_str() {
+                    "workflow" => "workflow",
+                    "node" => "node",
+                    _ => "task",
+                },
+                payload: r.get(1)?,
+                owner: r.get(2)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
+    }
+
+    fn set_signal(&self, k: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE signals SET value=?, updated_at=? \
+                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=? AND value IS NULL",
+                params![value, now, k.project, k.domain, k.name, signal_id],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
+        self.select_page(
+            format!(
+                "SELECT {SIGNAL_COLS} FROM signals WHERE project=? AND domain=? AND exec_name=?"
+            ),
+            vec![
+                Value::Text(k.project.clone()),
+                Value::Text(k.domain.clone()),
+                Value::Text(k.name.clone()),
+            ],
+            q,
+            |c| match c {
+                Column::Name => "signal_id",
+                Column::UpdatedAt => "updated_at",
+                _ => "created_at",
+            },
+            false,
+            signal_row,
+        )
+    }
+}
+
+impl RoundStore for SqliteStore {
     fn get_execution(&self, k: &ExecKey) -> Result<Option<ExecutionRecord>> {
         self.read()
             .prepare_cached(&format!(
@@ -125,7 +242,6 @@ impl ExecutionStore for SqliteStore {
             })
             .map_err(backend)
     }
-
     fn get_execution_head(&self, k: &ExecKey) -> Result<Option<ExecHead>> {
         self.read()
             .prepare_cached(
@@ -144,7 +260,6 @@ impl ExecutionStore for SqliteStore {
             })
             .map_err(backend)
     }
-
     fn get_workflow_closure(&self, k: &ExecKey) -> Result<Option<Vec<u8>>> {
         self.read()
             .prepare_cached(
@@ -156,7 +271,6 @@ impl ExecutionStore for SqliteStore {
             })
             .map_err(backend)
     }
-
     fn list_node_states(&self, k: &ExecKey) -> Result<Vec<(String, Vec<u8>)>> {
         let conn = self.read();
         let mut stmt = conn
@@ -172,21 +286,6 @@ impl ExecutionStore for SqliteStore {
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(backend)
     }
-
-    fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>> {
-        self.select_page(
-            format!("SELECT {EXEC_LIST_COLS} FROM executions WHERE project=? AND domain=?"),
-            vec![
-                Value::Text(q.project.clone()),
-                Value::Text(q.domain.clone()),
-            ],
-            q,
-            Column::execution_sql_name,
-            true,
-            exec_row,
-        )
-    }
-
     fn request_abort(&self, k: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(backend)?;
@@ -215,7 +314,6 @@ impl ExecutionStore for SqliteStore {
         tx.commit().map_err(backend)?;
         Ok(outcome)
     }
-
     fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome> {
         let k = &c.key;
         let mut conn = self.conn();
@@ -320,28 +418,6 @@ impl ExecutionStore for SqliteStore {
         tx.commit().map_err(backend)?;
         Ok(CommitOutcome::Committed)
     }
-
-    fn list_node_executions(
-        &self,
-        k: &ExecKey,
-        parent_id: &str,
-        q: &ListQuery,
-    ) -> Result<Vec<NodeRecord>> {
-        let mut args = key_args(k);
-        args.push(Value::Text(parent_id.to_string()));
-        self.select_page(
-            format!(
-                "SELECT {NODE_COLS} FROM node_executions \
-                 WHERE project=? AND domain=? AND exec_name=? AND parent_id=?"
-            ),
-            args,
-            q,
-            Column::node_sql_name,
-            false,
-            node_row,
-        )
-    }
-
     fn get_node_execution(&self, k: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>> {
         self.read()
             .prepare_cached(&format!(
@@ -354,28 +430,6 @@ impl ExecutionStore for SqliteStore {
             })
             .map_err(backend)
     }
-
-    fn list_task_executions(
-        &self,
-        k: &ExecKey,
-        node_id: &str,
-        q: &ListQuery,
-    ) -> Result<Vec<TaskRecord>> {
-        let mut args = key_args(k);
-        args.push(Value::Text(node_id.to_string()));
-        self.select_page(
-            format!(
-                "SELECT {TASK_COLS} FROM task_executions \
-                 WHERE project=? AND domain=? AND exec_name=? AND node_id=?"
-            ),
-            args,
-            q,
-            Column::node_sql_name,
-            false,
-            task_row,
-        )
-    }
-
     fn get_task_execution(
         &self,
         k: &ExecKey,
@@ -396,32 +450,21 @@ impl ExecutionStore for SqliteStore {
             })
             .map_err(backend)
     }
+}
 
-    fn list_events(&self, k: &ExecKey) -> Result<Vec<EventRecord>> {
-        let conn = self.read();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT kind, payload, owner FROM events \
-                 WHERE project=? AND domain=? AND exec_name=? ORDER BY seq",
-            )
-            .map_err(backend)?;
-        stmt.query_map(params![k.project, k.domain, k.name], |r| {
-            let kind: String = r.get(0)?;
-            Ok(EventRecord {
-                kind: match kind.as_str() {
-                    "workflow" => "workflow",
-                    "node" => "node",
-                    _ => "task",
-                },
-                payload: r.get(1)?,
-                owner: r.get(2)?,
+impl SignalStore for SqliteStore {
+    fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
+        self.read()
+            .prepare_cached(&format!(
+                "SELECT {SIGNAL_COLS} FROM signals \
+                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=?"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![k.project, k.domain, k.name, signal_id], signal_row)
+                    .optional()
             })
-        })
-        .map_err(backend)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(backend)
+            .map_err(backend)
     }
-
     fn get_or_create_signal(
         &self,
         k: &ExecKey,
@@ -439,52 +482,6 @@ impl ExecutionStore for SqliteStore {
             .map_err(backend)?;
         self.get_signal(k, signal_id)?
             .ok_or_else(|| Error::Backend(format!("signal {signal_id} vanished")))
-    }
-
-    fn get_signal(&self, k: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>> {
-        self.read()
-            .prepare_cached(&format!(
-                "SELECT {SIGNAL_COLS} FROM signals \
-                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=?"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![k.project, k.domain, k.name, signal_id], signal_row)
-                    .optional()
-            })
-            .map_err(backend)
-    }
-
-    fn set_signal(&self, k: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE signals SET value=?, updated_at=? \
-                 WHERE project=? AND domain=? AND exec_name=? AND signal_id=? AND value IS NULL",
-                params![value, now, k.project, k.domain, k.name, signal_id],
-            )
-            .map_err(backend)?;
-        Ok(n > 0)
-    }
-
-    fn list_signals(&self, k: &ExecKey, q: &ListQuery) -> Result<Vec<SignalRecord>> {
-        self.select_page(
-            format!(
-                "SELECT {SIGNAL_COLS} FROM signals WHERE project=? AND domain=? AND exec_name=?"
-            ),
-            vec![
-                Value::Text(k.project.clone()),
-                Value::Text(k.domain.clone()),
-                Value::Text(k.name.clone()),
-            ],
-            q,
-            |c| match c {
-                Column::Name => "signal_id",
-                Column::UpdatedAt => "updated_at",
-                _ => "created_at",
-            },
-            false,
-            signal_row,
-        )
     }
 }
 

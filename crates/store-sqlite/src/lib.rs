@@ -2,6 +2,7 @@
 //! `PRAGMA user_version`. A single connection behind a mutex serialises writers, which is
 //! what SQLite does anyway; every multi-statement change runs in one transaction.
 
+use contrail_store::RegistryStore;
 use contrail_store::{
     Column, CreateOutcome, EntityKey, EntityKind, EntityRecord, Error, Filter, ListQuery,
     NamedEntityMeta, Op, ProjectRecord, Result, Store,
@@ -475,10 +476,6 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
-        select_entity(&self.read(), kind, k)
-    }
-
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>> {
         let mut sql =
             format!("SELECT {ENTITY_COLS} FROM entities WHERE kind=? AND project=? AND domain=?");
@@ -640,6 +637,12 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+impl RegistryStore for SqliteStore {
+    fn get_entity(&self, kind: EntityKind, k: &EntityKey) -> Result<Option<EntityRecord>> {
+        select_entity(&self.read(), kind, k)
     }
 }
 

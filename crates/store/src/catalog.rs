@@ -1,7 +1,7 @@
 //! The catalog: memoized task outputs (artifacts) filed by cache key, who consumed them,
 //! and the reservations that serialize identical runs.
 
-use crate::{ExecKey, Result};
+use crate::{ExecKey, MemoStore, Result};
 
 /// A dataset (`flyte_task-<name>` at `<cache_version>-<in>-<out>`) and one tag in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -35,17 +35,8 @@ pub struct ArtifactUse {
     pub at: i64,
 }
 
-pub trait CatalogStore: Send + Sync + 'static {
-    fn get_artifact(&self, key: &CatalogKey) -> Result<Option<ArtifactRecord>>;
+pub trait CatalogStore: MemoStore {
     fn get_artifact_by_id(&self, artifact_id: &str) -> Result<Option<ArtifactRecord>>;
-    /// Files an artifact under its key. The first writer wins unless `overwrite`; returns
-    /// whether this record is now the one filed.
-    fn put_artifact(&self, rec: &ArtifactRecord, overwrite: bool) -> Result<bool>;
-    fn record_use(&self, u: &ArtifactUse) -> Result<()>;
-    /// Takes the reservation of `key` for `owner` (or extends it) until `expires_at` when
-    /// it is free, expired or already `owner`'s; returns the holder afterwards.
-    fn reserve(&self, key: &CatalogKey, owner: &str, now: i64, expires_at: i64) -> Result<String>;
-    fn release(&self, key: &CatalogKey, owner: &str) -> Result<()>;
     /// Artifacts, newest first, optionally of one project/domain and dataset name.
     fn list_artifacts(
         &self,

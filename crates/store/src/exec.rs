@@ -6,6 +6,7 @@
 //! engine's own snapshot. The store only keys, orders and filters them.
 
 use crate::{Fence, ListQuery, Result};
+use crate::{RoundStore, SignalStore};
 
 /// project / domain / name of one workflow execution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -159,25 +160,13 @@ pub enum CommitOutcome {
 }
 
 /// The execution half of the storage port.
-pub trait ExecutionStore: Send + Sync + 'static {
+/// The rest of the execution tables, for the API: creation, listings, signals.
+pub trait ExecutionStore: RoundStore + SignalStore {
     /// Inserts a new execution; false when the name is taken.
     fn create_execution(&self, rec: &ExecutionRecord) -> Result<bool>;
-    /// The execution row without its workflow closure.
-    fn get_execution(&self, key: &ExecKey) -> Result<Option<ExecutionRecord>>;
-    fn get_execution_head(&self, key: &ExecKey) -> Result<Option<ExecHead>>;
-    fn get_workflow_closure(&self, key: &ExecKey) -> Result<Option<Vec<u8>>>;
-    /// (node id, engine state) of every node row of the execution.
-    fn list_node_states(&self, key: &ExecKey) -> Result<Vec<(String, Vec<u8>)>>;
     /// Executions of a project/domain (`q.name` is ignored); `workflow_closure` and `state`
     /// are left empty.
     fn list_executions(&self, q: &ListQuery) -> Result<Vec<ExecutionRecord>>;
-    /// Records a termination request unless one exists or the execution is terminal.
-    /// None when the execution does not exist.
-    fn request_abort(&self, key: &ExecKey, cause: &str, now: i64) -> Result<Option<AbortOutcome>>;
-    /// Applies a round atomically when the revision matches and, with a fence, while its
-    /// owner holds that epoch (checked under a lock on the lease row). A terminal phase
-    /// also drops the lease.
-    fn commit_round(&self, c: &RoundCommit) -> Result<CommitOutcome>;
 
     /// Node executions of one execution under one parent (`""` = top level), in the
     /// query's order (default created_at ascending).
@@ -187,31 +176,15 @@ pub trait ExecutionStore: Send + Sync + 'static {
         parent_id: &str,
         q: &ListQuery,
     ) -> Result<Vec<NodeRecord>>;
-    fn get_node_execution(&self, key: &ExecKey, node_id: &str) -> Result<Option<NodeRecord>>;
     fn list_task_executions(
         &self,
         key: &ExecKey,
         node_id: &str,
         q: &ListQuery,
     ) -> Result<Vec<TaskRecord>>;
-    fn get_task_execution(
-        &self,
-        key: &ExecKey,
-        node_id: &str,
-        attempt: u32,
-    ) -> Result<Option<TaskRecord>>;
     /// The event log of one execution, oldest first.
     fn list_events(&self, key: &ExecKey) -> Result<Vec<EventRecord>>;
 
-    /// The signal a gate waits for, created (with its type) if it does not exist yet.
-    fn get_or_create_signal(
-        &self,
-        key: &ExecKey,
-        signal_id: &str,
-        ty: &[u8],
-        now: i64,
-    ) -> Result<SignalRecord>;
-    fn get_signal(&self, key: &ExecKey, signal_id: &str) -> Result<Option<SignalRecord>>;
     /// Sets an existing signal's value once; `false` when there is no such signal or it
     /// has a value already (a value, once set, is the one the gate sees).
     fn set_signal(&self, key: &ExecKey, signal_id: &str, value: &[u8], now: i64) -> Result<bool>;

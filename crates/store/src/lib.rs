@@ -19,9 +19,11 @@ pub enum Error {
 mod catalog;
 mod exec;
 mod lease;
+mod ports;
 pub use catalog::*;
 pub use exec::*;
 pub use lease::*;
+pub use ports::*;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -194,10 +196,11 @@ pub struct NamedEntityMeta {
 }
 
 /// The storage port. Implementations must be safe under concurrent callers.
-pub trait Store: ExecutionStore + CatalogStore + LeaseStore + Send + Sync + 'static {
+pub trait Store:
+    ExecutionStore + CatalogStore + LeaseStore + RegistryStore + ControllerStore + Send + Sync + 'static
+{
     /// Inserts the entity unless its key exists; never overwrites.
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome>;
-    fn get_entity(&self, kind: EntityKind, key: &EntityKey) -> Result<Option<EntityRecord>>;
     /// Up to `limit` records matching the query, in the requested order.
     fn list_entities(&self, kind: EntityKind, q: &ListQuery) -> Result<Vec<EntityRecord>>;
     /// Distinct names of `kind` in the project/domain, ordered by name.
