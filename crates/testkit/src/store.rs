@@ -50,7 +50,6 @@ struct Inner {
 #[derive(Default)]
 pub struct MemStore(Mutex<Inner>);
 
-
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
@@ -219,7 +218,11 @@ impl RoundStore for MemStore {
                 return Ok(CommitOutcome::Fenced);
             }
         }
-        let Some(r) = inner.executions.get_mut(k).filter(|r| r.revision == c.revision) else {
+        let Some(r) = inner
+            .executions
+            .get_mut(k)
+            .filter(|r| r.revision == c.revision)
+        else {
             return Ok(CommitOutcome::Conflict);
         };
         r.phase = c.phase;
@@ -249,7 +252,11 @@ impl RoundStore for MemStore {
                 ..t.clone()
             };
         }
-        let owner = c.fence.as_ref().map(|f| f.owner.clone()).unwrap_or_default();
+        let owner = c
+            .fence
+            .as_ref()
+            .map(|f| f.owner.clone())
+            .unwrap_or_default();
         inner
             .events
             .entry(k.clone())
@@ -266,7 +273,9 @@ impl RoundStore for MemStore {
         }
         inner.commits += 1;
         if fault == Some(CommitFault::Unacknowledged) {
-            return Err(Error::Backend("injected lost commit acknowledgement".into()));
+            return Err(Error::Backend(
+                "injected lost commit acknowledgement".into(),
+            ));
         }
         Ok(CommitOutcome::Committed)
     }

@@ -1,0 +1,238 @@
+//! Scenario tests of the real controller and engine through the in-process harness: each
+//! test drives rounds and the fake executor, and asserts what the store and blobs hold.
+
+mod common;
+
+use common::*;
+use contrail_controller::Config;
+use contrail_engine::{Failure, TaskStatus};
+use contrail_idl::{admin, core};
+use contrail_store::ExecKey;
+use contrail_testkit::{CommitFault, RunState};
+
+use core::node_execution::Phase as NodePhase;
+use core::workflow_execution::Phase;
+
+fn cfg() -> Config {
+    let mut c = Config::default();
+    c.engine.backoff_base = S;
+    c
+}
+
+fn inputs(x: i64) -> core::LiteralMap {
+    core::LiteralMap {
+        literals: [("x".to_string(), int(x))].into(),
+    }
+}
+
+/// Runs every live attempt to success with the outputs its task computes.
+fn succeed_all(h: &Harness) {
+    for (id, run) in h.executor.runs() {
+        if run.alive() {
+            h.executor.start(&id);
+            let out = run_task(&run.spec.node_id, &run.spec.inputs);
+            h.executor.finish(&id, TaskStatus::Succeeded, Some(&out));
+        }
+    }
+}
+
+fn live_ids(h: &Harness) -> Vec<String> {
+    h.executor.alive()
+}
+
+fn run_to_end(h: &Harness, k: &ExecKey) {
+    for _ in 0..50 {
+        h.round(k);
+        if contrail_store::is_terminal_phase(h.phase(k) as i32) {
+            return;
+        }
+        succeed_all(h);
+        h.clock.advance(S);
+    }
+    panic!("execution did not finish: {:?}", h.phase(k));
+}
+
+#[test]
+fn a_chain_of_tasks_passes_data_along_and_publishes_the_outputs() {
+    let h = Harness::new(cfg());
+    let wf = workflow(
+        vec![
+            task_node("n0", &[], 0, false),
+            task_node("n1", &["n0".into()], 0, false),
+        ],
+        false,
+    );
+    let k = h.create("e1", &wf, &inputs(10), admin::ExecutionSpec::default());
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    let out = h.outputs(&k).unwrap();
+    // n0 = 10 + 1; n1 = 11 + 2.
+    assert_eq!(as_int(&out.literals["o_n0"]), Some(11));
+    assert_eq!(as_int(&out.literals["o_n1"]), Some(13));
+}
+
+#[test]
+fn a_user_failure_is_retried_under_a_new_attempt_within_the_budget() {
+    let h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 1, false)], false);
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.round(&k);
+    let first = live_ids(&h);
+    assert_eq!(first.len(), 1);
+    let fail = || TaskStatus::Failed(Failure::user("Boom", "boom", true));
+    h.executor.finish(&first[0], fail(), None);
+    h.round(&k);
+    assert_eq!(h.node_phase(&k, "n0"), Some(NodePhase::Running));
+    h.clock.advance(10 * S);
+    h.round(&k);
+    let second = live_ids(&h);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first, "a retry is a new attempt id");
+    h.executor.finish(&second[0], fail(), None);
+    h.round(&k);
+    assert_eq!(h.phase(&k), Phase::Failed);
+    let e = h.error(&k).unwrap();
+    assert!(e.code.contains("Boom"), "{e:?}");
+}
+
+#[test]
+fn a_queued_attempt_the_executor_lost_is_launched_again_under_its_id() {
+    let h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.round(&k);
+    let id = live_ids(&h).remove(0);
+    h.executor.vanish(&id);
+    h.round(&k);
+    assert_eq!(
+        live_ids(&h),
+        vec![id.clone()],
+        "relaunched under the same id"
+    );
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+}
+
+#[test]
+fn a_running_attempt_that_vanished_is_retried_under_a_new_id_as_a_system_failure() {
+    let h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.round(&k);
+    let id = live_ids(&h).remove(0);
+    h.executor.start(&id);
+    h.round(&k);
+    h.executor.vanish(&id);
+    h.round(&k);
+    h.clock.advance(10 * S);
+    h.round(&k);
+    let now = live_ids(&h);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], id);
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+}
+
+#[test]
+fn a_restart_between_a_launch_and_its_commit_does_not_start_the_task_twice() {
+    let mut h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    // The round launches n0, then its commit fails: as if the process died right there.
+    h.store.inject(CommitFault::Error);
+    h.round(&k);
+    assert_eq!(h.executor.runs().len(), 1, "launched before the commit");
+    h.restart();
+    h.round(&k);
+    let runs = h.executor.runs();
+    assert_eq!(runs.len(), 1, "the same attempt id, launched idempotently");
+    assert!(runs.values().all(|r| r.starts == 1));
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    assert!(h.executor.violations().is_empty());
+}
+
+#[test]
+fn a_commit_whose_acknowledgement_was_lost_is_not_applied_twice() {
+    let h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.store.inject(CommitFault::Unacknowledged);
+    h.round(&k);
+    h.store.inject(CommitFault::Conflict);
+    h.round(&k);
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    assert_eq!(h.executor.runs().len(), 1);
+}
+
+#[test]
+fn a_cached_task_runs_once_and_a_second_execution_reuses_its_outputs() {
+    let h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, true)], false);
+    let first = h.create("e1", &wf, &inputs(5), admin::ExecutionSpec::default());
+    run_to_end(&h, &first);
+    assert_eq!(h.phase(&first), Phase::Succeeded);
+    let second = h.create("e2", &wf, &inputs(5), admin::ExecutionSpec::default());
+    run_to_end(&h, &second);
+    assert_eq!(h.phase(&second), Phase::Succeeded);
+    assert_eq!(
+        h.executor.runs().len(),
+        1,
+        "the second execution hit the cache"
+    );
+    assert_eq!(
+        as_int(&h.outputs(&second).unwrap().literals["o_n0"]),
+        Some(6)
+    );
+}
+
+#[test]
+fn failing_fast_aborts_the_attempts_still_running() {
+    let h = Harness::new(cfg());
+    let wf = workflow(
+        vec![
+            task_node("n0", &[], 0, false),
+            task_node("n1", &[], 0, false),
+        ],
+        false,
+    );
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.round(&k);
+    let ids = live_ids(&h);
+    assert_eq!(ids.len(), 2);
+    h.executor.finish(
+        &ids[0],
+        TaskStatus::Failed(Failure::user("Boom", "boom", false)),
+        None,
+    );
+    h.round(&k);
+    assert_eq!(h.phase(&k), Phase::Failed);
+    let other = &h.executor.runs()[&ids[1]];
+    assert!(other.aborted, "the other attempt was aborted");
+    assert!(!matches!(other.state, RunState::Queued | RunState::Running));
+}
+
+#[test]
+fn a_blob_write_failure_fails_the_round_and_the_next_round_converges() {
+    let h = Harness::new(cfg());
+    let wf = workflow(
+        vec![
+            task_node("n0", &[], 0, false),
+            task_node("n1", &["n0".into()], 0, false),
+        ],
+        false,
+    );
+    let k = h.create("e1", &wf, &inputs(3), admin::ExecutionSpec::default());
+    h.round(&k);
+    succeed_all(&h);
+    // n1's inputs are written when it launches: that write tears.
+    h.objects.tear_next_writes(1);
+    h.round(&k);
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    assert_eq!(
+        as_int(&h.outputs(&k).unwrap().literals["o_n1"]),
+        Some(3 + 1 + 2)
+    );
+}
