@@ -1,0 +1,459 @@
+//! Deterministic simulation of the real controller and engine over the testkit doubles,
+//! on a virtual clock. Each schedule draws a random workflow and a random interleaving of
+//! rounds, task progress and faults from one seed, and checks the invariants after every
+//! step. A failure prints the seed and the schedule's steps; replay it with
+//! `cargo test -p contrail-controller --test simulate -- --seed N`.
+//!
+//! Faults: crash and restart between rounds and, through failed writes, between any two
+//! effects of a round; lost (rounds happen only when drawn) and duplicated wake-ups;
+//! attempts finishing in any order; commit conflicts, failed and unacknowledged commits;
+//! failed and torn blob writes; clock jumps; attempts that vanish, finish twice or report
+//! late.
+
+mod common;
+
+use common::*;
+use contrail_controller::Config;
+use contrail_engine::{ErrorKind, Failure, TaskStatus};
+use contrail_idl::{admin, core, event};
+use contrail_store::{ExecKey, RoundStore, is_terminal_phase};
+use contrail_testkit::{CommitFault, RunState};
+use prost::Message;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use std::collections::BTreeMap;
+
+use core::workflow_execution::Phase;
+
+/// Steps with faults; after them the world only makes progress, so every schedule must end.
+const FAULTY_STEPS: usize = 250;
+/// A schedule that has not ended after this many steps is stuck.
+const MAX_STEPS: usize = 2_000;
+const MAX_SYSTEM_FAILURES: u32 = 3;
+
+struct Workflow {
+    /// Upstream nodes of `n<i>`.
+    ups: Vec<Vec<usize>>,
+    retries: Vec<u32>,
+    cache: Vec<bool>,
+    parallelism: u32,
+    fail_after_complete: bool,
+    x: i64,
+}
+
+impl Workflow {
+    fn draw(rng: &mut StdRng) -> Workflow {
+        let n = rng.random_range(1..=5);
+        let ups = (0..n)
+            .map(|i| (0..i).filter(|_| rng.random_bool(0.4)).collect())
+            .collect();
+        Workflow {
+            ups,
+            retries: (0..n).map(|_| rng.random_range(0..=2)).collect(),
+            cache: (0..n).map(|_| rng.random_bool(0.2)).collect(),
+            parallelism: rng.random_range(0..=2),
+            fail_after_complete: rng.random_bool(0.3),
+            x: rng.random_range(0..100),
+        }
+    }
+
+    fn closure(&self) -> core::CompiledWorkflowClosure {
+        let nodes = (0..self.ups.len())
+            .map(|i| {
+                let ups: Vec<String> = self.ups[i].iter().map(|u| format!("n{u}")).collect();
+                task_node(&format!("n{i}"), &ups, self.retries[i], self.cache[i])
+            })
+            .collect();
+        workflow(nodes, self.fail_after_complete)
+    }
+
+    /// The reference interpreter: every node's output when all succeed.
+    fn expected(&self) -> BTreeMap<String, i64> {
+        let mut out: BTreeMap<String, i64> = BTreeMap::new();
+        for i in 0..self.ups.len() {
+            let inputs = core::LiteralMap {
+                literals: if self.ups[i].is_empty() {
+                    [("x".to_string(), int(self.x))].into()
+                } else {
+                    self.ups[i]
+                        .iter()
+                        .map(|u| (format!("in_n{u}"), int(out[&format!("o_n{u}")])))
+                        .collect()
+                },
+            };
+            let task = if self.cache[i] { "cached" } else { "t" };
+            let o = run_task(task, &inputs);
+            out.insert(
+                format!("o_n{i}"),
+                as_int(&o.literals["o"]).unwrap_or_default(),
+            );
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct NodeLedger {
+    succeeded: bool,
+    user_failures: u32,
+    system_failures: u32,
+    fatal: bool,
+}
+
+struct Sim {
+    rng: StdRng,
+    h: Harness,
+    k: ExecKey,
+    wf: Workflow,
+    trace: Vec<String>,
+    nodes: BTreeMap<String, NodeLedger>,
+}
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let wf = Workflow::draw(&mut rng);
+        let mut cfg = Config::default();
+        cfg.engine.backoff_base = S;
+        cfg.engine.backoff_max = 4 * S;
+        cfg.engine.max_system_failures = MAX_SYSTEM_FAILURES;
+        cfg.max_round_failures = u32::MAX;
+        let h = Harness::new(cfg);
+        let spec = admin::ExecutionSpec {
+            max_parallelism: wf.parallelism as i32,
+            ..Default::default()
+        };
+        let inputs = core::LiteralMap {
+            literals: [("x".to_string(), int(wf.x))].into(),
+        };
+        let k = h.create("sim", &wf.closure(), &inputs, spec);
+        let trace = vec![format!(
+            "workflow: ups={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} x={}",
+            wf.ups, wf.retries, wf.cache, wf.parallelism, wf.fail_after_complete, wf.x
+        )];
+        Sim {
+            rng,
+            h,
+            k,
+            wf,
+            trace,
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    fn pick_run(&mut self, want: impl Fn(&RunState) -> bool) -> Option<(String, String)> {
+        let runs: Vec<(String, String)> = self
+            .h
+            .executor
+            .runs()
+            .into_iter()
+            .filter(|(_, r)| want(&r.state))
+            .map(|(id, r)| (id, r.spec.node_id.clone()))
+            .collect();
+        if runs.is_empty() {
+            return None;
+        }
+        let i = self.rng.random_range(0..runs.len());
+        Some(runs[i].clone())
+    }
+
+    fn finish(&mut self, id: &str, node: &str) {
+        let runs = self.h.executor.runs();
+        let Some(run) = runs.get(id) else { return };
+        let roll = self.rng.random_range(0..100);
+        let ledger = self.nodes.entry(node.to_string()).or_default();
+        let status = match roll {
+            0..75 => TaskStatus::Succeeded,
+            75..85 => TaskStatus::Failed(Failure::user("Flaky", "a flaky failure", true)),
+            85..90 => TaskStatus::Failed(Failure::user("Broken", "a fatal failure", false)),
+            _ => TaskStatus::Failed(Failure::system("Infra", "an infrastructure failure", true)),
+        };
+        let outputs = outputs_of(&run.spec);
+        self.h.executor.finish(id, status, Some(&outputs));
+        // What actually happened (a failed output write turns success into a failure).
+        match &self.h.executor.runs()[id].state {
+            RunState::Finished(TaskStatus::Succeeded) => ledger.succeeded = true,
+            RunState::Finished(TaskStatus::Failed(f)) => match (f.kind, f.recoverable) {
+                (_, false) => ledger.fatal = true,
+                (ErrorKind::User, true) => ledger.user_failures += 1,
+                (ErrorKind::System, true) => ledger.system_failures += 1,
+            },
+            _ => {}
+        }
+        if self.rng.random_bool(0.1) {
+            self.h.executor.report_late(id, self.rng.random_range(1..4));
+        }
+    }
+
+    /// One step of the world. Returns what it did, for the trace.
+    fn step(&mut self, faulty: bool) -> String {
+        let roll = self.rng.random_range(0..100);
+        match roll {
+            0..35 => {
+                self.h.round(&self.k);
+                "round".into()
+            }
+            35..45 => match self.pick_run(|s| *s == RunState::Queued) {
+                Some((id, _)) => {
+                    self.h.executor.start(&id);
+                    format!("start {id}")
+                }
+                None => "idle".into(),
+            },
+            45..67 => match self.pick_run(|s| matches!(s, RunState::Queued | RunState::Running)) {
+                Some((id, node)) => {
+                    self.finish(&id, &node);
+                    format!("finish {id}")
+                }
+                None => "idle".into(),
+            },
+            67..77 => {
+                let by = self.rng.random_range(0..3 * S);
+                self.h.clock.advance(by);
+                format!("advance {by}")
+            }
+            _ if !faulty => {
+                self.h.round(&self.k);
+                "round".into()
+            }
+            77..80 => {
+                let by = self.rng.random_range(0..120 * S);
+                self.h.clock.advance(by);
+                format!("jump {by}")
+            }
+            80..83 => {
+                self.h.restart();
+                "restart".into()
+            }
+            83..87 => {
+                let fault = [
+                    CommitFault::Conflict,
+                    CommitFault::Error,
+                    CommitFault::Unacknowledged,
+                ][self.rng.random_range(0..3)];
+                self.h.store.inject(fault);
+                format!("commit fault {fault:?}")
+            }
+            87..90 => {
+                self.h.objects.fail_next_writes(1);
+                "blob write fails".into()
+            }
+            90..92 => {
+                self.h.objects.tear_next_writes(1);
+                "blob write tears".into()
+            }
+            92..95 => match self.pick_run(|s| matches!(s, RunState::Queued | RunState::Running)) {
+                Some((id, node)) => {
+                    // A run that vanishes is dead: it counts as a lost (system) failure
+                    // when the engine had seen it running.
+                    self.nodes.entry(node).or_default().system_failures += 1;
+                    self.h.executor.vanish(&id);
+                    format!("vanish {id}")
+                }
+                None => "idle".into(),
+            },
+            95..97 => match self.pick_run(|s| matches!(s, RunState::Finished(_))) {
+                Some((id, _)) => {
+                    // Finishing twice changes nothing: a finished run stays as it ended.
+                    let before = self.h.executor.runs()[&id].state.clone();
+                    self.h.executor.finish(&id, TaskStatus::Succeeded, None);
+                    assert_eq!(self.h.executor.runs()[&id].state, before);
+                    format!("finish again {id}")
+                }
+                None => "idle".into(),
+            },
+            _ => {
+                self.h.round(&self.k);
+                self.h.round(&self.k);
+                "duplicate wake-up".into()
+            }
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.h.phase(&self.k)
+    }
+
+    /// Invariants that hold after every step.
+    fn check_always(&self) -> Result<(), String> {
+        let violations = self.h.executor.violations();
+        if !violations.is_empty() {
+            return Err(format!("a succeeded attempt ran again: {violations:?}"));
+        }
+        let runs = self.h.executor.runs();
+        let mut alive_per_node: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut attempts_per_node: BTreeMap<&str, u32> = BTreeMap::new();
+        for r in runs.values() {
+            *attempts_per_node.entry(&r.spec.node_id).or_default() += 1;
+            if r.alive() {
+                *alive_per_node.entry(&r.spec.node_id).or_default() += 1;
+            }
+        }
+        if let Some((node, n)) = alive_per_node.iter().find(|(_, n)| **n > 1) {
+            return Err(format!("{n} attempts of {node} alive at once"));
+        }
+        let alive: u32 = alive_per_node.values().sum();
+        if self.wf.parallelism > 0 && alive > self.wf.parallelism {
+            return Err(format!(
+                "{alive} attempts alive, above the parallelism of {}",
+                self.wf.parallelism
+            ));
+        }
+        for (node, n) in attempts_per_node {
+            let i: usize = node[1..].parse().unwrap_or(0);
+            let budget = self.wf.retries[i] + 1 + MAX_SYSTEM_FAILURES + 1;
+            if n > budget {
+                return Err(format!(
+                    "{node} ran {n} attempts, above its budget of {budget}"
+                ));
+            }
+        }
+        if is_terminal_phase(self.phase() as i32) && alive > 0 {
+            return Err(format!("the execution ended with {alive} attempts alive"));
+        }
+        Ok(())
+    }
+
+    /// Invariants of an ended execution.
+    fn check_end(&self) -> Result<(), String> {
+        let phase = self.phase();
+        let n = self.wf.ups.len();
+        let succeeded = |i: usize| {
+            self.nodes
+                .get(&format!("n{i}"))
+                .is_some_and(|l| l.succeeded)
+                || self.wf.cache[i]
+        };
+        match phase {
+            Phase::Succeeded => {
+                let out = self.h.outputs(&self.k).ok_or("succeeded without outputs")?;
+                let got: BTreeMap<String, i64> = out
+                    .literals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), as_int(v).unwrap_or(i64::MIN)))
+                    .collect();
+                if got != self.wf.expected() {
+                    return Err(format!(
+                        "outputs {got:?} differ from the reference {:?}",
+                        self.wf.expected()
+                    ));
+                }
+                if let Some(i) = (0..n).find(|&i| !succeeded(i)) {
+                    return Err(format!("succeeded although n{i} never succeeded"));
+                }
+            }
+            Phase::Failed => {
+                let justified = (0..n).any(|i| {
+                    let l = self.nodes.get(&format!("n{i}"));
+                    l.is_some_and(|l| {
+                        !l.succeeded
+                            && (l.fatal
+                                || l.user_failures > self.wf.retries[i]
+                                || l.system_failures > MAX_SYSTEM_FAILURES)
+                    })
+                });
+                if !justified {
+                    return Err("failed although no node exhausted its retries".into());
+                }
+            }
+            other => return Err(format!("ended {other:?}, which nothing asked for")),
+        }
+        self.check_records()
+    }
+
+    /// Each task record's phase is the phase of the last event of that attempt.
+    fn check_records(&self) -> Result<(), String> {
+        let mut last: BTreeMap<(String, u32), i32> = BTreeMap::new();
+        for e in self.h.store.events(&self.k) {
+            if e.kind != "task" {
+                continue;
+            }
+            let ev = event::TaskExecutionEvent::decode(e.payload.as_slice())
+                .map_err(|e| format!("undecodable task event: {e}"))?;
+            let node = ev
+                .parent_node_execution_id
+                .map(|n| n.node_id)
+                .unwrap_or_default();
+            last.insert((node, ev.retry_attempt), ev.phase);
+        }
+        for t in self.h.store.task_records(&self.k) {
+            let seen = last.get(&(t.node_id.clone(), t.attempt));
+            if seen != Some(&t.phase) {
+                return Err(format!(
+                    "task record {} attempt {} is in phase {} but its last event says {seen:?}",
+                    t.node_id, t.attempt, t.phase
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<usize, (String, Vec<String>)> {
+        for step in 0..MAX_STEPS {
+            let did = self.step(step < FAULTY_STEPS);
+            self.trace.push(did);
+            if let Err(e) = self.check_always() {
+                return Err((e, self.trace));
+            }
+            if is_terminal_phase(self.phase() as i32) {
+                // A finished execution stays finished whatever else arrives.
+                self.h.round(&self.k);
+                return match self.check_end().and_then(|()| self.check_always()) {
+                    Ok(()) => Ok(step),
+                    Err(e) => Err((e, self.trace)),
+                };
+            }
+        }
+        let e = format!("stuck in {:?} after {MAX_STEPS} steps", self.phase());
+        Err((e, self.trace))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    // `cargo test` passes its own flags (e.g. --list, a filter): anything else is ignored.
+    if args.iter().any(|a| a == "--list") {
+        println!("simulate: test");
+        return;
+    }
+    let (first, count) = match value("--seed") {
+        Some(seed) => (seed, 1),
+        None => (
+            value("--first").unwrap_or(0),
+            value("--schedules")
+                .or_else(|| {
+                    std::env::var("CONTRAIL_SIM_SCHEDULES")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(2_000),
+        ),
+    };
+    let started = std::time::Instant::now();
+    let mut steps = 0usize;
+    for seed in first..first + count {
+        match Sim::new(seed).run() {
+            Ok(n) => steps += n,
+            Err((e, trace)) => {
+                eprintln!("simulation failed with seed {seed}: {e}");
+                eprintln!("steps:");
+                for (i, t) in trace.iter().enumerate() {
+                    eprintln!("  {i}: {t}");
+                }
+                eprintln!(
+                    "replay: cargo test -p contrail-controller --test simulate -- --seed {seed}"
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    println!(
+        "simulate: {count} schedules from seed {first}, {steps} steps, every invariant held ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+}
