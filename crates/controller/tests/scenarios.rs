@@ -236,3 +236,54 @@ fn a_blob_write_failure_fails_the_round_and_the_next_round_converges() {
         Some(3 + 1 + 1)
     );
 }
+
+/// A dynamic node's generated workflow: one task `c0` over the parent's input `x`.
+fn futures() -> core::DynamicJobSpec {
+    core::DynamicJobSpec {
+        nodes: vec![task_node("c0", &[], 0, false)],
+        min_successes: 1,
+        outputs: vec![binding("o", promise("c0", "o"))],
+        tasks: tasks()
+            .into_iter()
+            .filter_map(|t| t.template)
+            .filter(|t| t.id.as_ref().is_some_and(|i| i.name == "t"))
+            .collect(),
+        subworkflows: vec![],
+    }
+}
+
+#[test]
+fn an_execution_failed_by_a_corrupt_dynamic_workflow_aborts_the_children_still_running() {
+    use contrail_blob::layout;
+    use prost::Message;
+    let mut h = Harness::new(cfg());
+    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let k = h.create("e1", &wf, &inputs(2), admin::ExecutionSpec::default());
+    h.round(&k);
+    let parent = live_ids(&h).remove(0);
+    let wdir = layout::workflow_dir("p", "d", "e1");
+    let dir = layout::attempt_dir(&wdir, "n0", 0);
+    h.blob
+        .put(&layout::futures_in(&dir), &futures().encode_to_vec())
+        .unwrap();
+    h.executor.finish(&parent, TaskStatus::Dynamic, None);
+    for _ in 0..3 {
+        h.round(&k);
+    }
+    let child: Vec<String> = live_ids(&h);
+    assert_eq!(child.len(), 1, "the dynamic workflow's task runs");
+    h.executor.start(&child[0]);
+    // Its compiled workflow is damaged; a restarted controller cannot rebuild the plan.
+    h.blob
+        .put(
+            &layout::dynamic_compiled_in(&dir),
+            b"\xff\xff not a closure",
+        )
+        .unwrap();
+    h.restart();
+    h.round(&k);
+    assert_eq!(h.phase(&k), Phase::Failed);
+    assert!(h.error(&k).unwrap().message.contains("dynamic workflow"));
+    let run = &h.executor.runs()[&child[0]];
+    assert!(run.aborted, "the child still running was aborted");
+}

@@ -250,8 +250,19 @@ pub fn tasks() -> Vec<core::CompiledTask> {
                     },
                     ..Default::default()
                 }),
+                // `x` is what a dynamic workflow's nodes bind; other inputs are untyped
+                // (the engine does not type-check, only the compiler of a dynamic does).
                 interface: Some(core::TypedInterface {
-                    inputs: None,
+                    inputs: Some(core::VariableMap {
+                        variables: [(
+                            "x".to_string(),
+                            core::Variable {
+                                r#type: Some(int_type()),
+                                ..Default::default()
+                            },
+                        )]
+                        .into(),
+                    }),
                     outputs: Some(core::VariableMap {
                         variables: [(
                             "o".to_string(),
