@@ -34,6 +34,10 @@ for c in contrail-idl contrail-compiler contrail-catalog contrail-engine contrai
   forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-blob-object-store|contrail-executor-.*" "only the contrail binary wires adapters"
 done
 forbid contrail-idl "tonic" "grpc codegen is behind the idl crate's grpc feature"
+forbid contrail-testkit "$io|contrail-controller|contrail-api|contrail-store-.*|contrail-blob-object-store|contrail-executor-.*" "the test doubles stand for ports only"
+for c in contrail contrail-api contrail-controller contrail-engine contrail-store contrail-blob contrail-executor contrail-executor-local; do
+  forbid "$c" "contrail-testkit" "test doubles are dev-dependencies only"
+done
 
 if [ "$fail" = 0 ]; then echo "layering: ok"; fi
 exit "$fail"

@@ -16,7 +16,7 @@ use common::*;
 use contrail_controller::Config;
 use contrail_engine::{ErrorKind, Failure, TaskStatus};
 use contrail_idl::{admin, core, event};
-use contrail_store::{ExecKey, RoundStore, is_terminal_phase};
+use contrail_store::{ExecKey, is_terminal_phase};
 use contrail_testkit::{CommitFault, RunState};
 use prost::Message;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -308,7 +308,21 @@ impl Sim {
             }
         }
         if is_terminal_phase(self.phase() as i32) && alive > 0 {
-            return Err(format!("the execution ended with {alive} attempts alive"));
+            let nodes: Vec<String> = self
+                .h
+                .store
+                .node_records(&self.k)
+                .iter()
+                .map(|n| format!("{}: {}", n.node_id, String::from_utf8_lossy(&n.state)))
+                .collect();
+            let live: Vec<&String> = runs
+                .iter()
+                .filter(|(_, r)| r.alive())
+                .map(|(id, _)| id)
+                .collect();
+            return Err(format!(
+                "the execution ended with {alive} attempts alive: {live:?}; nodes: {nodes:#?}"
+            ));
         }
         Ok(())
     }
@@ -435,25 +449,53 @@ fn main() {
         ),
     };
     let started = std::time::Instant::now();
-    let mut steps = 0usize;
-    for seed in first..first + count {
-        match Sim::new(seed).run() {
-            Ok(n) => steps += n,
-            Err((e, trace)) => {
-                eprintln!("simulation failed with seed {seed}: {e}");
-                eprintln!("steps:");
-                for (i, t) in trace.iter().enumerate() {
-                    eprintln!("  {i}: {t}");
+    // Schedules are independent: split the seeds over the machine's cores.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1)
+        .min(count.max(1));
+    let failed = std::sync::Mutex::new(None::<(u64, String, Vec<String>)>);
+    let steps = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (failed, steps) = (&failed, &steps);
+            scope.spawn(move || {
+                let mut seed = first + t;
+                while seed < first + count {
+                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    match Sim::new(seed).run() {
+                        Ok(n) => {
+                            steps.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err((e, trace)) => {
+                            if let Ok(mut f) = failed.lock() {
+                                // The lowest failing seed is the one reported.
+                                if f.as_ref().is_none_or(|(s, _, _)| seed < *s) {
+                                    *f = Some((seed, e, trace));
+                                }
+                            }
+                            return;
+                        }
+                    }
+                    seed += threads;
                 }
-                eprintln!(
-                    "replay: cargo test -p contrail-controller --test simulate -- --seed {seed}"
-                );
-                std::process::exit(1);
-            }
+            });
         }
+    });
+    if let Some((seed, e, trace)) = failed.into_inner().ok().flatten() {
+        eprintln!("simulation failed with seed {seed}: {e}");
+        eprintln!("steps:");
+        for (i, t) in trace.iter().enumerate() {
+            eprintln!("  {i}: {t}");
+        }
+        eprintln!("replay: cargo test -p contrail-controller --test simulate -- --seed {seed}");
+        std::process::exit(1);
     }
     println!(
-        "simulate: {count} schedules from seed {first}, {steps} steps, every invariant held ({:.1}s)",
+        "simulate: {count} schedules from seed {first}, {} steps, every invariant held ({:.1}s)",
+        steps.into_inner(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -530,23 +530,36 @@ impl Round<'_> {
         })
     }
 
+    /// Whether a scope still has work: a member holding a slot, or one ready to start
+    /// (its upstream succeeded in this very round). A failed scope that lets its other
+    /// nodes finish ends only once neither is left.
     fn scope_active(&self, scope: usize) -> bool {
-        self.plan.scopes[scope]
-            .members
-            .iter()
-            .any(|&i| self.s.nodes[i].phase.is_active())
+        self.plan.scopes[scope].members.iter().any(|&i| {
+            let n = &self.s.nodes[i];
+            n.phase.is_active()
+                || (n.phase == NodePhase::NotYetStarted
+                    && !self.plan.nodes[i].on_failure
+                    && self.readiness(i) == Some(true))
+        })
     }
 
     /// Stops every active node (inside `within`, or everywhere), aborting what runs.
     /// Failure handlers keep running unless `handlers_too`.
     fn stop(&mut self, within: Option<usize>, phase: NodePhase, handlers_too: bool) {
+        let stopped = |i: usize| {
+            !(within.is_some_and(|w| !self.plan.is_inside(i, w))
+                || (self.plan.nodes[i].on_failure && !handlers_too))
+        };
+        // Judged before any node changes: whether a node could have been launched.
+        let unrecorded: Vec<Effect> = (0..self.s.nodes.len())
+            .filter(|&i| stopped(i))
+            .filter_map(|i| self.unrecorded_launch(i))
+            .collect();
+        self.fx.extend(unrecorded);
         let mut arrays = Vec::new();
         for i in 0..self.s.nodes.len() {
             let p = &self.plan.nodes[i];
-            if !self.s.nodes[i].phase.is_active()
-                || within.is_some_and(|w| !self.plan.is_inside(i, w))
-                || (p.on_failure && !handlers_too)
-            {
+            if !stopped(i) || !self.s.nodes[i].phase.is_active() {
                 continue;
             }
             let now = self.now;
@@ -576,6 +589,31 @@ impl Round<'_> {
         }
         for i in arrays {
             self.stop_items(i);
+        }
+    }
+
+    /// A launch is performed before the round that asked for it commits, so a crash in
+    /// between can leave an attempt (or a child execution) running that no committed state
+    /// names: the next attempt of a node that waits to retry, or the first of a node that
+    /// was ready to start. Stopping the node stops that one too (the abort of what was
+    /// never launched does nothing).
+    fn unrecorded_launch(&self, i: usize) -> Option<Effect> {
+        let n = &self.s.nodes[i];
+        let next = match n.phase {
+            NodePhase::NotYetStarted if self.readiness(i) == Some(true) => 0,
+            NodePhase::RetryWait => n.attempt + 1,
+            _ => return None,
+        };
+        match &self.plan.nodes[i].kind {
+            NodeKind::Task(_) => Some(Effect::Abort {
+                node: i,
+                item: None,
+                attempt: next,
+            }),
+            NodeKind::LaunchPlan(_) if n.phase == NodePhase::NotYetStarted => {
+                Some(Effect::AbortChild { node: i })
+            }
+            _ => None,
         }
     }
 

@@ -226,6 +226,49 @@ fn fail_immediately_aborts_the_running_siblings() {
 }
 
 #[test]
+fn stopping_aborts_a_launch_whose_round_never_committed() {
+    // n2 waits for n1; n0 is independent.
+    let mut r = Run::new(&[vec![], vec![], vec![1]], &[], &[], false);
+    r.round(&[], 0);
+    let committed = r.state.clone();
+    // This round launches n2, and then its commit is lost (a crash).
+    let fx = r.round(&[r.task("n1", 0, TaskStatus::Succeeded)], S);
+    assert!(fx.contains(&r.launch("n2", 0)));
+    r.state = committed;
+    // The next round sees n1 succeed and n0 fail at once: the execution fails before n2
+    // starts again, so the n2 attempt the lost round launched must be stopped.
+    let f = Failure::user("USER:RuntimeError", "boom", false);
+    let fx = r.round(
+        &[
+            r.task("n1", 0, TaskStatus::Succeeded),
+            r.task("n0", 0, TaskStatus::Failed(f)),
+        ],
+        2 * S,
+    );
+    assert_eq!(r.state.phase, WorkflowPhase::Failed);
+    assert_eq!(fx, vec![r.abort("n2", 0)]);
+}
+
+#[test]
+fn failing_after_complete_still_starts_a_node_made_ready_in_the_same_round() {
+    // n2 waits for n1; n0 is independent and fails in the round n1 succeeds.
+    let mut r = Run::new(&[vec![], vec![], vec![1]], &[], &[], true);
+    r.round(&[], 0);
+    let f = Failure::user("USER:RuntimeError", "boom", false);
+    let fx = r.round(
+        &[
+            r.task("n0", 0, TaskStatus::Failed(f)),
+            r.task("n1", 0, TaskStatus::Succeeded),
+        ],
+        S,
+    );
+    assert_eq!(fx, vec![r.launch("n2", 0)]);
+    assert_eq!(r.state.phase, WorkflowPhase::Running);
+    r.round(&[r.task("n2", 0, TaskStatus::Succeeded)], 2 * S);
+    assert_eq!(r.state.phase, WorkflowPhase::Failed);
+}
+
+#[test]
 fn fail_after_executable_nodes_complete_lets_independent_nodes_finish() {
     let mut r = Run::new(&[vec![], vec![], vec![0]], &[], &[], true);
     r.round(&[], 0);
