@@ -119,6 +119,27 @@ fn attempt_id(k: &ExecKey, node_id: &str, item: Option<u32>, attempt: u32) -> St
     }
 }
 
+/// An attempt named but not described: enough for an executor to find it (abort it, name
+/// its logs), not to launch it.
+fn attempt_identity(
+    k: &ExecKey,
+    node_id: &str,
+    item: Option<u32>,
+    attempt: u32,
+    cluster_label: &str,
+) -> AttemptSpec {
+    AttemptSpec {
+        id: attempt_id(k, node_id, item, attempt),
+        project: k.project.clone(),
+        domain: k.domain.clone(),
+        execution: k.name.clone(),
+        node_id: node_id.to_string(),
+        attempt,
+        cluster_label: cluster_label.to_string(),
+        ..Default::default()
+    }
+}
+
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -512,16 +533,7 @@ impl Controller {
                     .unwrap_or_default())
             };
             let spec = |item: Option<u32>, attempt: u32, task_type: String| {
-                let mut spec = AttemptSpec {
-                    id: attempt_id(k, &node_id, item, attempt),
-                    project: k.project.clone(),
-                    domain: k.domain.clone(),
-                    execution: k.name.clone(),
-                    node_id: node_id.clone(),
-                    attempt,
-                    cluster_label: cluster_label.clone(),
-                    ..Default::default()
-                };
+                let mut spec = attempt_identity(k, &node_id, item, attempt, &cluster_label);
                 spec.task.r#type = task_type;
                 spec
             };
@@ -761,16 +773,7 @@ impl Controller {
         // Logs need only the attempt's identity, not a whole launch description.
         let cluster_label = effects::cluster_label(exec.spec.as_ref());
         let logs = |i: usize, item: Option<u32>, a: u32| {
-            let mut attempt = AttemptSpec {
-                id: attempt_id(k, &plan.nodes[i].id, item, a),
-                project: k.project.clone(),
-                domain: k.domain.clone(),
-                execution: k.name.clone(),
-                node_id: plan.nodes[i].id.clone(),
-                attempt: a,
-                cluster_label: cluster_label.clone(),
-                ..Default::default()
-            };
+            let mut attempt = attempt_identity(k, &plan.nodes[i].id, item, a, &cluster_label);
             // The task type routes the attempt to its executor; its id fills log links.
             if let Some(t) = plan.task(i) {
                 attempt.task.r#type = t.r#type.clone();

@@ -678,7 +678,14 @@ impl Round<'_> {
         n.finished_at = Some(now);
         n.publishing = false;
         n.error = Some(f);
-        self.stop(Some(i), NodePhase::Aborted, true);
+        let container = match self.plan.nodes[i].kind {
+            NodeKind::Branch(_) | NodeKind::Subworkflow(_) => true,
+            NodeKind::Task(_) => n.dynamic.is_some(),
+            _ => false,
+        };
+        if container {
+            self.stop(Some(i), NodePhase::Aborted, true);
+        }
     }
 
     fn run_node(&mut self, i: usize) {

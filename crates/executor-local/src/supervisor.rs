@@ -354,30 +354,35 @@ impl RunningTask {
 
 /// Kills the task group of an attempt, if it was started. Idempotent.
 pub fn abort(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() || dir.join(EXIT).exists() {
-        return Ok(());
-    }
-    write_atomically(dir, ABORT, b"", false)?;
-    if let Ok(pid) = fs::read_to_string(dir.join(STARTED))
-        && let Ok(pid) = pid.trim().parse::<i32>()
-    {
-        kill_group(pid);
-    }
-    Ok(())
+    kill_started(dir, true)
 }
 
 /// Kills the task group an attempt's ledger names, unless its end is recorded: how an
 /// attempt whose directory vanished is stopped. Idempotent.
 pub fn abort_by_ledger(ledger: &Path) -> std::io::Result<()> {
-    if !ledger.exists() || ledger.join(EXIT).exists() {
+    kill_started(ledger, false)
+}
+
+/// Unless `dir` (an attempt directory or a ledger) records an end: leaves the `abort`
+/// mark when asked, then kills the task group `started` names.
+fn kill_started(dir: &Path, mark: bool) -> std::io::Result<()> {
+    if !dir.exists() || dir.join(EXIT).exists() {
         return Ok(());
     }
-    if let Ok(pid) = fs::read_to_string(ledger.join(STARTED))
-        && let Ok(pid) = pid.trim().parse::<i32>()
-    {
+    if mark {
+        write_atomically(dir, ABORT, b"", false)?;
+    }
+    if let Some(pid) = started_pid(dir) {
         kill_group(pid);
     }
     Ok(())
+}
+
+/// The task's pid (its process group) as `started` records it.
+fn started_pid(dir: &Path) -> Option<i32> {
+    fs::read_to_string(dir.join(STARTED))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
 }
 
 /// What the attempt directory says.
@@ -411,9 +416,7 @@ pub fn inspect(dir: &Path) -> std::io::Result<DirState> {
     if let Some(rec) = read_exit()? {
         return Ok(DirState::Exited(rec));
     }
-    let started_pid = fs::read_to_string(dir.join(STARTED))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
+    let started_pid = started_pid(dir);
     let lock = open_lock(dir)?;
     match lock.try_lock() {
         Ok(()) => {
