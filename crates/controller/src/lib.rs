@@ -172,9 +172,6 @@ impl ManualClock {
     pub fn new(at: i64) -> Self {
         ManualClock(std::sync::atomic::AtomicI64::new(at))
     }
-    pub fn set(&self, at: i64) {
-        self.0.store(at, std::sync::atomic::Ordering::SeqCst);
-    }
     pub fn advance(&self, by: i64) {
         self.0.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
     }

@@ -36,6 +36,22 @@ fn succeed_all(h: &Harness) {
     }
 }
 
+/// A workflow of one task node `n0`.
+fn one_task() -> core::CompiledWorkflowClosure {
+    workflow(vec![task_node("n0", &[], 0, false)], false)
+}
+
+/// A workflow of `n0` then `n1`, which takes `n0`'s output.
+fn chain() -> core::CompiledWorkflowClosure {
+    workflow(
+        vec![
+            task_node("n0", &[], 0, false),
+            task_node("n1", &["n0".into()], 0, false),
+        ],
+        false,
+    )
+}
+
 fn live_ids(h: &Harness) -> Vec<String> {
     h.executor.alive()
 }
@@ -55,13 +71,7 @@ fn run_to_end(h: &Harness, k: &ExecKey) {
 #[test]
 fn a_chain_of_tasks_passes_data_along_and_publishes_the_outputs() {
     let h = Harness::new(cfg());
-    let wf = workflow(
-        vec![
-            task_node("n0", &[], 0, false),
-            task_node("n1", &["n0".into()], 0, false),
-        ],
-        false,
-    );
+    let wf = chain();
     let k = h.create("e1", &wf, &inputs(10), admin::ExecutionSpec::default());
     run_to_end(&h, &k);
     assert_eq!(h.phase(&k), Phase::Succeeded);
@@ -98,7 +108,7 @@ fn a_user_failure_is_retried_under_a_new_attempt_within_the_budget() {
 #[test]
 fn a_queued_attempt_the_executor_lost_is_launched_again_under_its_id() {
     let h = Harness::new(cfg());
-    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let wf = one_task();
     let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
     h.round(&k);
     let id = live_ids(&h).remove(0);
@@ -109,6 +119,11 @@ fn a_queued_attempt_the_executor_lost_is_launched_again_under_its_id() {
         vec![id.clone()],
         "relaunched under the same id"
     );
+    assert_eq!(
+        h.executor.runs()[&id].starts,
+        2,
+        "a second run of the same id"
+    );
     run_to_end(&h, &k);
     assert_eq!(h.phase(&k), Phase::Succeeded);
 }
@@ -116,7 +131,7 @@ fn a_queued_attempt_the_executor_lost_is_launched_again_under_its_id() {
 #[test]
 fn a_running_attempt_that_vanished_is_retried_under_a_new_id_as_a_system_failure() {
     let h = Harness::new(cfg());
-    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let wf = one_task();
     let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
     h.round(&k);
     let id = live_ids(&h).remove(0);
@@ -136,7 +151,7 @@ fn a_running_attempt_that_vanished_is_retried_under_a_new_id_as_a_system_failure
 #[test]
 fn a_restart_between_a_launch_and_its_commit_does_not_start_the_task_twice() {
     let mut h = Harness::new(cfg());
-    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let wf = one_task();
     let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
     // The round launches n0, then its commit fails: as if the process died right there.
     h.store.inject(CommitFault::Error);
@@ -146,6 +161,11 @@ fn a_restart_between_a_launch_and_its_commit_does_not_start_the_task_twice() {
     h.round(&k);
     let runs = h.executor.runs();
     assert_eq!(runs.len(), 1, "the same attempt id, launched idempotently");
+    assert_eq!(
+        h.executor.launches(),
+        2,
+        "the restarted controller asked again"
+    );
     assert!(runs.values().all(|r| r.starts == 1));
     run_to_end(&h, &k);
     assert_eq!(h.phase(&k), Phase::Succeeded);
@@ -155,7 +175,7 @@ fn a_restart_between_a_launch_and_its_commit_does_not_start_the_task_twice() {
 #[test]
 fn a_commit_whose_acknowledgement_was_lost_is_not_applied_twice() {
     let h = Harness::new(cfg());
-    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let wf = one_task();
     let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
     h.store.inject(CommitFault::Unacknowledged);
     h.round(&k);
@@ -216,13 +236,7 @@ fn failing_fast_aborts_the_attempts_still_running() {
 #[test]
 fn a_blob_write_failure_fails_the_round_and_the_next_round_converges() {
     let h = Harness::new(cfg());
-    let wf = workflow(
-        vec![
-            task_node("n0", &[], 0, false),
-            task_node("n1", &["n0".into()], 0, false),
-        ],
-        false,
-    );
+    let wf = chain();
     let k = h.create("e1", &wf, &inputs(3), admin::ExecutionSpec::default());
     h.round(&k);
     succeed_all(&h);
@@ -257,7 +271,7 @@ fn an_execution_failed_by_a_corrupt_dynamic_workflow_aborts_the_children_still_r
     use contrail_blob::layout;
     use prost::Message;
     let mut h = Harness::new(cfg());
-    let wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    let wf = one_task();
     let k = h.create("e1", &wf, &inputs(2), admin::ExecutionSpec::default());
     h.round(&k);
     let parent = live_ids(&h).remove(0);

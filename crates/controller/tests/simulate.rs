@@ -146,7 +146,7 @@ impl Sim {
             .executor
             .runs()
             .into_iter()
-            .filter(|(_, r)| want(&r.state))
+            .filter(|(_, r)| !r.gone && want(&r.state))
             .map(|(id, r)| (id, r.spec.node_id.clone()))
             .collect();
         if runs.is_empty() {

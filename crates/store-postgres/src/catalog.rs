@@ -1,8 +1,9 @@
 //! The catalog half of the PostgreSQL adapter.
 
 use crate::{PgStore, Sql, backend};
-use contrail_store::MemoStore;
-use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, Result};
+use contrail_store::{
+    ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, MemoStore, Result,
+};
 use tokio_postgres::Row;
 
 const COLS: &str = "project, domain, name, version, tag, artifact_id, outputs_uri, src_project, \

@@ -3,10 +3,9 @@
 use crate::{PgStore, Sql, WAKE_CHANNEL, backend};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, EventRecord, ExecHead, ExecKey, ExecutionRecord,
-    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
-    is_terminal_phase,
+    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, RoundStore, SignalRecord,
+    SignalStore, TaskRecord, is_terminal_phase,
 };
-use contrail_store::{RoundStore, SignalStore};
 use tokio_postgres::Row;
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \

@@ -11,10 +11,9 @@ mod exec;
 mod lease;
 mod schema;
 
-use contrail_store::RegistryStore;
 use contrail_store::{
     Column, CreateOutcome, EntityKey, EntityKind, EntityRecord, Error, Filter, ListQuery,
-    NamedEntityMeta, Op, ProjectRecord, Result, Store,
+    NamedEntityMeta, Op, ProjectRecord, RegistryStore, Result, Store,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;

@@ -1,8 +1,9 @@
 //! The catalog half of the SQLite adapter.
 
 use crate::{SqliteStore, backend};
-use contrail_store::MemoStore;
-use contrail_store::{ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, Result};
+use contrail_store::{
+    ArtifactRecord, ArtifactUse, CatalogKey, CatalogStore, ExecKey, MemoStore, Result,
+};
 use rusqlite::{OptionalExtension, params, types::Value};
 
 const COLS: &str = "project, domain, name, version, tag, artifact_id, outputs_uri, src_project, \

@@ -3,10 +3,9 @@
 use crate::{SqliteStore, backend};
 use contrail_store::{
     AbortOutcome, Column, CommitOutcome, Error, EventRecord, ExecHead, ExecKey, ExecutionRecord,
-    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, SignalRecord, TaskRecord,
-    is_terminal_phase,
+    ExecutionStore, ListQuery, NodeRecord, Result, RoundCommit, RoundStore, SignalRecord,
+    SignalStore, TaskRecord, is_terminal_phase,
 };
-use contrail_store::{RoundStore, SignalStore};
 use rusqlite::{OptionalExtension, params, types::Value};
 
 const EXEC_COLS: &str = "project, domain, name, phase, launch_plan, workflow, record, \

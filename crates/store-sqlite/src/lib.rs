@@ -2,10 +2,9 @@
 //! `PRAGMA user_version`. A single connection behind a mutex serialises writers, which is
 //! what SQLite does anyway; every multi-statement change runs in one transaction.
 
-use contrail_store::RegistryStore;
 use contrail_store::{
     Column, CreateOutcome, EntityKey, EntityKind, EntityRecord, Error, Filter, ListQuery,
-    NamedEntityMeta, Op, ProjectRecord, Result, Store,
+    NamedEntityMeta, Op, ProjectRecord, RegistryStore, Result, Store,
 };
 use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::Path;

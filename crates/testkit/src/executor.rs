@@ -25,8 +25,10 @@ pub enum RunState {
 pub struct AttemptRun {
     pub spec: AttemptSpec,
     pub state: RunState,
-    /// How many times a run of this id was started.
+    /// How many times a run of this id was started (again after it vanished).
     pub starts: u32,
+    /// Vanished: the executor knows nothing of it until it is launched again.
+    pub gone: bool,
     /// Status reads that still say `Running` after the run finished.
     pub late: u32,
     pub aborted: bool,
@@ -34,7 +36,7 @@ pub struct AttemptRun {
 
 impl AttemptRun {
     pub fn alive(&self) -> bool {
-        !matches!(self.state, RunState::Finished(_))
+        !self.gone && !matches!(self.state, RunState::Finished(_))
     }
 }
 
@@ -102,6 +104,7 @@ impl FakeExecutor {
     /// The run starts executing.
     pub fn start(&self, id: &str) {
         if let Some(r) = lock(&self.inner).runs.get_mut(id)
+            && r.alive()
             && r.state == RunState::Queued
         {
             r.state = RunState::Running;
@@ -157,14 +160,14 @@ impl FakeExecutor {
     }
 
     /// The run is gone, as when its attempt directory is deleted and its process is dead:
-    /// a live run dies without a record, and the executor knows nothing of the id any
-    /// more. A run that succeeded left its outputs, so it is still known as succeeded.
+    /// a live run dies without a record, and the executor knows nothing of the id until
+    /// it is launched again. A run that succeeded left its outputs, so it is still known
+    /// as succeeded.
     pub fn vanish(&self, id: &str) {
-        let mut inner = lock(&self.inner);
-        if let Some(r) = inner.runs.get(id)
+        if let Some(r) = lock(&self.inner).runs.get_mut(id)
             && r.state != RunState::Finished(TaskStatus::Succeeded)
         {
-            inner.runs.remove(id);
+            r.gone = true;
         }
     }
 }
@@ -173,7 +176,7 @@ impl Executor for FakeExecutor {
     fn launch(&self, spec: &AttemptSpec, _on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
         let mut inner = lock(&self.inner);
         inner.launches += 1;
-        if inner.runs.contains_key(&spec.id) {
+        if inner.runs.get(&spec.id).is_some_and(|r| !r.gone) {
             return Ok(()); // idempotent: this id exists
         }
         let who = (spec.execution.clone(), spec.node_id.clone(), item_of(spec));
@@ -184,12 +187,14 @@ impl Executor for FakeExecutor {
             );
             inner.violations.push(msg);
         }
+        let starts = inner.runs.get(&spec.id).map_or(0, |r| r.starts) + 1;
         inner.runs.insert(
             spec.id.clone(),
             AttemptRun {
                 spec: spec.clone(),
                 state: RunState::Queued,
-                starts: 1,
+                starts,
+                gone: false,
                 late: 0,
                 aborted: false,
             },
@@ -199,7 +204,7 @@ impl Executor for FakeExecutor {
 
     fn status(&self, spec: &AttemptSpec) -> Result<TaskStatus> {
         let mut inner = lock(&self.inner);
-        let Some(r) = inner.runs.get_mut(&spec.id) else {
+        let Some(r) = inner.runs.get_mut(&spec.id).filter(|r| !r.gone) else {
             return Ok(TaskStatus::Unknown);
         };
         Ok(match &r.state {

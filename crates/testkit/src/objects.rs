@@ -28,12 +28,6 @@ impl MemObjects {
     pub fn tear_next_writes(&self, n: u32) {
         lock(&self.0).torn_writes += n;
     }
-    pub fn len(&self) -> usize {
-        lock(&self.0).objects.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl ObjectBackend for MemObjects {

@@ -43,7 +43,6 @@ struct Inner {
     leases: BTreeMap<ExecKey, Lease>,
     replicas: BTreeMap<String, ReplicaRecord>,
     faults: VecDeque<CommitFault>,
-    commits: u64,
 }
 
 /// A store in memory.
@@ -85,16 +84,6 @@ impl MemStore {
         }
     }
 
-    /// The signals of an execution.
-    pub fn signals(&self, key: &ExecKey) -> Vec<SignalRecord> {
-        lock(&self.0)
-            .signals
-            .iter()
-            .filter(|((k, _), _)| k == key)
-            .map(|(_, s)| s.clone())
-            .collect()
-    }
-
     /// The event log of an execution, oldest first.
     pub fn events(&self, key: &ExecKey) -> Vec<EventRecord> {
         lock(&self.0).events.get(key).cloned().unwrap_or_default()
@@ -120,19 +109,9 @@ impl MemStore {
             .collect()
     }
 
-    /// Every execution's key.
-    pub fn execution_keys(&self) -> Vec<ExecKey> {
-        lock(&self.0).executions.keys().cloned().collect()
-    }
-
     /// The next commits misbehave in this order.
     pub fn inject(&self, fault: CommitFault) {
         lock(&self.0).faults.push_back(fault);
-    }
-
-    /// Commits applied so far.
-    pub fn commits(&self) -> u64 {
-        lock(&self.0).commits
     }
 }
 
@@ -271,7 +250,6 @@ impl RoundStore for MemStore {
             l.owner.clear();
             l.expires_at = 0;
         }
-        inner.commits += 1;
         if fault == Some(CommitFault::Unacknowledged) {
             return Err(Error::Backend(
                 "injected lost commit acknowledgement".into(),

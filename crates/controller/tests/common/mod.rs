@@ -141,15 +141,7 @@ impl Harness {
 }
 
 pub fn int(v: i64) -> core::Literal {
-    use core::{literal, primitive, scalar};
-    core::Literal {
-        value: Some(literal::Value::Scalar(Box::new(core::Scalar {
-            value: Some(scalar::Value::Primitive(core::Primitive {
-                value: Some(primitive::Value::Integer(v)),
-            })),
-        }))),
-        ..Default::default()
-    }
+    contrail_engine::resolve::primitive_literal(core::primitive::Value::Integer(v))
 }
 
 pub fn as_int(l: &core::Literal) -> Option<i64> {
