@@ -13,7 +13,7 @@ mod telemetry;
 
 use contrail_blob::{BlobStore, layout};
 use contrail_engine::{
-    Config as EngineConfig, DynamicPhase, ExecState, Failure, NodeState, Observation, Plan,
+    Config as EngineConfig, DynamicPhase, Effect, ExecState, Failure, NodeState, Observation, Plan,
     WorkflowPhase, ids,
 };
 use contrail_executor::{AttemptSpec, Executor};
@@ -634,7 +634,12 @@ impl Controller {
                 break;
             }
             let mut plan = live.plan.clone();
-            for e in &step.effects {
+            // Work is started only once the round that decided it is committed (see
+            // `Effect::starts_work`); everything else is done first, so the commit records
+            // what it observed.
+            let (starts, rest): (Vec<&Effect>, Vec<&Effect>) =
+                step.effects.iter().partition(|e| e.starts_work());
+            for e in rest {
                 if let Some(o) = cx.perform(&mut plan, &step.state, e)? {
                     carry.push(o);
                 }
@@ -677,6 +682,19 @@ impl Controller {
                     self.forget(k);
                     self.queue.add(k.clone());
                     return Ok(());
+                }
+            }
+            let cx = effects::Cx {
+                c: self,
+                k,
+                exec: &live.exec,
+                inputs_key: &live.inputs_key,
+                wdir: &wdir,
+                inputs_memo: Default::default(),
+            };
+            for e in starts {
+                if let Some(o) = cx.perform(&mut plan, &step.state, e)? {
+                    carry.push(o);
                 }
             }
             live.state = step.state;
@@ -957,7 +975,8 @@ mod tests {
     use contrail_store::Store;
     use contrail_store_sqlite::SqliteStore;
 
-    /// An executor with a bug: it panics whenever it is asked about an attempt.
+    /// An executor with a bug: it panics whenever it is asked to start an attempt (and
+    /// knows none, so every round asks again).
     struct Panicking;
 
     impl Executor for Panicking {
@@ -965,7 +984,7 @@ mod tests {
             panic!("injected launch panic");
         }
         fn status(&self, _: &AttemptSpec) -> ExecResult<contrail_engine::TaskStatus> {
-            panic!("injected status panic");
+            Ok(contrail_engine::TaskStatus::Unknown)
         }
         fn abort(&self, _: &AttemptSpec) -> ExecResult<()> {
             Ok(())

@@ -149,27 +149,48 @@ fn a_running_attempt_that_vanished_is_retried_under_a_new_id_as_a_system_failure
 }
 
 #[test]
-fn a_restart_between_a_launch_and_its_commit_does_not_start_the_task_twice() {
+fn a_round_whose_commit_fails_starts_nothing() {
     let mut h = Harness::new(cfg());
     let wf = one_task();
     let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
-    // The round launches n0, then its commit fails: as if the process died right there.
+    // The round decides to launch n0, then its commit fails: as if the process died there.
     h.store.inject(CommitFault::Error);
     h.round(&k);
-    assert_eq!(h.executor.runs().len(), 1, "launched before the commit");
+    assert_eq!(h.executor.launches(), 0, "launched before the commit");
     h.restart();
     h.round(&k);
     let runs = h.executor.runs();
-    assert_eq!(runs.len(), 1, "the same attempt id, launched idempotently");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(h.executor.launches(), 1);
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    assert!(h.executor.violations().is_empty());
+}
+
+#[test]
+fn a_crash_between_the_commit_and_the_launch_launches_on_restart() {
+    let mut h = Harness::new(cfg());
+    let wf = one_task();
+    let k = h.create("e1", &wf, &inputs(1), admin::ExecutionSpec::default());
+    h.executor.refuse_next_launches(1);
+    h.round(&k);
+    assert!(h.executor.runs().is_empty());
     assert_eq!(
-        h.executor.launches(),
-        2,
-        "the restarted controller asked again"
+        h.node_phase(&k, "n0"),
+        Some(NodePhase::Queued),
+        "the launch was committed"
+    );
+    h.restart();
+    h.round(&k);
+    let runs = h.executor.runs();
+    assert_eq!(
+        runs.len(),
+        1,
+        "the recorded attempt, launched under its own id"
     );
     assert!(runs.values().all(|r| r.starts == 1));
     run_to_end(&h, &k);
     assert_eq!(h.phase(&k), Phase::Succeeded);
-    assert!(h.executor.violations().is_empty());
 }
 
 #[test]

@@ -261,10 +261,18 @@ impl Sim {
                 }
                 None => "idle".into(),
             },
-            _ => {
+            97..99 => {
                 self.h.round(&self.k);
                 self.h.round(&self.k);
                 "duplicate wake-up".into()
+            }
+            _ => {
+                // The process dies after a round's commit, before its launches.
+                self.h.executor.refuse_next_launches(1);
+                self.h.round(&self.k);
+                self.h.executor.refuse_next_launches(0);
+                self.h.restart();
+                "crash after a commit, before its launch".into()
             }
         }
     }

@@ -252,6 +252,21 @@ pub enum Effect {
     PublishOutputs,
 }
 
+impl Effect {
+    /// Whether this effect starts work outside the store (an attempt, a child execution).
+    ///
+    /// Such effects are performed only after the round that decided them is committed: a
+    /// round that is lost (a conflict, a failed commit, a crash) has then started nothing,
+    /// and the committed round's next look finds its attempt unknown to the executor and
+    /// starts it again under the same id.
+    pub fn starts_work(&self) -> bool {
+        matches!(
+            self,
+            Effect::Launch { .. } | Effect::LaunchChild { .. } | Effect::LaunchChildItem { .. }
+        )
+    }
+}
+
 /// Something outside the engine the controller must look at before a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watch {
@@ -385,10 +400,38 @@ pub fn step(plan: &Plan, cfg: &Config, prev: &ExecState, obs: &[Observation], no
             .collect();
     Step {
         state: r.s,
-        effects: r.fx,
+        effects: without_cancelled_starts(r.fx),
         wake_at,
         changed,
     }
+}
+
+/// A round that both starts and stops the same work (a retry launched, then the execution
+/// failed) keeps only the stop: starts are performed after the commit, so a start left in
+/// would run after its own abort.
+fn without_cancelled_starts(effects: Vec<Effect>) -> Vec<Effect> {
+    let stopped = |e: &Effect| match *e {
+        Effect::Launch {
+            node,
+            item,
+            attempt,
+        } => effects.contains(&Effect::Abort {
+            node,
+            item,
+            attempt,
+        }),
+        Effect::LaunchChild { node } => effects.contains(&Effect::AbortChild { node }),
+        Effect::LaunchChildItem { node, item } => {
+            effects.contains(&Effect::AbortChildItem { node, item })
+        }
+        _ => false,
+    };
+    let keep: Vec<bool> = effects.iter().map(|e| !stopped(e)).collect();
+    effects
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, keep)| keep.then_some(e))
+        .collect()
 }
 
 fn backoff(cfg: &Config, attempt: u32) -> Nanos {

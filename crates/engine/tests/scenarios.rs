@@ -250,6 +250,22 @@ fn stopping_aborts_a_launch_whose_round_never_committed() {
 }
 
 #[test]
+fn a_round_that_fails_the_execution_does_not_start_the_retry_it_made_due() {
+    // n0 and n1 are independent; n1 may retry once.
+    let mut r = Run::new(&[vec![], vec![]], &[0, 1], &[], false);
+    r.round(&[], 0);
+    r.round(&[r.task("n1", 0, recoverable("flaky"))], S);
+    assert_eq!(r.phase("n1"), NodePhase::RetryWait);
+    // Long after n1's backoff, n0 fails for good in the same round n1's retry falls due:
+    // the retry is stopped, and never started (starts happen after the commit, so a
+    // start left beside its own abort would run after it).
+    let f = Failure::user("USER:RuntimeError", "boom", false);
+    let fx = r.round(&[r.task("n0", 0, TaskStatus::Failed(f))], 600 * S);
+    assert_eq!(r.state.phase, WorkflowPhase::Failed);
+    assert!(!fx.contains(&r.launch("n1", 1)), "{fx:?}");
+}
+
+#[test]
 fn failing_after_complete_still_starts_a_node_made_ready_in_the_same_round() {
     // n2 waits for n1; n0 is independent and fails in the round n1 succeeds.
     let mut r = Run::new(&[vec![], vec![], vec![1]], &[], &[], true);

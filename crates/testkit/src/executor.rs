@@ -49,6 +49,8 @@ struct Inner {
     /// attempt of something that had succeeded.
     violations: Vec<String>,
     launches: u64,
+    /// Launch requests still to be refused, as if the process died before making them.
+    refuse_launches: u32,
 }
 
 /// The executor double.
@@ -99,6 +101,12 @@ impl FakeExecutor {
     /// Launch requests received (repeats included).
     pub fn launches(&self) -> u64 {
         lock(&self.inner).launches
+    }
+
+    /// The next `n` launch requests fail and start nothing: the process died between its
+    /// commit and the launch.
+    pub fn refuse_next_launches(&self, n: u32) {
+        lock(&self.inner).refuse_launches = n;
     }
 
     /// The run starts executing.
@@ -175,6 +183,12 @@ impl FakeExecutor {
 impl Executor for FakeExecutor {
     fn launch(&self, spec: &AttemptSpec, _on_change: Box<dyn Fn() + Send + Sync>) -> Result<()> {
         let mut inner = lock(&self.inner);
+        if inner.refuse_launches > 0 {
+            inner.refuse_launches -= 1;
+            return Err(contrail_executor::Error::Io(
+                "the launch never happened".into(),
+            ));
+        }
         inner.launches += 1;
         if inner.runs.get(&spec.id).is_some_and(|r| !r.gone) {
             return Ok(()); // idempotent: this id exists
