@@ -36,6 +36,14 @@ exclude=()
 echo "== cargo test"; CONTRAIL_FUZZ_CASES=${CONTRAIL_FUZZ_CASES:-2000} cargo test --workspace "${exclude[@]}"
 echo "== build";    cargo build -p contrail
 
+# The deterministic simulator's CI run (crates/controller/tests/simulate.rs): 100,000
+# schedules in an optimised build of its own, in the background beside the end-to-end
+# tiers (which mostly wait on Python); its result is checked before the end.
+SIM_LOG=target/simulate.log
+( CARGO_TARGET_DIR=target/sim cargo test -q --release -p contrail-controller --test simulate \
+    -- --schedules "${CONTRAIL_SIM_SCHEDULES_CI:-100000}" ) > "$SIM_LOG" 2>&1 &
+SIM_PID=$!
+
 if [ ! -x "$VENV/bin/pyflyte" ] || ! "$VENV/bin/python" -c "import flytekit, pytest, boto3, pyarrow, polars, flytekitplugins.polars, cryptography, jwt, selenium, sys; sys.exit(flytekit.__version__ != '$FLYTEKIT_VERSION')" 2>/dev/null; then
   echo "== python venv ($VENV) with flytekit==$FLYTEKIT_VERSION and the data libraries tasks use"
   python3 -m venv "$VENV"
@@ -60,3 +68,13 @@ if [ -n "${CONTRAIL_TEST_POSTGRES:-}" ] && [ -n "${CONTRAIL_TEST_S3_ENDPOINT:-}"
   CONTRAIL_E2E_SCALEOUT=1 CONTRAIL_BIN="$PWD/target/debug/contrail" \
     "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/e2e
 fi
+
+echo "== chaos soak, CI version (scripts/chaos.sh: 50 SIGKILLs of the server; the 500-kill run is in docs/reliability.md)"
+CONTRAIL_BIN="$PWD/target/debug/contrail" CONTRAIL_VENV="$VENV" scripts/chaos.sh --kills 50
+
+echo "== simulator (100,000 schedules)"
+if ! wait "$SIM_PID"; then
+  cat "$SIM_LOG"
+  exit 1
+fi
+tail -n 1 "$SIM_LOG"

@@ -1,0 +1,226 @@
+"""The chaos soak (scripts/chaos.sh): a rolling mixed workload (tests/chaos/chaos_wf.py)
+on one `contrail` server, which is killed with SIGKILL at random moments `--kills` times,
+with the resident supervisor and a warm worker killed now and then as well.
+
+Checks at the end: every execution succeeded with the right output; no task ran to
+completion twice (the side file); nothing is stuck (all done within a deadline after the
+last kill); and how long each restart took to answer its health check.
+
+Prints a JSON summary line; exits non-zero when a check fails."""
+import argparse
+import collections
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "e2e"))
+sys.path.insert(0, str(HERE))
+
+from conftest import DOMAIN, PROJECT, PYFLYTE, Server, remote  # noqa: E402
+from chaos_wf import expected  # noqa: E402
+
+CHILD_TAGS = {"square-3000", "double-9000000"}
+
+
+def pids_of(pattern: str):
+    """Pids of processes whose command line contains `pattern`."""
+    out = []
+    for p in pathlib.Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if pattern in cmd:
+            out.append(int(p.name))
+    return out
+
+
+def timed_start(server: Server) -> float:
+    """Starts the server; returns seconds until its health check answers (polled every ms)."""
+    began = time.monotonic()
+    server.proc = subprocess.Popen(
+        [str(server_bin()), "start", "--addr", f"127.0.0.1:{server.port}", "--s3-addr",
+         f"127.0.0.1:{server.s3_port}", "--data-dir", str(server.data_dir)],
+        stdout=open(server.log, "ab"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+    )
+    url = f"http://127.0.0.1:{server.port}/healthcheck"
+    deadline = began + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url, timeout=1).status == 200:
+                return time.monotonic() - began
+        except OSError:
+            time.sleep(0.001)
+    raise TimeoutError("the server did not answer its health check within 60 s")
+
+
+def server_bin():
+    from conftest import BIN
+
+    return BIN
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kills", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--items", type=int, default=200, help="size of the map")
+    ap.add_argument("--in-flight", type=int, default=2, help="executions running at once")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    root = pathlib.Path(tempfile.mkdtemp(prefix="contrail-chaos-"))
+    side = root / "side.txt"
+    server = Server(root / "data", root / "server.log")
+    restarts = [timed_start(server)]
+    started, done, failures = [], {}, []
+    signal_value = 5
+    supervisor_kills = zygote_kills = 0
+    api_errors = collections.Counter()
+    try:
+        cfg = server.write_config(root / "config.yaml")
+        work = root / "wf"
+        work.mkdir()
+        shutil.copy(HERE / "chaos_wf.py", work / "chaos_wf.py")
+        version = "v" + uuid.uuid4().hex[:8]
+        p = subprocess.run([PYFLYTE, "-c", str(cfg), "register", "--project", PROJECT, "--domain", DOMAIN,
+                            "--version", version, "chaos_wf.py"], cwd=work, capture_output=True, text=True,
+                           timeout=600)
+        if p.returncode != 0:
+            raise SystemExit(p.stdout + p.stderr)
+        r = remote(cfg)
+        lp = r.fetch_launch_plan(name="chaos_wf.chaos_wf", version=version)
+        pending_signal = set()
+
+        def top_up():
+            from flytekit.models.core.execution import WorkflowExecutionPhase as WP
+
+            for name in list(set(started) - set(done)):
+                phase = r.fetch_execution(name=name).closure.phase
+                if phase in (WP.SUCCEEDED, WP.FAILED, WP.ABORTED, WP.TIMED_OUT):
+                    done[name] = phase
+            for name in list(pending_signal):
+                try:
+                    r.set_signal("go", name, signal_value)
+                    pending_signal.discard(name)
+                except Exception:  # noqa: BLE001 - the gate may not be waiting yet
+                    pass
+            while len(set(started) - set(done)) < args.in_flight:
+                name = "chaos-" + uuid.uuid4().hex[:10]
+                r.execute(lp, inputs={"side": str(side), "n": args.items, "k": 4}, execution_name=name)
+                started.append(name)
+                pending_signal.add(name)
+
+        kills = 0
+        began = time.monotonic()
+        while kills < args.kills:
+            try:
+                top_up()
+            except Exception as e:  # noqa: BLE001 - the API call raced a kill; next time
+                api_errors[type(e).__name__] += 1
+            # Chaos, not synchronisation: the kill lands at an arbitrary point of a round.
+            time.sleep(rng.uniform(0.02, 0.6))
+            roll = rng.random()
+            if roll < 0.02:
+                pidfile = server.data_dir / "supervisor.pid"
+                try:
+                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                    supervisor_kills += 1
+                except (OSError, ValueError):
+                    pass
+            elif roll < 0.05:
+                workers = pids_of("zygote.py")
+                if workers:
+                    try:
+                        os.kill(rng.choice(workers), signal.SIGKILL)
+                        zygote_kills += 1
+                    except ProcessLookupError:
+                        pass
+            server.kill9()
+            kills += 1
+            restarts.append(timed_start(server))
+        chaos_s = time.monotonic() - began
+        # Nothing stuck: everything started finishes within the deadline.
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            try:
+                args.in_flight = 0
+                top_up()
+            except Exception as e:  # noqa: BLE001
+                api_errors[type(e).__name__] += 1
+            if len(done) == len(started) and not pending_signal:
+                break
+            time.sleep(1)
+        stuck = sorted(set(started) - set(done))
+        from flytekit.models.core.execution import WorkflowExecutionPhase as WP
+
+        want, tags = expected(args.items, 4, signal_value)
+        for name in sorted(done):
+            ex = r.fetch_execution(name=name)
+            if done[name] != WP.SUCCEEDED:
+                failures.append(f"{name} ended {WP.enum_to_string(done[name])}: {ex.closure.error}")
+                continue
+            got = r.sync_execution(ex).outputs["o0"]
+            if got != want:
+                failures.append(f"{name} output {got}, expected {want}")
+        lines = side.read_text().split() if side.exists() else []
+        counts = collections.Counter(lines)
+        twice = sorted(line for line, n in counts.items() if n > 1)
+        if twice:
+            failures.append(f"tasks that ran to completion twice: {twice[:20]}")
+        for name in done:
+            own = sorted(line.split("/", 1)[1] for line in lines if line.startswith(name + "/"))
+            if done[name] == WP.SUCCEEDED and own != sorted(t for t in tags if t not in CHILD_TAGS):
+                failures.append(f"{name}: side file tags differ from the expected set")
+        child_runs = sum(1 for line in lines if line.split("/", 1)[-1] in CHILD_TAGS)
+        succeeded = sum(1 for ph in done.values() if ph == WP.SUCCEEDED)
+        if child_runs != len(CHILD_TAGS) * succeeded:
+            failures.append(f"launch-plan children ran {child_runs} tasks for {succeeded} parents")
+        if counts.get("cached/7", 0) != 1:
+            failures.append(f"the cached task ran {counts.get('cached/7', 0)} times, expected once")
+        if stuck:
+            failures.append(f"stuck: {stuck}")
+        after = sorted(restarts[1:])
+        summary = {
+            "seed": seed, "kills": kills, "supervisor_kills": supervisor_kills, "zygote_kills": zygote_kills,
+            "executions": len(started), "succeeded": succeeded, "tasks_completed": len(lines),
+            "chaos_seconds": round(chaos_s, 1),
+            "restart_ms": {"p50": round(1000 * statistics.median(after), 1),
+                           "p99": round(1000 * after[int(0.99 * (len(after) - 1))], 1),
+                           "max": round(1000 * after[-1], 1)},
+            "api_errors_during_kills": dict(api_errors),
+            "failures": failures,
+        }
+        print(json.dumps(summary))
+        return 1 if failures else 0
+    finally:
+        server.stop()
+        server.kill_tasks()
+        for pid in pids_of(str(root)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if args.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
