@@ -4,37 +4,12 @@
 mod common;
 
 use common::*;
-use contrail_controller::Config;
 use contrail_engine::{Failure, TaskStatus};
 use contrail_idl::{admin, core};
-use contrail_store::ExecKey;
 use contrail_testkit::{CommitFault, RunState};
 
 use core::node_execution::Phase as NodePhase;
 use core::workflow_execution::Phase;
-
-fn cfg() -> Config {
-    let mut c = Config::default();
-    c.engine.backoff_base = S;
-    c
-}
-
-fn inputs(x: i64) -> core::LiteralMap {
-    core::LiteralMap {
-        literals: [("x".to_string(), int(x))].into(),
-    }
-}
-
-/// Runs every live attempt to success with the outputs its task computes.
-fn succeed_all(h: &Harness) {
-    for (id, run) in h.executor.runs() {
-        if run.alive() {
-            h.executor.start(&id);
-            let out = outputs_of(&run.spec);
-            h.executor.finish(&id, TaskStatus::Succeeded, Some(&out));
-        }
-    }
-}
 
 /// A workflow of one task node `n0`.
 fn one_task() -> core::CompiledWorkflowClosure {
@@ -50,22 +25,6 @@ fn chain() -> core::CompiledWorkflowClosure {
         ],
         false,
     )
-}
-
-fn live_ids(h: &Harness) -> Vec<String> {
-    h.executor.alive()
-}
-
-fn run_to_end(h: &Harness, k: &ExecKey) {
-    for _ in 0..50 {
-        h.round(k);
-        if contrail_store::is_terminal_phase(h.phase(k) as i32) {
-            return;
-        }
-        succeed_all(h);
-        h.clock.advance(S);
-    }
-    panic!("execution did not finish: {:?}", h.phase(k));
 }
 
 #[test]

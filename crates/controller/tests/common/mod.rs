@@ -4,12 +4,14 @@
 #![allow(dead_code)]
 
 use contrail_blob::{BlobStore, layout};
-use contrail_controller::{Config, Controller, ManualClock};
+use contrail_controller::{ChildRequest, Config, Controller, LaunchError, Launcher, ManualClock};
+use contrail_engine::TaskStatus;
 use contrail_idl::{admin, core};
 use contrail_store::{ExecKey, ExecutionRecord, RoundStore};
 use contrail_testkit::{FakeExecutor, MemObjects, MemStore};
 use prost::Message;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 pub const S: i64 = 1_000_000_000;
 pub const START: i64 = 1_700_000_000 * S;
@@ -22,6 +24,8 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub cfg: Config,
     pub controller: Arc<Controller>,
+    /// Set by [`Harness::launch_plans`]; kept across restarts.
+    pub launcher: Option<Arc<ChildLauncher>>,
 }
 
 impl Harness {
@@ -46,6 +50,7 @@ impl Harness {
             clock,
             cfg,
             controller,
+            launcher: None,
         }
     }
 
@@ -59,6 +64,9 @@ impl Harness {
             self.cfg.clone(),
             self.clock.clone(),
         );
+        if let Some(l) = &self.launcher {
+            self.controller.set_launcher(l.clone());
+        }
     }
 
     /// Creates an execution of `closure` with `inputs`, as the API stores one.
@@ -74,33 +82,56 @@ impl Harness {
             domain: "d".into(),
             name: name.into(),
         };
-        let inputs_key = layout::execution_inputs_named("p", "d", name, "0");
-        self.blob.put(&inputs_key, &inputs.encode_to_vec()).unwrap();
-        let record = admin::Execution {
-            id: Some(core::WorkflowExecutionIdentifier {
-                project: "p".into(),
-                domain: "d".into(),
-                name: name.into(),
-                org: String::new(),
-            }),
-            spec: Some(spec),
-            closure: Some(admin::ExecutionClosure::default()),
-        };
-        assert!(self.store.create_execution(&ExecutionRecord {
-            key: key.clone(),
-            phase: core::workflow_execution::Phase::Queued as i32,
-            launch_plan: "lp".into(),
-            workflow: "wf".into(),
-            record: record.encode_to_vec(),
-            workflow_closure: closure.encode_to_vec(),
-            state: Vec::new(),
-            abort_cause: None,
-            inputs_uri: self.blob.uri(&inputs_key),
-            revision: 0,
-            created_at: START,
-            updated_at: START,
-        }));
+        assert!(create_record(
+            &self.store,
+            &self.blob,
+            &key,
+            closure,
+            inputs,
+            spec
+        ));
         key
+    }
+
+    /// Lets launch-plan nodes start child executions: `lp` runs `closure`.
+    pub fn launch_plans(
+        &mut self,
+        plans: Vec<(&str, core::CompiledWorkflowClosure)>,
+    ) -> Arc<ChildLauncher> {
+        let launcher = Arc::new(ChildLauncher {
+            store: self.store.clone(),
+            blob: self.blob.clone(),
+            plans: plans.into_iter().map(|(n, c)| (n.to_string(), c)).collect(),
+            requests: Mutex::default(),
+        });
+        self.controller.set_launcher(launcher.clone());
+        self.launcher = Some(launcher.clone());
+        launcher
+    }
+
+    /// The outputs the task of an attempt computes. An array item that shares its node's
+    /// inputs file reads it and takes its own element, as a real item does.
+    pub fn outputs_for(&self, spec: &contrail_executor::AttemptSpec) -> core::LiteralMap {
+        let prefix = spec.paths.output_prefix.trim_end_matches('/');
+        let item = prefix
+            .rsplit_once("/data/")
+            .map(|(_, rest)| rest.split('/').collect::<Vec<_>>())
+            .and_then(|parts| match parts.as_slice() {
+                [_, item, _] => item.parse::<usize>().ok(),
+                _ => None,
+            });
+        let Some(item) = item.filter(|_| spec.inputs.literals.is_empty()) else {
+            return outputs_of(spec);
+        };
+        let key = self.blob.key_of(&spec.paths.inputs).unwrap().to_string();
+        let all = core::LiteralMap::decode(self.blob.get(&key).unwrap().as_slice()).unwrap();
+        let mut mine = core::LiteralMap::default();
+        for (name, list) in all.literals {
+            if let Some(core::literal::Value::Collection(c)) = list.value {
+                mine.literals.insert(name, c.literals[item].clone());
+            }
+        }
+        run_task(&spec.task.id.as_ref().unwrap().name, &mine)
     }
 
     pub fn round(&self, key: &ExecKey) {
@@ -137,6 +168,77 @@ impl Harness {
             admin::execution_closure::OutputResult::Error(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// Stores a new execution record (and its inputs) as the API does; false if it exists.
+pub fn create_record(
+    store: &MemStore,
+    blob: &BlobStore,
+    key: &ExecKey,
+    closure: &core::CompiledWorkflowClosure,
+    inputs: &core::LiteralMap,
+    spec: admin::ExecutionSpec,
+) -> bool {
+    let inputs_key = layout::execution_inputs_named(&key.project, &key.domain, &key.name, "0");
+    blob.put(&inputs_key, &inputs.encode_to_vec()).unwrap();
+    let record = admin::Execution {
+        id: Some(core::WorkflowExecutionIdentifier {
+            project: key.project.clone(),
+            domain: key.domain.clone(),
+            name: key.name.clone(),
+            org: String::new(),
+        }),
+        spec: Some(spec),
+        closure: Some(admin::ExecutionClosure::default()),
+    };
+    store.create_execution(&ExecutionRecord {
+        key: key.clone(),
+        phase: core::workflow_execution::Phase::Queued as i32,
+        launch_plan: "lp".into(),
+        workflow: "wf".into(),
+        record: record.encode_to_vec(),
+        workflow_closure: closure.encode_to_vec(),
+        state: Vec::new(),
+        abort_cause: None,
+        inputs_uri: blob.uri(&inputs_key),
+        revision: 0,
+        created_at: START,
+        updated_at: START,
+    })
+}
+
+/// The launcher double: creates child executions of the launch plans it was given, by
+/// name, as the API would (an existing name counts as created); an unknown plan is invalid.
+pub struct ChildLauncher {
+    store: Arc<MemStore>,
+    blob: BlobStore,
+    plans: BTreeMap<String, core::CompiledWorkflowClosure>,
+    /// Every request, repeats included.
+    pub requests: Mutex<Vec<ChildRequest>>,
+}
+
+impl Launcher for ChildLauncher {
+    fn launch_child(&self, req: ChildRequest) -> Result<(), LaunchError> {
+        self.requests.lock().unwrap().push(req.clone());
+        let lp = req
+            .spec
+            .launch_plan
+            .as_ref()
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let Some(closure) = self.plans.get(&lp) else {
+            return Err(LaunchError::Invalid(format!("no launch plan {lp}")));
+        };
+        create_record(
+            &self.store,
+            &self.blob,
+            &req.child,
+            closure,
+            &req.inputs,
+            req.spec,
+        );
+        Ok(())
     }
 }
 
@@ -324,4 +426,44 @@ pub fn run_task(task: &str, inputs: &core::LiteralMap) -> core::LiteralMap {
 pub fn outputs_of(spec: &contrail_executor::AttemptSpec) -> core::LiteralMap {
     let task = spec.task.id.as_ref().map(|i| i.name.as_str()).unwrap_or("");
     run_task(task, &spec.inputs)
+}
+
+/// Retry backoff of 1 s, so tests advance the clock by whole seconds.
+pub fn cfg() -> Config {
+    let mut c = Config::default();
+    c.engine.backoff_base = S;
+    c
+}
+
+pub fn inputs(x: i64) -> core::LiteralMap {
+    core::LiteralMap {
+        literals: [("x".to_string(), int(x))].into(),
+    }
+}
+
+/// Runs every live attempt to success with the outputs its task computes.
+pub fn succeed_all(h: &Harness) {
+    for (id, run) in h.executor.runs() {
+        if run.alive() {
+            h.executor.start(&id);
+            let out = h.outputs_for(&run.spec);
+            h.executor.finish(&id, TaskStatus::Succeeded, Some(&out));
+        }
+    }
+}
+
+pub fn live_ids(h: &Harness) -> Vec<String> {
+    h.executor.alive()
+}
+
+pub fn run_to_end(h: &Harness, k: &ExecKey) {
+    for _ in 0..50 {
+        h.round(k);
+        if contrail_store::is_terminal_phase(h.phase(k) as i32) {
+            return;
+        }
+        succeed_all(h);
+        h.clock.advance(S);
+    }
+    panic!("execution did not finish: {:?}", h.phase(k));
 }
