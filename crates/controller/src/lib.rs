@@ -7,6 +7,7 @@
 mod effects;
 mod leases;
 mod plugins;
+pub mod policy;
 mod queue;
 pub mod render;
 mod telemetry;
@@ -22,6 +23,7 @@ use contrail_store::{
     CommitOutcome, ControllerStore, EventRecord, ExecKey, Fence, NodeRecord, RoundCommit,
     TaskRecord,
 };
+use policy::ErrorClass;
 use prost::Message;
 use queue::Queue;
 use std::collections::{BTreeMap, HashMap};
@@ -209,7 +211,10 @@ pub struct Controller {
     queue: Queue,
     cache: Mutex<HashMap<ExecKey, Arc<Loaded>>>,
     live: Mutex<HashMap<ExecKey, Live>>,
+    /// Rounds in a row that failed with a bug, per execution (the poison pill's count).
     failures: Mutex<HashMap<ExecKey, u32>>,
+    /// Rounds in a row that failed for any reason, per execution (the backoff's).
+    streaks: Mutex<HashMap<ExecKey, u32>>,
     /// When each running array node's TaskExecution record was last rewritten.
     array_records: Mutex<HashMap<(ExecKey, String), i64>>,
     /// The executions this replica owns, by lease.
@@ -253,6 +258,7 @@ impl Controller {
             cache: Mutex::default(),
             live: Mutex::default(),
             failures: Mutex::default(),
+            streaks: Mutex::default(),
             leases: leases::Leases::default(),
             array_records: Mutex::default(),
         })
@@ -358,25 +364,62 @@ impl Controller {
         match round {
             Ok(()) => {
                 lock(&self.failures).remove(k);
+                lock(&self.streaks).remove(k);
             }
-            Err(e) => {
+            Err(e) => self.error_policy(k, &fence, e),
+        }
+    }
+
+    /// Acts on a failed round by the class of its error (see [`policy`]); one policy for
+    /// every path.
+    fn error_policy(&self, k: &ExecKey, fence: &Fence, e: Error) {
+        let streak = {
+            let mut s = lock(&self.streaks);
+            let n = s.entry(k.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let retry = |what: &str| {
+            let backoff = policy::backoff(streak);
+            tracing::debug!(execution = %k, ?backoff, "retrying after {what}");
+            self.queue
+                .add_at(k.clone(), tokio::time::Instant::now() + backoff);
+        };
+        match e.class() {
+            ErrorClass::Transient => {
+                tracing::warn!(execution = %k, attempt = streak, "round failed, will retry: {e}");
+                retry("a transient error");
+            }
+            ErrorClass::Corrupt => {
+                tracing::error!(execution = %k, "cannot run this execution: {e}");
+                match self.fail_outright(k, &format!("cannot run this execution: {e}"), fence) {
+                    Ok(()) => {
+                        lock(&self.failures).remove(k);
+                        lock(&self.streaks).remove(k);
+                    }
+                    Err(e2) => {
+                        tracing::warn!(execution = %k, "cannot fail the corrupt execution yet: {e2}");
+                        retry("a failed attempt to fail a corrupt execution");
+                    }
+                }
+            }
+            ErrorClass::Bug => {
                 let n = {
                     let mut f = lock(&self.failures);
                     let n = f.entry(k.clone()).or_default();
                     *n += 1;
                     *n
                 };
-                tracing::warn!(execution = %k, attempt = n, "round failed: {e}");
+                tracing::error!(execution = %k, attempt = n, "round failed (a bug): {e}");
                 if n >= self.cfg.max_round_failures {
                     let msg = format!("{n} rounds in a row failed; last error: {e}");
-                    if let Err(e2) = self.fail_outright(k, &msg, &fence) {
+                    if let Err(e2) = self.fail_outright(k, &msg, fence) {
                         tracing::error!(execution = %k, "cannot fail poisoned execution: {e2}");
                     }
                     lock(&self.failures).remove(k);
+                    lock(&self.streaks).remove(k);
                 } else {
-                    let backoff = Duration::from_millis(100u64 << n.min(7));
-                    self.queue
-                        .add_at(k.clone(), tokio::time::Instant::now() + backoff);
+                    retry("a bug");
                 }
             }
         }
@@ -580,13 +623,6 @@ impl Controller {
         let mut live = match self.live_state(k, head.revision) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(()),
-            Err(Error::Corrupt(what, msg)) => {
-                return self.fail_outright(
-                    k,
-                    &format!("cannot run this execution: {what}: {msg}"),
-                    fence,
-                );
-            }
             Err(e) => return Err(e),
         };
         let mut engine_cfg = self.cfg.engine.clone();

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use contrail_controller::Config;
 use contrail_engine::{Failure, TaskStatus};
 use contrail_idl::{admin, core};
 use contrail_testkit::{CommitFault, RunState};
@@ -280,4 +281,26 @@ fn an_execution_failed_by_a_corrupt_dynamic_workflow_aborts_the_children_still_r
     assert!(h.error(&k).unwrap().message.contains("dynamic workflow"));
     let run = &h.executor.runs()[&child[0]];
     assert!(run.aborted, "the child still running was aborted");
+}
+
+#[test]
+fn an_outage_longer_than_the_poison_pill_limit_does_not_fail_the_execution() {
+    let h = Harness::new(Config {
+        max_round_failures: 2,
+        ..cfg()
+    });
+    let k = h.create(
+        "e1",
+        &one_task(),
+        &inputs(1),
+        admin::ExecutionSpec::default(),
+    );
+    // The database refuses five commits in a row: transient, retried, never a poison pill.
+    for _ in 0..5 {
+        h.store.inject(CommitFault::Error);
+        h.round(&k);
+        assert_eq!(h.phase(&k), Phase::Queued);
+    }
+    run_to_end(&h, &k);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
 }
