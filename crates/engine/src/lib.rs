@@ -7,7 +7,9 @@
 //!
 //! Architecture Invariant: effects are requests that are safe to repeat (deterministic
 //! attempt ids, idempotent writes). A crash between performing an effect and committing the
-//! state it came with only means the next round asks for it again.
+//! state it came with only means the next round asks for it again. Effects that start work
+//! ([`Effect::starts_work`]) are performed only after that commit, so a lost round starts
+//! nothing; the committed attempt the executor does not know is started by the next round.
 
 mod branch;
 mod phase;
