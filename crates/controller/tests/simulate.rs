@@ -13,9 +13,10 @@
 mod common;
 
 use common::*;
-use contrail_controller::Config;
+use contrail_controller::{Clock, Config};
 use contrail_engine::{ErrorKind, Failure, TaskStatus};
 use contrail_idl::{admin, core, event};
+use contrail_store::SignalStore;
 use contrail_store::{ExecKey, is_terminal_phase};
 use contrail_testkit::{CommitFault, RunState};
 use prost::Message;
@@ -30,14 +31,52 @@ const FAULTY_STEPS: usize = 250;
 const MAX_STEPS: usize = 2_000;
 const MAX_SYSTEM_FAILURES: u32 = 3;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Task,
+    /// `if v > 50: v + 1 else: v + x + 1`, where `v` is the first non-array upstream's
+    /// output (or `x`); its inner task nodes are `n<i>-n0` and `n<i>-n1`.
+    Branch,
+    /// Waits for the integer signal `s<i>`, set to `SIGNAL + i`; outputs it.
+    Gate,
+    /// Maps task `t` over the input list `xs`, two items at a time.
+    Array,
+}
+
+/// The value a gate's signal is set to, plus the node's index.
+const SIGNAL: i64 = 1000;
+/// How many items the array input `xs` has.
+const ITEMS: i64 = 3;
+
 struct Workflow {
     /// Upstream nodes of `n<i>`.
     ups: Vec<Vec<usize>>,
+    kinds: Vec<Kind>,
     retries: Vec<u32>,
     cache: Vec<bool>,
     parallelism: u32,
     fail_after_complete: bool,
     x: i64,
+}
+
+/// An output as the checker compares it: an integer, or a list of them.
+fn repr(l: &core::Literal) -> String {
+    match &l.value {
+        Some(core::literal::Value::Collection(c)) => format!(
+            "{:?}",
+            c.literals.iter().filter_map(as_int).collect::<Vec<_>>()
+        ),
+        _ => as_int(l).map_or("?".into(), |v| v.to_string()),
+    }
+}
+
+fn list(values: &[i64]) -> core::Literal {
+    core::Literal {
+        value: Some(core::literal::Value::Collection(core::LiteralCollection {
+            literals: values.iter().map(|v| int(*v)).collect(),
+        })),
+        ..Default::default()
+    }
 }
 
 impl Workflow {
@@ -46,8 +85,17 @@ impl Workflow {
         let ups = (0..n)
             .map(|i| (0..i).filter(|_| rng.random_bool(0.4)).collect())
             .collect();
+        let kinds = (0..n)
+            .map(|_| match rng.random_range(0..100) {
+                0..55 => Kind::Task,
+                55..70 => Kind::Branch,
+                70..85 => Kind::Gate,
+                _ => Kind::Array,
+            })
+            .collect();
         Workflow {
             ups,
+            kinds,
             retries: (0..n).map(|_| rng.random_range(0..=2)).collect(),
             cache: (0..n).map(|_| rng.random_bool(0.2)).collect(),
             parallelism: rng.random_range(0..=2),
@@ -56,38 +104,192 @@ impl Workflow {
         }
     }
 
+    fn xs(&self) -> Vec<i64> {
+        (0..ITEMS).map(|k| self.x + k).collect()
+    }
+
+    /// Where a branch takes its value from: the first upstream that is not an array.
+    fn branch_source(&self, i: usize) -> Option<usize> {
+        self.ups[i]
+            .iter()
+            .copied()
+            .find(|&u| self.kinds[u] != Kind::Array)
+    }
+
+    fn node(&self, i: usize) -> core::Node {
+        use core::node::Target;
+        let id = format!("n{i}");
+        let ups: Vec<String> = self.ups[i].iter().map(|u| format!("n{u}")).collect();
+        let mut node = match self.kinds[i] {
+            Kind::Task => task_node(&id, &ups, self.retries[i], self.cache[i]),
+            Kind::Branch => {
+                use core::if_else_block::Default as Else;
+                let source = match self.branch_source(i) {
+                    Some(u) => promise(&format!("n{u}"), "o"),
+                    None => promise("start-node", "x"),
+                };
+                let inner = |suffix: &str, with_x: bool| {
+                    let mut n = task_node(&format!("{id}-{suffix}"), &[], self.retries[i], false);
+                    n.inputs = vec![binding("v", source.clone())];
+                    if with_x {
+                        n.inputs.push(binding("x", promise("start-node", "x")));
+                    }
+                    n
+                };
+                let condition = core::BooleanExpression {
+                    expr: Some(core::boolean_expression::Expr::Comparison(
+                        core::ComparisonExpression {
+                            operator: core::comparison_expression::Operator::Gt as i32,
+                            left_value: Some(core::Operand {
+                                val: Some(core::operand::Val::Var(".v".into())),
+                            }),
+                            right_value: Some(core::Operand {
+                                val: Some(core::operand::Val::Scalar(core::Scalar {
+                                    value: Some(core::scalar::Value::Primitive(core::Primitive {
+                                        value: Some(core::primitive::Value::Integer(50)),
+                                    })),
+                                })),
+                            }),
+                        },
+                    )),
+                };
+                core::Node {
+                    id: id.clone(),
+                    inputs: vec![binding(".v", source.clone())],
+                    target: Some(Target::BranchNode(Box::new(core::BranchNode {
+                        if_else: Some(Box::new(core::IfElseBlock {
+                            case: Some(Box::new(core::IfBlock {
+                                condition: Some(condition),
+                                then_node: Some(Box::new(inner("n0", false))),
+                            })),
+                            other: vec![],
+                            default: Some(Else::ElseNode(Box::new(inner("n1", true)))),
+                        })),
+                    }))),
+                    ..Default::default()
+                }
+            }
+            Kind::Gate => core::Node {
+                id: id.clone(),
+                target: Some(Target::GateNode(core::GateNode {
+                    condition: Some(core::gate_node::Condition::Signal(core::SignalCondition {
+                        signal_id: format!("s{i}"),
+                        r#type: Some(core::LiteralType {
+                            r#type: Some(core::literal_type::Type::Simple(
+                                core::SimpleType::Integer as i32,
+                            )),
+                            ..Default::default()
+                        }),
+                        output_variable_name: "o".into(),
+                    })),
+                })),
+                ..Default::default()
+            },
+            Kind::Array => {
+                use core::array_node::ParallelismOption;
+                let mut item = task_node(&id, &[], self.retries[i], false);
+                item.inputs = vec![];
+                core::Node {
+                    id: id.clone(),
+                    inputs: vec![binding("x", promise("start-node", "xs"))],
+                    target: Some(Target::ArrayNode(Box::new(core::ArrayNode {
+                        node: Some(Box::new(item)),
+                        parallelism_option: Some(ParallelismOption::Parallelism(2)),
+                        ..Default::default()
+                    }))),
+                    ..Default::default()
+                }
+            }
+        };
+        node.upstream_node_ids = ups;
+        node
+    }
+
     fn closure(&self) -> core::CompiledWorkflowClosure {
-        let nodes = (0..self.ups.len())
-            .map(|i| {
-                let ups: Vec<String> = self.ups[i].iter().map(|u| format!("n{u}")).collect();
-                task_node(&format!("n{i}"), &ups, self.retries[i], self.cache[i])
-            })
-            .collect();
-        workflow(nodes, self.fail_after_complete)
+        workflow(
+            (0..self.ups.len()).map(|i| self.node(i)).collect(),
+            self.fail_after_complete,
+        )
     }
 
     /// The reference interpreter: every node's output when all succeed.
-    fn expected(&self) -> BTreeMap<String, i64> {
-        let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    fn expected(&self) -> BTreeMap<String, String> {
+        let mut ints: BTreeMap<usize, i64> = BTreeMap::new();
+        let mut out = BTreeMap::new();
         for i in 0..self.ups.len() {
-            let inputs = core::LiteralMap {
-                literals: if self.ups[i].is_empty() {
-                    [("x".to_string(), int(self.x))].into()
-                } else {
-                    self.ups[i]
-                        .iter()
-                        .map(|u| (format!("in_n{u}"), int(out[&format!("o_n{u}")])))
-                        .collect()
-                },
+            let value = match self.kinds[i] {
+                Kind::Task => {
+                    // Array outputs are lists: a task sums only its integer inputs.
+                    let sum: i64 = if self.ups[i].is_empty() {
+                        self.x
+                    } else {
+                        self.ups[i].iter().filter_map(|u| ints.get(u)).sum()
+                    };
+                    Some(sum + if self.cache[i] { 2 } else { 1 })
+                }
+                Kind::Branch => {
+                    let v = self.branch_source(i).map_or(self.x, |u| ints[&u]);
+                    Some(if v > 50 { v + 1 } else { v + self.x + 1 })
+                }
+                Kind::Gate => Some(SIGNAL + i as i64),
+                Kind::Array => None,
             };
-            let task = if self.cache[i] { "cached" } else { "t" };
-            let o = run_task(task, &inputs);
-            out.insert(
-                format!("o_n{i}"),
-                as_int(&o.literals["o"]).unwrap_or_default(),
-            );
+            let shown = match value {
+                Some(v) => {
+                    ints.insert(i, v);
+                    v.to_string()
+                }
+                None => format!("{:?}", self.xs().iter().map(|x| x + 1).collect::<Vec<_>>()),
+            };
+            out.insert(format!("o_n{i}"), shown);
         }
         out
+    }
+
+    /// The retry budget of a ledger key (`n<i>`, `n<i>-n0`, `n<i>#<item>`).
+    fn retries_of(&self, key: &str) -> u32 {
+        let digits: String = key[1..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits
+            .parse()
+            .ok()
+            .and_then(|i: usize| self.retries.get(i).copied())
+            .unwrap_or(0)
+    }
+
+    /// The ledger keys whose success the workflow's success needs.
+    fn must_succeed(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for i in 0..self.ups.len() {
+            match self.kinds[i] {
+                Kind::Task if !self.cache[i] => keys.push(format!("n{i}")),
+                Kind::Task | Kind::Gate => {}
+                Kind::Branch => {
+                    let v = self
+                        .branch_source(i)
+                        .map_or(self.x, |u| self.expected_int(u));
+                    keys.push(format!("n{i}-{}", if v > 50 { "n0" } else { "n1" }));
+                }
+                Kind::Array => keys.extend((0..ITEMS).map(|k| format!("n{i}#{k}"))),
+            }
+        }
+        keys
+    }
+
+    fn expected_int(&self, i: usize) -> i64 {
+        self.expected()[&format!("o_n{i}")]
+            .parse()
+            .unwrap_or_default()
+    }
+}
+
+/// The ledger key of a run: its node id, and `#<item>` for an array item.
+fn ledger_key(run: &contrail_testkit::AttemptRun) -> String {
+    match contrail_testkit::item_of(&run.spec) {
+        Some(item) => format!("{}#{item}", run.spec.node_id),
+        None => run.spec.node_id.clone(),
     }
 }
 
@@ -123,12 +325,16 @@ impl Sim {
             ..Default::default()
         };
         let inputs = core::LiteralMap {
-            literals: [("x".to_string(), int(wf.x))].into(),
+            literals: [
+                ("x".to_string(), int(wf.x)),
+                ("xs".to_string(), list(&wf.xs())),
+            ]
+            .into(),
         };
         let k = h.create("sim", &wf.closure(), &inputs, spec);
         let trace = vec![format!(
-            "workflow: ups={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} x={}",
-            wf.ups, wf.retries, wf.cache, wf.parallelism, wf.fail_after_complete, wf.x
+            "workflow: ups={:?} kinds={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} x={}",
+            wf.ups, wf.kinds, wf.retries, wf.cache, wf.parallelism, wf.fail_after_complete, wf.x
         )];
         Sim {
             rng,
@@ -147,7 +353,10 @@ impl Sim {
             .runs()
             .into_iter()
             .filter(|(_, r)| !r.gone && want(&r.state))
-            .map(|(id, r)| (id, r.spec.node_id.clone()))
+            .map(|(id, r)| {
+                let key = ledger_key(&r);
+                (id, key)
+            })
             .collect();
         if runs.is_empty() {
             return None;
@@ -167,7 +376,7 @@ impl Sim {
             85..90 => TaskStatus::Failed(Failure::user("Broken", "a fatal failure", false)),
             _ => TaskStatus::Failed(Failure::system("Infra", "an infrastructure failure", true)),
         };
-        let outputs = outputs_of(&run.spec);
+        let outputs = self.h.outputs_for(&run.spec);
         self.h.executor.finish(id, status, Some(&outputs));
         // What actually happened (a failed output write turns success into a failure).
         match &self.h.executor.runs()[id].state {
@@ -188,10 +397,11 @@ impl Sim {
     fn step(&mut self, faulty: bool) -> String {
         let roll = self.rng.random_range(0..100);
         match roll {
-            0..35 => {
+            0..33 => {
                 self.h.round(&self.k);
                 "round".into()
             }
+            33..35 => self.signal(),
             35..45 => match self.pick_run(|s| *s == RunState::Queued) {
                 Some((id, _)) => {
                     self.h.executor.start(&id);
@@ -277,6 +487,30 @@ impl Sim {
         }
     }
 
+    /// Sets the signal of a gate that waits for one.
+    fn signal(&mut self) -> String {
+        let waiting: Vec<usize> = (0..self.wf.kinds.len())
+            .filter(|&i| self.wf.kinds[i] == Kind::Gate)
+            .filter(|&i| {
+                self.h
+                    .store
+                    .get_signal(&self.k, &format!("s{i}"))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| s.value.is_none())
+            })
+            .collect();
+        if waiting.is_empty() {
+            return "idle".into();
+        }
+        let i = waiting[self.rng.random_range(0..waiting.len())];
+        let value = int(SIGNAL + i as i64).encode_to_vec();
+        self.h
+            .store
+            .set_signal(&self.k, &format!("s{i}"), &value, self.h.clock.now());
+        format!("signal s{i}")
+    }
+
     fn phase(&self) -> Phase {
         self.h.phase(&self.k)
     }
@@ -288,30 +522,41 @@ impl Sim {
             return Err(format!("a succeeded attempt ran again: {violations:?}"));
         }
         let runs = self.h.executor.runs();
-        let mut alive_per_node: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut attempts_per_node: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut alive_per_key: BTreeMap<String, u32> = BTreeMap::new();
+        let mut attempts_per_key: BTreeMap<String, u32> = BTreeMap::new();
+        let mut alive_items: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut alive_nodes = 0;
         for r in runs.values() {
-            *attempts_per_node.entry(&r.spec.node_id).or_default() += 1;
+            let key = ledger_key(r);
+            *attempts_per_key.entry(key.clone()).or_default() += 1;
             if r.alive() {
-                *alive_per_node.entry(&r.spec.node_id).or_default() += 1;
+                *alive_per_key.entry(key).or_default() += 1;
+                match contrail_testkit::item_of(&r.spec) {
+                    Some(_) => *alive_items.entry(&r.spec.node_id).or_default() += 1,
+                    None => alive_nodes += 1,
+                }
             }
         }
-        if let Some((node, n)) = alive_per_node.iter().find(|(_, n)| **n > 1) {
-            return Err(format!("{n} attempts of {node} alive at once"));
+        if let Some((key, n)) = alive_per_key.iter().find(|(_, n)| **n > 1) {
+            return Err(format!("{n} attempts of {key} alive at once"));
         }
-        let alive: u32 = alive_per_node.values().sum();
-        if self.wf.parallelism > 0 && alive > self.wf.parallelism {
+        let alive: u32 = alive_per_key.values().sum();
+        if self.wf.parallelism > 0 && alive_nodes > self.wf.parallelism {
             return Err(format!(
-                "{alive} attempts alive, above the parallelism of {}",
+                "{alive_nodes} attempts alive, above the parallelism of {}",
                 self.wf.parallelism
             ));
         }
-        for (node, n) in attempts_per_node {
-            let i: usize = node[1..].parse().unwrap_or(0);
-            let budget = self.wf.retries[i] + 1 + MAX_SYSTEM_FAILURES + 1;
+        if let Some((node, n)) = alive_items.iter().find(|(_, n)| **n > 2) {
+            return Err(format!(
+                "{n} items of {node} alive, above its parallelism of 2"
+            ));
+        }
+        for (key, n) in attempts_per_key {
+            let budget = self.wf.retries_of(&key) + 1 + MAX_SYSTEM_FAILURES + 1;
             if n > budget {
                 return Err(format!(
-                    "{node} ran {n} attempts, above its budget of {budget}"
+                    "{key} ran {n} attempts, above its budget of {budget}"
                 ));
             }
         }
@@ -338,20 +583,13 @@ impl Sim {
     /// Invariants of an ended execution.
     fn check_end(&self) -> Result<(), String> {
         let phase = self.phase();
-        let n = self.wf.ups.len();
-        let succeeded = |i: usize| {
-            self.nodes
-                .get(&format!("n{i}"))
-                .is_some_and(|l| l.succeeded)
-                || self.wf.cache[i]
-        };
         match phase {
             Phase::Succeeded => {
                 let out = self.h.outputs(&self.k).ok_or("succeeded without outputs")?;
-                let got: BTreeMap<String, i64> = out
+                let got: BTreeMap<String, String> = out
                     .literals
                     .iter()
-                    .map(|(k, v)| (k.clone(), as_int(v).unwrap_or(i64::MIN)))
+                    .map(|(k, v)| (k.clone(), repr(v)))
                     .collect();
                 if got != self.wf.expected() {
                     return Err(format!(
@@ -359,19 +597,17 @@ impl Sim {
                         self.wf.expected()
                     ));
                 }
-                if let Some(i) = (0..n).find(|&i| !succeeded(i)) {
-                    return Err(format!("succeeded although n{i} never succeeded"));
+                let succeeded = |key: &String| self.nodes.get(key).is_some_and(|l| l.succeeded);
+                if let Some(key) = self.wf.must_succeed().iter().find(|k| !succeeded(k)) {
+                    return Err(format!("succeeded although {key} never succeeded"));
                 }
             }
             Phase::Failed => {
-                let justified = (0..n).any(|i| {
-                    let l = self.nodes.get(&format!("n{i}"));
-                    l.is_some_and(|l| {
-                        !l.succeeded
-                            && (l.fatal
-                                || l.user_failures > self.wf.retries[i]
-                                || l.system_failures > MAX_SYSTEM_FAILURES)
-                    })
+                let justified = self.nodes.iter().any(|(key, l)| {
+                    !l.succeeded
+                        && (l.fatal
+                            || l.user_failures > self.wf.retries_of(key)
+                            || l.system_failures > MAX_SYSTEM_FAILURES)
                 });
                 if !justified {
                     return Err("failed although no node exhausted its retries".into());
@@ -409,7 +645,8 @@ impl Sim {
         Ok(())
     }
 
-    fn run(mut self) -> Result<usize, (String, Vec<String>)> {
+    /// Runs the schedule; on success, its steps and how the execution ended.
+    fn run(mut self) -> Result<(usize, Phase), (String, Vec<String>)> {
         for step in 0..MAX_STEPS {
             let did = self.step(step < FAULTY_STEPS);
             self.trace.push(did);
@@ -420,7 +657,7 @@ impl Sim {
                 // A finished execution stays finished whatever else arrives.
                 self.h.round(&self.k);
                 return match self.check_end().and_then(|()| self.check_always()) {
-                    Ok(()) => Ok(step),
+                    Ok(()) => Ok((step, self.phase())),
                     Err(e) => Err((e, self.trace)),
                 };
             }
@@ -464,9 +701,10 @@ fn main() {
         .min(count.max(1));
     let failed = std::sync::Mutex::new(None::<(u64, String, Vec<String>)>);
     let steps = std::sync::atomic::AtomicUsize::new(0);
+    let succeeded = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let (failed, steps) = (&failed, &steps);
+            let (failed, steps, succeeded) = (&failed, &steps, &succeeded);
             scope.spawn(move || {
                 let mut seed = first + t;
                 while seed < first + count {
@@ -474,8 +712,11 @@ fn main() {
                         return;
                     }
                     match Sim::new(seed).run() {
-                        Ok(n) => {
+                        Ok((n, phase)) => {
                             steps.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            if phase == Phase::Succeeded {
+                                succeeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
                         }
                         Err((e, trace)) => {
                             if let Ok(mut f) = failed.lock() {
@@ -502,7 +743,9 @@ fn main() {
         std::process::exit(1);
     }
     println!(
-        "simulate: {count} schedules from seed {first}, {} steps, every invariant held ({:.1}s)",
+        "simulate: {count} schedules from seed {first} ({} ended succeeded, the rest failed as \
+         their tasks' outcomes demanded), {} steps, every invariant held ({:.1}s)",
+        succeeded.into_inner(),
         steps.into_inner(),
         started.elapsed().as_secs_f64()
     );

@@ -61,7 +61,7 @@ pub struct FakeExecutor {
 
 /// The array item an attempt runs, read from its output directory (`<node>/data/<attempt>`
 /// for a node, `<node>/data/0/<item>/<attempt>` for an item; see `blob::layout`).
-fn item_of(spec: &AttemptSpec) -> Option<u32> {
+pub fn item_of(spec: &AttemptSpec) -> Option<u32> {
     let prefix = spec.paths.output_prefix.trim_end_matches('/');
     let (_, rest) = prefix.rsplit_once("/data/")?;
     let parts: Vec<&str> = rest.split('/').collect();

@@ -8,7 +8,7 @@ mod executor;
 mod objects;
 mod store;
 
-pub use executor::{AttemptRun, FakeExecutor, RunState};
+pub use executor::{AttemptRun, FakeExecutor, RunState, item_of};
 pub use objects::MemObjects;
 pub use store::{CommitFault, MemStore};
 

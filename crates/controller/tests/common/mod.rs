@@ -112,14 +112,7 @@ impl Harness {
     /// The outputs the task of an attempt computes. An array item that shares its node's
     /// inputs file reads it and takes its own element, as a real item does.
     pub fn outputs_for(&self, spec: &contrail_executor::AttemptSpec) -> core::LiteralMap {
-        let prefix = spec.paths.output_prefix.trim_end_matches('/');
-        let item = prefix
-            .rsplit_once("/data/")
-            .map(|(_, rest)| rest.split('/').collect::<Vec<_>>())
-            .and_then(|parts| match parts.as_slice() {
-                [_, item, _] => item.parse::<usize>().ok(),
-                _ => None,
-            });
+        let item = contrail_testkit::item_of(spec).map(|i| i as usize);
         let Some(item) = item.filter(|_| spec.inputs.literals.is_empty()) else {
             return outputs_of(spec);
         };
