@@ -295,8 +295,14 @@ impl LocalExecutor {
         for project in dirs(&self.cfg.attempts_dir) {
             for domain in dirs(&project) {
                 for attempt in dirs(&domain) {
-                    if attempt.join(supervisor::EXIT).exists() {
-                        continue;
+                    // Only what may still run holds capacity: not an attempt that ended,
+                    // nor one whose task is dead though nothing recorded its end.
+                    match supervisor::inspect(&attempt) {
+                        Ok(DirState::Exited(_)) => continue,
+                        Ok(DirState::Unsupervised {
+                            started_pid: Some(pid),
+                        }) if !supervisor::alive(pid) => continue,
+                        _ => {}
                     }
                     let Ok(bytes) = std::fs::read(attempt.join(supervisor::LAUNCH)) else {
                         continue;
@@ -756,6 +762,9 @@ impl Executor for LocalExecutor {
                         return Ok(TaskStatus::Running { started_at: None });
                     }
                     let left = self.leftovers(spec, &dir, None)?;
+                    // Its supervisor died before the task: the end is recorded now, so
+                    // the attempt no longer counts as running after a restart.
+                    supervisor::record_lost(&dir, Some(&ledger)).map_err(io)?;
                     self.settle(&dir);
                     return Ok(decide(&Exit::Lost, &left));
                 }
@@ -1042,6 +1051,51 @@ mod tests {
             TaskStatus::Unknown,
             "a ended: c may start"
         );
+    }
+
+    #[tokio::test]
+    async fn an_attempt_whose_supervisor_died_before_it_frees_its_capacity_after_a_restart() {
+        let d = tempfile::tempdir().unwrap();
+        let executor = || {
+            LocalExecutor::new(
+                LocalConfig {
+                    attempts_dir: d.path().join("attempts"),
+                    supervisor: vec!["true".into()],
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                    default_cpu_millis: 500,
+                    default_memory_bytes: 1 << 20,
+                    ..Default::default()
+                },
+                BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
+            )
+        };
+        let before = executor();
+        let (a, b, c) = (spec("a", "0"), spec("b", "0"), spec("c", "0"));
+        before.launch(&a, Box::new(|| {})).unwrap();
+        before.launch(&b, Box::new(|| {})).unwrap();
+        // Both tasks ran and ended, and their supervisor was killed before recording it:
+        // `started` names a process that is gone, and there is no exit record.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id().to_string();
+        gone.wait().unwrap();
+        for x in [&a, &b] {
+            std::fs::write(before.attempt_dir(x).join(supervisor::STARTED), &dead).unwrap();
+        }
+        // A restarted server does not count them as running: c starts.
+        let after = executor();
+        after.launch(&c, Box::new(|| {})).unwrap();
+        assert!(
+            after.attempt_dir(&c).exists(),
+            "c must not wait for dead attempts"
+        );
+        // Judging a's end records it, once and for good.
+        assert!(matches!(after.status(&a).unwrap(), TaskStatus::Failed(_)));
+        let rec: ExitRecord = serde_json::from_slice(
+            &std::fs::read(after.attempt_dir(&a).join(supervisor::EXIT)).unwrap(),
+        )
+        .unwrap();
+        assert!(rec.lost);
     }
 
     #[tokio::test]

@@ -119,6 +119,29 @@ fn record_exit(dir: &Path, ledger: Option<&Path>, rec: &ExitRecord) -> std::io::
     write_atomically(dir, EXIT, &bytes, true)
 }
 
+/// Records the end of an attempt whose task is known dead but left no record (its
+/// supervisor died first): `lost`, its outcome judged from its files. Written under the
+/// attempt's lock, so a supervisor that holds it is never overruled; afterwards the record
+/// is authoritative (a restarted server neither counts the attempt as running nor judges it
+/// again).
+pub fn record_lost(dir: &Path, ledger: Option<&Path>) -> std::io::Result<()> {
+    let lock = open_lock(dir)?;
+    match lock.try_lock() {
+        Ok(()) if dir.join(EXIT).exists() => Ok(()),
+        Ok(()) => record_exit(
+            dir,
+            ledger,
+            &ExitRecord {
+                lost: true,
+                finished_at: now_nanos(),
+                ..Default::default()
+            },
+        ),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 fn kill_group(pid: i32) {
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
