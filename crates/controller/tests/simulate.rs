@@ -41,6 +41,9 @@ enum Kind {
     Gate,
     /// Maps task `t` over the input list `xs`, two items at a time.
     Array,
+    /// Runs the subworkflow `sub<i>`: one task node adding one to the value a branch
+    /// would take (its inner node is `n<i>-0-n0`).
+    Subworkflow,
 }
 
 /// The value a gate's signal is set to, plus the node's index.
@@ -88,9 +91,10 @@ impl Workflow {
         let kinds = (0..n)
             .map(|_| match rng.random_range(0..100) {
                 0..55 => Kind::Task,
-                55..70 => Kind::Branch,
-                70..85 => Kind::Gate,
-                _ => Kind::Array,
+                55..67 => Kind::Branch,
+                67..78 => Kind::Gate,
+                78..89 => Kind::Array,
+                _ => Kind::Subworkflow,
             })
             .collect();
         Workflow {
@@ -108,7 +112,8 @@ impl Workflow {
         (0..ITEMS).map(|k| self.x + k).collect()
     }
 
-    /// Where a branch takes its value from: the first upstream that is not an array.
+    /// Where a branch or subworkflow takes its value from: the first upstream that is not
+    /// an array.
     fn branch_source(&self, i: usize) -> Option<usize> {
         self.ups[i]
             .iter()
@@ -185,6 +190,20 @@ impl Workflow {
                 })),
                 ..Default::default()
             },
+            Kind::Subworkflow => {
+                let source = match self.branch_source(i) {
+                    Some(u) => promise(&format!("n{u}"), "o"),
+                    None => promise("start-node", "x"),
+                };
+                core::Node {
+                    id: id.clone(),
+                    inputs: vec![binding("x", source)],
+                    target: Some(Target::WorkflowNode(core::WorkflowNode {
+                        reference: Some(core::workflow_node::Reference::SubWorkflowRef(sub_id(i))),
+                    })),
+                    ..Default::default()
+                }
+            }
             Kind::Array => {
                 use core::array_node::ParallelismOption;
                 let mut item = task_node(&id, &[], self.retries[i], false);
@@ -206,10 +225,26 @@ impl Workflow {
     }
 
     fn closure(&self) -> core::CompiledWorkflowClosure {
-        workflow(
+        let mut c = workflow(
             (0..self.ups.len()).map(|i| self.node(i)).collect(),
             self.fail_after_complete,
-        )
+        );
+        for i in (0..self.ups.len()).filter(|&i| self.kinds[i] == Kind::Subworkflow) {
+            // One task node reading the subworkflow's input `x`; its output is the sub's.
+            let mut inner = task_node("n0", &[], self.retries[i], false);
+            inner.inputs = vec![binding("x", promise("start-node", "x"))];
+            c.sub_workflows.push(core::CompiledWorkflow {
+                template: Some(core::WorkflowTemplate {
+                    id: Some(sub_id(i)),
+                    nodes: vec![inner],
+                    outputs: vec![binding("o", promise("n0", "o"))],
+                    metadata: Some(core::WorkflowMetadata::default()),
+                    ..Default::default()
+                }),
+                connections: None,
+            });
+        }
+        c
     }
 
     /// The reference interpreter: every node's output when all succeed.
@@ -232,6 +267,7 @@ impl Workflow {
                     Some(if v > 50 { v + 1 } else { v + self.x + 1 })
                 }
                 Kind::Gate => Some(SIGNAL + i as i64),
+                Kind::Subworkflow => Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1),
                 Kind::Array => None,
             };
             let shown = match value {
@@ -273,6 +309,7 @@ impl Workflow {
                     keys.push(format!("n{i}-{}", if v > 50 { "n0" } else { "n1" }));
                 }
                 Kind::Array => keys.extend((0..ITEMS).map(|k| format!("n{i}#{k}"))),
+                Kind::Subworkflow => keys.push(format!("n{i}-0-n0")),
             }
         }
         keys
@@ -282,6 +319,17 @@ impl Workflow {
         self.expected()[&format!("o_n{i}")]
             .parse()
             .unwrap_or_default()
+    }
+}
+
+fn sub_id(i: usize) -> core::Identifier {
+    core::Identifier {
+        resource_type: core::ResourceType::Workflow as i32,
+        project: "p".into(),
+        domain: "d".into(),
+        name: format!("sub{i}"),
+        version: "v".into(),
+        org: String::new(),
     }
 }
 
