@@ -214,6 +214,10 @@ pub struct CacheState {
     pub status: CacheStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogRef>,
+    /// While `Waiting`: when to look the entry up again (its own time, not the node's
+    /// `retry_at`, which is only a retry's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_at: Option<Nanos>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,7 +430,7 @@ impl ExecState {
         s.nodes = vec![NodeState::default(); n];
         for (i, bytes) in nodes {
             if let Some(slot) = s.nodes.get_mut(i) {
-                *slot = serde_json::from_slice(&bytes)?;
+                *slot = NodeState::decode(&bytes)?;
             }
         }
         Ok(s)
@@ -437,14 +441,46 @@ impl NodeState {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
+    /// Decodes a stored node state, upgrading rows written by earlier versions (a waiting
+    /// cache lookup kept its poll time in `retry_at`).
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        let mut n: NodeState = serde_json::from_slice(bytes)?;
+        n.upgrade();
+        Ok(n)
+    }
+
+    fn upgrade(&mut self) {
+        if let Some(c) = self.cache.as_mut()
+            && c.status == CacheStatus::Waiting
+            && c.poll_at.is_none()
+            && self.phase == NodePhase::Queued
+        {
+            c.poll_at = self.retry_at.take();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_waiting_lookup_keeps_its_poll_time_apart_from_retries() {
+        // A row written before the poll time had its own field.
+        let old = br#"{"phase":"Queued","attempt":0,"user_failures":0,"system_failures":0,
+            "queued_at":5,"started_at":null,"finished_at":null,"retry_at":42,"error":null,
+            "task":null,"cache":{"status":"Waiting"}}"#;
+        let n = NodeState::decode(old).unwrap();
+        assert_eq!(n.retry_at, None);
+        assert_eq!(n.cache.as_ref().unwrap().poll_at, Some(42));
+        // A node waiting to retry keeps its retry time.
+        let retrying = br#"{"phase":"RetryWait","attempt":0,"user_failures":1,
+            "system_failures":0,"queued_at":5,"started_at":6,"finished_at":null,
+            "retry_at":42,"error":null,"task":null,"cache":{"status":"Miss"}}"#;
+        assert_eq!(NodeState::decode(retrying).unwrap().retry_at, Some(42));
+        // What is written now reads back as it was.
+        assert_eq!(NodeState::decode(&n.encode()).unwrap(), n);
+    }
 
     #[test]
     fn changes_of_a_large_array_are_the_items_that_moved() {

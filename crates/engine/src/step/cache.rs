@@ -20,13 +20,16 @@ impl Round<'_> {
             return;
         }
         let set = |n: &mut NodeState, status, catalog| {
-            n.cache = Some(CacheState { status, catalog });
+            n.cache = Some(CacheState {
+                status,
+                catalog,
+                poll_at: None,
+            });
         };
         match outcome {
             CacheOutcome::Hit(r) => {
                 set(n, CacheStatus::Hit, Some(r.clone()));
                 n.phase = NodePhase::Succeeded;
-                n.retry_at = None;
                 n.started_at = Some(now);
                 n.finished_at = Some(now);
             }
@@ -35,8 +38,11 @@ impl Round<'_> {
                 self.launch(node, 0);
             }
             CacheOutcome::Wait => {
-                set(n, CacheStatus::Waiting, None);
-                n.retry_at = Some(now.saturating_add(poll));
+                n.cache = Some(CacheState {
+                    status: CacheStatus::Waiting,
+                    catalog: None,
+                    poll_at: Some(now.saturating_add(poll)),
+                });
             }
             CacheOutcome::Failed(_) => {
                 set(n, CacheStatus::LookupFailure, None);
@@ -98,7 +104,7 @@ impl Round<'_> {
                     Effect::CacheLookup { node: i }
                 }
                 (NodePhase::Queued, CacheStatus::Waiting)
-                    if n.task.is_none() && n.retry_at.is_none_or(|t| t <= self.now) =>
+                    if n.task.is_none() && c.poll_at.is_none_or(|t| t <= self.now) =>
                 {
                     Effect::CacheLookup { node: i }
                 }

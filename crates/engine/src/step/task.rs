@@ -21,6 +21,7 @@ impl Handler for TaskNode {
                 r.s.nodes[i].cache = Some(CacheState {
                     status: CacheStatus::Skipped,
                     catalog: None,
+                    poll_at: None,
                 });
                 r.launch(i, 0);
             }
@@ -31,6 +32,7 @@ impl Handler for TaskNode {
                 n.cache = Some(CacheState {
                     status: CacheStatus::Lookup,
                     catalog: None,
+                    poll_at: None,
                 });
                 r.fx.push(Effect::CacheLookup { node: i });
             }
@@ -100,12 +102,11 @@ impl Handler for TaskNode {
 
     fn wake_at(&self, p: &PlanNode, n: &NodeState) -> Option<Nanos> {
         // A serialized cache entry held elsewhere: look again when the poll is due.
-        let poll = n.retry_at.filter(|_| {
-            n.phase == NodePhase::Queued
-                && n.cache
-                    .as_ref()
-                    .is_some_and(|c| c.status == CacheStatus::Waiting)
-        });
+        let poll = n
+            .cache
+            .as_ref()
+            .filter(|c| n.phase == NodePhase::Queued && c.status == CacheStatus::Waiting)
+            .and_then(|c| c.poll_at);
         let active = matches!(n.phase, NodePhase::Queued | NodePhase::Running) && !n.publishing;
         let timeout = match (p.timeout, &n.task) {
             (Some(timeout), Some(t)) if active && !t.phase.is_terminal() => {
