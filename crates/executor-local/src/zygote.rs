@@ -258,7 +258,14 @@ impl Zygotes {
     }
 
     fn start_worker(self: &Arc<Self>, key: &str, warm: &Warm) -> Result<Worker, String> {
-        let socket = self.dir.join(format!("{key}.sock"));
+        // A socket of this start alone: a worker another supervisor started (one killed
+        // while its worker booted) binds its own path, so it is never taken for ours; it
+        // exits when nobody connects to it.
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = self
+            .dir
+            .join(format!("{key}-{}-{start}.sock", std::process::id()));
         let _ = std::fs::remove_file(&socket);
         let log = std::fs::File::create(self.dir.join(format!("{key}.log")))
             .map_err(|e| format!("cannot create the worker's log: {e}"))?;
@@ -306,6 +313,14 @@ impl Zygotes {
             .map_err(|e| format!("the worker did not report: {e}"))?;
         let status: Status = serde_json::from_str(&line)
             .map_err(|e| format!("the worker's status {line:?}: {e}"))?;
+        // Its forks are re-parented to this supervisor only if it is this supervisor's child.
+        if status.pid != pid {
+            return Err(format!(
+                "the worker that answered is process {}, not the one started ({pid})",
+                status.pid
+            ));
+        }
+        let _ = std::fs::remove_file(&socket);
         if !status.hazards.is_empty() {
             return Err(format!(
                 "the worker would fork with {}",
@@ -329,5 +344,84 @@ impl Zygotes {
             retiring: false,
             fingerprint: fingerprint(&status.paths),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+
+    /// A stand-in interpreter: takes a moment to "import", then listens where it is told
+    /// and reports its own pid, as `zygote.py` does.
+    const FAKE_WORKER: &str = r#"#!/bin/sh
+exec python3 -c '
+import json, os, socket, sys, time
+time.sleep(0.5)
+path = sys.argv[1]
+if os.path.exists(path):
+    os.unlink(path)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(1)
+c, _ = s.accept()
+c.sendall((json.dumps({"pid": os.getpid(), "paths": []}) + "\n").encode())
+c.recv(1)
+' "$2"
+"#;
+
+    #[test]
+    fn a_worker_booted_for_another_supervisor_is_never_taken_for_ours() {
+        let root = tempfile::tempdir().unwrap();
+        let fake = root.path().join("python");
+        std::fs::write(&fake, FAKE_WORKER).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let warm = Warm {
+            python: fake,
+            worker_env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            args: vec![],
+            env: vec![],
+            bin_dir: root.path().to_path_buf(),
+        };
+        let dir = root.path().join("workers");
+        let zygotes = Zygotes::new(dir.clone(), 10, Reaper::start(false)).unwrap();
+        let key = key_of(&warm);
+        // A worker a killed supervisor started finishes booting now and listens on the
+        // worker path of this environment, answering with its own pid.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stranger = {
+            let (dir, key, stop) = (dir.clone(), key.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        let name = entry.file_name().to_string_lossy().to_string();
+                        if name.starts_with(&key) && name.ends_with(".sock") {
+                            // Take over the path, as `zygote.py` unlinks and binds.
+                            let _ = std::fs::remove_file(entry.path());
+                            if let Ok(l) = UnixListener::bind(entry.path()) {
+                                l.set_nonblocking(true).unwrap();
+                                held.push(l);
+                            }
+                        }
+                    }
+                    for l in &held {
+                        if let Ok((mut c, _)) = l.accept() {
+                            let _ = c.write_all(b"{\"pid\": 1, \"paths\": []}\n");
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let started = zygotes.start_worker(&key, &warm);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        stranger.join().unwrap();
+        // Either our own worker answered, or the start failed; never the stranger.
+        match started {
+            Ok(worker) => assert_ne!(worker.pid, 1, "took another supervisor's worker"),
+            Err(e) => assert!(e.contains("not the one started"), "{e}"),
+        }
     }
 }
