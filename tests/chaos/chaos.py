@@ -144,7 +144,8 @@ def main():
                 except (OSError, ValueError):
                     pass
             elif roll < 0.05:
-                workers = pids_of("zygote.py")
+                # Only this server's workers (their command names its data directory).
+                workers = pids_of(str(server.data_dir / "workers" / "zygote.py"))
                 if workers:
                     try:
                         os.kill(rng.choice(workers), signal.SIGKILL)
