@@ -52,23 +52,7 @@ fn task_from(id: &str, from: &str, var: &str) -> core::Node {
 /// `if x > 10: n0-n0 (x + 1) else: n0-n1 (x + 1)`, as flytekit compiles a conditional.
 fn branch_wf() -> core::CompiledWorkflowClosure {
     use core::if_else_block::Default as Else;
-    let condition = core::BooleanExpression {
-        expr: Some(core::boolean_expression::Expr::Comparison(
-            core::ComparisonExpression {
-                operator: core::comparison_expression::Operator::Gt as i32,
-                left_value: Some(core::Operand {
-                    val: Some(core::operand::Val::Var(".x".into())),
-                }),
-                right_value: Some(core::Operand {
-                    val: Some(core::operand::Val::Scalar(core::Scalar {
-                        value: Some(core::scalar::Value::Primitive(core::Primitive {
-                            value: Some(core::primitive::Value::Integer(10)),
-                        })),
-                    })),
-                }),
-            },
-        )),
-    };
+    let condition = greater_than(".x", 10);
     let node = core::Node {
         id: "n0".into(),
         inputs: vec![binding(".x", promise("start-node", "x"))],
@@ -327,8 +311,8 @@ fn only_child(h: &Harness) -> ExecKey {
     children.into_iter().next().unwrap()
 }
 
-#[test]
-fn a_launch_plan_node_starts_one_child_waits_for_it_and_takes_its_outputs() {
+/// A parent execution of `parent_wf` whose launch-plan node has asked for its child.
+fn parent_with_child() -> (Harness, ExecKey, ExecKey) {
     let mut h = Harness::new(cfg());
     h.launch_plans(vec![("child_lp", child_wf())]);
     let k = h.create(
@@ -340,6 +324,12 @@ fn a_launch_plan_node_starts_one_child_waits_for_it_and_takes_its_outputs() {
     h.round(&k);
     h.round(&k);
     let child = only_child(&h);
+    (h, k, child)
+}
+
+#[test]
+fn a_launch_plan_node_starts_one_child_waits_for_it_and_takes_its_outputs() {
+    let (mut h, k, child) = parent_with_child();
     // A restart before the child runs asks for it again under the same name.
     h.restart();
     h.round(&k);
@@ -361,17 +351,7 @@ fn a_launch_plan_node_starts_one_child_waits_for_it_and_takes_its_outputs() {
 
 #[test]
 fn aborting_the_parent_of_a_launch_plan_node_aborts_its_child() {
-    let mut h = Harness::new(cfg());
-    h.launch_plans(vec![("child_lp", child_wf())]);
-    let k = h.create(
-        "e1",
-        &parent_wf(),
-        &inputs(5),
-        admin::ExecutionSpec::default(),
-    );
-    h.round(&k);
-    h.round(&k);
-    let child = only_child(&h);
+    let (h, k, child) = parent_with_child();
     h.round(&child);
     assert_eq!(h.executor.alive().len(), 1, "the child's task runs");
     h.store

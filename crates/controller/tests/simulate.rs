@@ -141,23 +141,7 @@ impl Workflow {
                     }
                     n
                 };
-                let condition = core::BooleanExpression {
-                    expr: Some(core::boolean_expression::Expr::Comparison(
-                        core::ComparisonExpression {
-                            operator: core::comparison_expression::Operator::Gt as i32,
-                            left_value: Some(core::Operand {
-                                val: Some(core::operand::Val::Var(".v".into())),
-                            }),
-                            right_value: Some(core::Operand {
-                                val: Some(core::operand::Val::Scalar(core::Scalar {
-                                    value: Some(core::scalar::Value::Primitive(core::Primitive {
-                                        value: Some(core::primitive::Value::Integer(50)),
-                                    })),
-                                })),
-                            }),
-                        },
-                    )),
-                };
+                let condition = greater_than(".v", 50);
                 core::Node {
                     id: id.clone(),
                     inputs: vec![binding(".v", source.clone())],

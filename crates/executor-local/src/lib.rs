@@ -1007,23 +1007,27 @@ mod tests {
         );
     }
 
+    /// An executor over `dir` whose supervisor runs nothing, with room for two attempts
+    /// without requests (1000m, each counting 500m).
+    fn room_for_two(dir: &Path) -> LocalExecutor {
+        LocalExecutor::new(
+            LocalConfig {
+                attempts_dir: dir.join("attempts"),
+                supervisor: vec!["true".into()],
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+                default_cpu_millis: 500,
+                default_memory_bytes: 1 << 20,
+                ..Default::default()
+            },
+            BlobStore::new(dir.join("blobs"), "b", vec![0; 32]),
+        )
+    }
+
     #[tokio::test]
     async fn a_restarted_executor_admits_against_the_attempts_still_running() {
         let d = tempfile::tempdir().unwrap();
-        let executor = || {
-            LocalExecutor::new(
-                LocalConfig {
-                    attempts_dir: d.path().join("attempts"),
-                    supervisor: vec!["true".into()],
-                    cpu_millis: 1000,
-                    memory_bytes: 1 << 30,
-                    default_cpu_millis: 500,
-                    default_memory_bytes: 1 << 20,
-                    ..Default::default()
-                },
-                BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
-            )
-        };
+        let executor = || room_for_two(d.path());
         let before = executor();
         // No requests: each counts with the default 500m, so two fit.
         let (a, b, c) = (spec("a", "0"), spec("b", "0"), spec("c", "0"));
@@ -1056,20 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_whose_supervisor_died_before_it_frees_its_capacity_after_a_restart() {
         let d = tempfile::tempdir().unwrap();
-        let executor = || {
-            LocalExecutor::new(
-                LocalConfig {
-                    attempts_dir: d.path().join("attempts"),
-                    supervisor: vec!["true".into()],
-                    cpu_millis: 1000,
-                    memory_bytes: 1 << 30,
-                    default_cpu_millis: 500,
-                    default_memory_bytes: 1 << 20,
-                    ..Default::default()
-                },
-                BlobStore::new(d.path().join("blobs"), "b", vec![0; 32]),
-            )
-        };
+        let executor = || room_for_two(d.path());
         let before = executor();
         let (a, b, c) = (spec("a", "0"), spec("b", "0"), spec("c", "0"));
         before.launch(&a, Box::new(|| {})).unwrap();

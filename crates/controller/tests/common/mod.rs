@@ -274,6 +274,28 @@ pub fn promise(node: &str, var: &str) -> core::BindingData {
     }
 }
 
+/// A branch condition: the node input `var` is greater than `value`.
+pub fn greater_than(var: &str, value: i64) -> core::BooleanExpression {
+    use core::{comparison_expression::Operator, operand::Val};
+    core::BooleanExpression {
+        expr: Some(core::boolean_expression::Expr::Comparison(
+            core::ComparisonExpression {
+                operator: Operator::Gt as i32,
+                left_value: Some(core::Operand {
+                    val: Some(Val::Var(var.into())),
+                }),
+                right_value: Some(core::Operand {
+                    val: Some(Val::Scalar(core::Scalar {
+                        value: Some(core::scalar::Value::Primitive(core::Primitive {
+                            value: Some(core::primitive::Value::Integer(value)),
+                        })),
+                    })),
+                }),
+            },
+        )),
+    }
+}
+
 pub fn binding(var: &str, data: core::BindingData) -> core::Binding {
     core::Binding {
         var: var.into(),
