@@ -179,16 +179,36 @@ def main():
             got = r.sync_execution(ex).outputs["o0"]
             if got != want:
                 failures.append(f"{name} output {got}, expected {want}")
-        lines = side.read_text().split() if side.exists() else []
-        counts = collections.Counter(lines)
-        twice = sorted(line for line, n in counts.items() if n > 1)
+        notes = side.read_text().split() if side.exists() else []
+        # "<execution>/<tag>@<attempt>": the same attempt twice is an attempt started twice;
+        # two attempts of one task are a retry, allowed only if the earlier one left no
+        # outputs (it died before finishing: its supervisor or worker was killed).
+        twice = sorted(n for n, c in collections.Counter(notes).items() if c > 1)
         if twice:
-            failures.append(f"tasks that ran to completion twice: {twice[:20]}")
+            failures.append(f"attempts that ran to completion twice: {twice[:20]}")
+        attempts = collections.defaultdict(set)
+        for n in notes:
+            task, _, attempt = n.rpartition("@")
+            attempts[task].add(int(attempt))
+        retried = {t: sorted(a) for t, a in attempts.items() if len(a) > 1}
+        blobs = server.data_dir / "blobs"
+        for task, tried in retried.items():
+            name, tag = task.split("/", 1)
+            if not tag.startswith("square-"):
+                continue  # only the map's items (node n1) have their earlier outputs looked up
+            item = int(tag.split("-")[1])
+            for a in tried[:-1]:
+                # The map task is node n1; an item's outputs are <n1>/data/0/<item>/<attempt>.
+                found = list(blobs.glob(f"*/metadata/propeller/*-{name}/n1/data/0/{item}/{a}/outputs.pb"))
+                if found:
+                    failures.append(f"{task}: attempt {a} succeeded and attempt {tried[-1]} ran again")
+        lines = [n.rpartition("@")[0] for n in notes]
+        counts = collections.Counter(lines)
         for name in done:
-            own = sorted(line.split("/", 1)[1] for line in lines if line.startswith(name + "/"))
+            own = sorted(set(line.split("/", 1)[1] for line in lines if line.startswith(name + "/")))
             if done[name] == WP.SUCCEEDED and own != sorted(t for t in tags if t not in CHILD_TAGS):
                 failures.append(f"{name}: side file tags differ from the expected set")
-        child_runs = sum(1 for line in lines if line.split("/", 1)[-1] in CHILD_TAGS)
+        child_runs = sum(1 for line in set(lines) if line.split("/", 1)[-1] in CHILD_TAGS)
         succeeded = sum(1 for ph in done.values() if ph == WP.SUCCEEDED)
         if child_runs != len(CHILD_TAGS) * succeeded:
             failures.append(f"launch-plan children ran {child_runs} tasks for {succeeded} parents")
@@ -199,7 +219,8 @@ def main():
         after = sorted(restarts[1:])
         summary = {
             "seed": seed, "kills": kills, "supervisor_kills": supervisor_kills, "zygote_kills": zygote_kills,
-            "executions": len(started), "succeeded": succeeded, "tasks_completed": len(lines),
+            "executions": len(started), "succeeded": succeeded, "tasks_completed": len(notes),
+            "retried_after_a_lost_attempt": len(retried),
             "chaos_seconds": round(chaos_s, 1),
             "restart_ms": {"p50": round(1000 * statistics.median(after), 1),
                            "p99": round(1000 * after[int(0.99 * (len(after) - 1))], 1),

@@ -1,6 +1,6 @@
 """The chaos soak's workload (written for it): every node kind in one workflow. Each task
-notes `<execution>/<tag>` in a side file as its last act, so a task that ran to completion
-twice shows up twice."""
+notes `<execution>/<tag>@<attempt>` in a side file as its last act, so a task that ran to
+completion twice shows up twice (and which attempts ran)."""
 import functools
 import os
 import typing
@@ -11,8 +11,9 @@ from flytekit import LaunchPlan, conditional, current_context, dynamic, map_task
 
 def _note(side: str, tag: str) -> None:
     name = current_context().execution_id.name
+    attempt = os.environ.get("FLYTE_ATTEMPT_NUMBER", "0")
     with open(side, "a") as f:
-        f.write(f"{name}/{tag}\n")
+        f.write(f"{name}/{tag}@{attempt}\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -39,7 +40,7 @@ def double(side: str, x: int) -> int:
 def cached(side: str, x: int) -> int:
     # The side file is shared, the cache key is the inputs: run once across executions.
     with open(side, "a") as f:
-        f.write(f"cached/{x}\n")
+        f.write(f"cached/{x}@{os.environ.get('FLYTE_ATTEMPT_NUMBER', '0')}\n")
         f.flush()
         os.fsync(f.fileno())
     return x + 1000
