@@ -44,6 +44,9 @@ enum Kind {
     /// Runs the subworkflow `sub<i>`: one task node adding one to the value a branch
     /// would take (its inner node is `n<i>-0-n0`).
     Subworkflow,
+    /// Runs the launch plan `child_lp` (one task adding one) on the value a branch would
+    /// take, as a child execution.
+    LaunchPlan,
 }
 
 /// The value a gate's signal is set to, plus the node's index.
@@ -90,11 +93,12 @@ impl Workflow {
             .collect();
         let kinds = (0..n)
             .map(|_| match rng.random_range(0..100) {
-                0..55 => Kind::Task,
-                55..67 => Kind::Branch,
-                67..78 => Kind::Gate,
-                78..89 => Kind::Array,
-                _ => Kind::Subworkflow,
+                0..50 => Kind::Task,
+                50..61 => Kind::Branch,
+                61..71 => Kind::Gate,
+                71..81 => Kind::Array,
+                81..91 => Kind::Subworkflow,
+                _ => Kind::LaunchPlan,
             })
             .collect();
         Workflow {
@@ -174,6 +178,26 @@ impl Workflow {
                 })),
                 ..Default::default()
             },
+            Kind::LaunchPlan => {
+                let source = match self.branch_source(i) {
+                    Some(u) => promise(&format!("n{u}"), "o"),
+                    None => promise("start-node", "x"),
+                };
+                core::Node {
+                    id: id.clone(),
+                    inputs: vec![binding("x", source)],
+                    target: Some(Target::WorkflowNode(core::WorkflowNode {
+                        reference: Some(core::workflow_node::Reference::LaunchplanRef(
+                            core::Identifier {
+                                resource_type: core::ResourceType::LaunchPlan as i32,
+                                name: "child_lp".into(),
+                                ..sub_id(i)
+                            },
+                        )),
+                    })),
+                    ..Default::default()
+                }
+            }
             Kind::Subworkflow => {
                 let source = match self.branch_source(i) {
                     Some(u) => promise(&format!("n{u}"), "o"),
@@ -251,7 +275,9 @@ impl Workflow {
                     Some(if v > 50 { v + 1 } else { v + self.x + 1 })
                 }
                 Kind::Gate => Some(SIGNAL + i as i64),
-                Kind::Subworkflow => Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1),
+                Kind::Subworkflow | Kind::LaunchPlan => {
+                    Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1)
+                }
                 Kind::Array => None,
             };
             let shown = match value {
@@ -268,6 +294,9 @@ impl Workflow {
 
     /// The retry budget of a ledger key (`n<i>`, `n<i>-n0`, `n<i>#<item>`).
     fn retries_of(&self, key: &str) -> u32 {
+        if !key.starts_with('n') {
+            return 0; // a child execution's task has no retries
+        }
         let digits: String = key[1..]
             .chars()
             .take_while(|c| c.is_ascii_digit())
@@ -279,8 +308,9 @@ impl Workflow {
             .unwrap_or(0)
     }
 
-    /// The ledger keys whose success the workflow's success needs.
-    fn must_succeed(&self) -> Vec<String> {
+    /// The ledger keys whose success the workflow's success needs (`children`: the child
+    /// execution of each launch-plan node).
+    fn must_succeed(&self, children: &BTreeMap<String, ExecKey>) -> Vec<String> {
         let mut keys = Vec::new();
         for i in 0..self.ups.len() {
             match self.kinds[i] {
@@ -294,6 +324,10 @@ impl Workflow {
                 }
                 Kind::Array => keys.extend((0..ITEMS).map(|k| format!("n{i}#{k}"))),
                 Kind::Subworkflow => keys.push(format!("n{i}-0-n0")),
+                Kind::LaunchPlan => keys.push(match children.get(&format!("n{i}")) {
+                    Some(child) => format!("child {}", child.name),
+                    None => format!("the child of n{i}, never created"),
+                }),
             }
         }
         keys
@@ -317,8 +351,21 @@ fn sub_id(i: usize) -> core::Identifier {
     }
 }
 
-/// The ledger key of a run: its node id, and `#<item>` for an array item.
+/// The workflow a launch-plan node's child execution runs: one task adding one to `x`.
+fn child_closure() -> core::CompiledWorkflowClosure {
+    let mut wf = workflow(vec![task_node("n0", &[], 0, false)], false);
+    if let Some(t) = wf.primary.as_mut().and_then(|p| p.template.as_mut()) {
+        t.outputs = vec![binding("o", promise("n0", "o"))];
+    }
+    wf
+}
+
+/// The ledger key of a run: its node id, and `#<item>` for an array item; a child
+/// execution's task is `child <execution>`.
 fn ledger_key(run: &contrail_testkit::AttemptRun) -> String {
+    if run.spec.execution != "sim" {
+        return format!("child {}", run.spec.execution);
+    }
     match contrail_testkit::item_of(&run.spec) {
         Some(item) => format!("{}#{item}", run.spec.node_id),
         None => run.spec.node_id.clone(),
@@ -351,7 +398,8 @@ impl Sim {
         cfg.engine.backoff_max = 4 * S;
         cfg.engine.max_system_failures = MAX_SYSTEM_FAILURES;
         cfg.max_round_failures = u32::MAX;
-        let h = Harness::new(cfg);
+        let mut h = Harness::new(cfg);
+        h.launch_plans(vec![("child_lp", child_closure())]);
         let spec = admin::ExecutionSpec {
             max_parallelism: wf.parallelism as i32,
             ..Default::default()
@@ -430,7 +478,7 @@ impl Sim {
         let roll = self.rng.random_range(0..100);
         match roll {
             0..33 => {
-                self.h.round(&self.k);
+                self.round_all();
                 "round".into()
             }
             33..35 => self.signal(),
@@ -454,7 +502,7 @@ impl Sim {
                 format!("advance {by}")
             }
             _ if !faulty => {
-                self.h.round(&self.k);
+                self.round_all();
                 "round".into()
             }
             77..80 => {
@@ -504,18 +552,45 @@ impl Sim {
                 None => "idle".into(),
             },
             97..99 => {
-                self.h.round(&self.k);
-                self.h.round(&self.k);
+                self.round_all();
+                self.round_all();
                 "duplicate wake-up".into()
             }
             _ => {
                 // The process dies after a round's commit, before its launches.
                 self.h.executor.refuse_next_launches(1);
-                self.h.round(&self.k);
+                self.round_all();
                 self.h.executor.refuse_next_launches(0);
                 self.h.restart();
                 "crash after a commit, before its launch".into()
             }
+        }
+    }
+
+    /// The child executions, by the parent node that asked for them.
+    fn children(&self) -> BTreeMap<String, ExecKey> {
+        let Some(launcher) = &self.h.launcher else {
+            return BTreeMap::new();
+        };
+        let requests = launcher
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        requests
+            .into_iter()
+            .filter_map(|r| {
+                let node = r.spec.metadata?.parent_node_execution?.node_id;
+                Some((node, r.child))
+            })
+            .collect()
+    }
+
+    /// A round of the execution, then of each child execution.
+    fn round_all(&self) {
+        self.h.round(&self.k);
+        for child in self.children().values() {
+            self.h.round(child);
         }
     }
 
@@ -565,14 +640,15 @@ impl Sim {
                 *alive_per_key.entry(key).or_default() += 1;
                 match contrail_testkit::item_of(&r.spec) {
                     Some(_) => *alive_items.entry(&r.spec.node_id).or_default() += 1,
-                    None => alive_nodes += 1,
+                    // A child execution has a parallelism of its own.
+                    None if r.spec.execution == "sim" => alive_nodes += 1,
+                    None => {}
                 }
             }
         }
         if let Some((key, n)) = alive_per_key.iter().find(|(_, n)| **n > 1) {
             return Err(format!("{n} attempts of {key} alive at once"));
         }
-        let alive: u32 = alive_per_key.values().sum();
         if self.wf.parallelism > 0 && alive_nodes > self.wf.parallelism {
             return Err(format!(
                 "{alive_nodes} attempts alive, above the parallelism of {}",
@@ -592,7 +668,12 @@ impl Sim {
                 ));
             }
         }
-        if is_terminal_phase(self.phase() as i32) && alive > 0 {
+        // Its own attempts; a child execution stops on its next round (see `run`).
+        let own_alive = runs
+            .values()
+            .filter(|r| r.alive() && r.spec.execution == "sim")
+            .count();
+        if is_terminal_phase(self.phase() as i32) && own_alive > 0 {
             let nodes: Vec<String> = self
                 .h
                 .store
@@ -606,7 +687,7 @@ impl Sim {
                 .map(|(id, _)| id)
                 .collect();
             return Err(format!(
-                "the execution ended with {alive} attempts alive: {live:?}; nodes: {nodes:#?}"
+                "the execution ended with {own_alive} attempts alive: {live:?}; nodes: {nodes:#?}"
             ));
         }
         Ok(())
@@ -630,7 +711,12 @@ impl Sim {
                     ));
                 }
                 let succeeded = |key: &String| self.nodes.get(key).is_some_and(|l| l.succeeded);
-                if let Some(key) = self.wf.must_succeed().iter().find(|k| !succeeded(k)) {
+                if let Some(key) = self
+                    .wf
+                    .must_succeed(&self.children())
+                    .iter()
+                    .find(|k| !succeeded(k))
+                {
                     return Err(format!("succeeded although {key} never succeeded"));
                 }
             }
@@ -686,9 +772,19 @@ impl Sim {
                 return Err((e, self.trace));
             }
             if is_terminal_phase(self.phase() as i32) {
-                // A finished execution stays finished whatever else arrives.
-                self.h.round(&self.k);
-                return match self.check_end().and_then(|()| self.check_always()) {
+                // A finished execution stays finished whatever else arrives; its children
+                // stop (or finish) on their next rounds, and then nothing runs at all.
+                for _ in 0..3 {
+                    self.round_all();
+                }
+                let settled = match self.h.executor.alive() {
+                    alive if alive.is_empty() => Ok(()),
+                    alive => Err(format!("attempts alive after everything ended: {alive:?}")),
+                };
+                return match settled
+                    .and_then(|()| self.check_end())
+                    .and_then(|()| self.check_always())
+                {
                     Ok(()) => Ok((step, self.phase())),
                     Err(e) => Err((e, self.trace)),
                 };
