@@ -47,6 +47,9 @@ enum Kind {
     /// Runs the launch plan `child_lp` (one task adding one) on the value a branch would
     /// take, as a child execution.
     LaunchPlan,
+    /// A task that produces a workflow: one task node `c0` adding one to the value a branch
+    /// would take (inner ids `n<i>-<attempt>-c0`).
+    Dynamic,
 }
 
 /// The value a gate's signal is set to, plus the node's index.
@@ -97,8 +100,9 @@ impl Workflow {
                 50..61 => Kind::Branch,
                 61..71 => Kind::Gate,
                 71..81 => Kind::Array,
-                81..91 => Kind::Subworkflow,
-                _ => Kind::LaunchPlan,
+                81..88 => Kind::Subworkflow,
+                88..94 => Kind::LaunchPlan,
+                _ => Kind::Dynamic,
             })
             .collect();
         Workflow {
@@ -178,6 +182,17 @@ impl Workflow {
                 })),
                 ..Default::default()
             },
+            Kind::Dynamic => {
+                let mut n = task_node(&id, &[], self.retries[i], false);
+                n.inputs = vec![binding(
+                    "x",
+                    match self.branch_source(i) {
+                        Some(u) => promise(&format!("n{u}"), "o"),
+                        None => promise("start-node", "x"),
+                    },
+                )];
+                n
+            }
             Kind::LaunchPlan => {
                 let source = match self.branch_source(i) {
                     Some(u) => promise(&format!("n{u}"), "o"),
@@ -275,7 +290,7 @@ impl Workflow {
                     Some(if v > 50 { v + 1 } else { v + self.x + 1 })
                 }
                 Kind::Gate => Some(SIGNAL + i as i64),
-                Kind::Subworkflow | Kind::LaunchPlan => {
+                Kind::Subworkflow | Kind::LaunchPlan | Kind::Dynamic => {
                     Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1)
                 }
                 Kind::Array => None,
@@ -324,6 +339,8 @@ impl Workflow {
                 }
                 Kind::Array => keys.extend((0..ITEMS).map(|k| format!("n{i}#{k}"))),
                 Kind::Subworkflow => keys.push(format!("n{i}-0-n0")),
+                // Whichever attempt of the dynamic task produced the workflow that ran.
+                Kind::Dynamic => keys.push(format!("n{i}-*-c0")),
                 Kind::LaunchPlan => keys.push(match children.get(&format!("n{i}")) {
                     Some(child) => format!("child {}", child.name),
                     None => format!("the child of n{i}, never created"),
@@ -348,6 +365,22 @@ fn sub_id(i: usize) -> core::Identifier {
         name: format!("sub{i}"),
         version: "v".into(),
         org: String::new(),
+    }
+}
+
+/// The workflow a dynamic node `n<i>` produces: one task node `c0` adding one to the
+/// dynamic node's input `x`, retried as the node is.
+fn futures(retries: u32) -> core::DynamicJobSpec {
+    core::DynamicJobSpec {
+        nodes: vec![task_node("c0", &[], retries, false)],
+        min_successes: 1,
+        outputs: vec![binding("o", promise("c0", "o"))],
+        tasks: tasks()
+            .into_iter()
+            .filter_map(|t| t.template)
+            .filter(|t| t.id.as_ref().is_some_and(|i| i.name == "t"))
+            .collect(),
+        subworkflows: vec![],
     }
 }
 
@@ -449,7 +482,6 @@ impl Sim {
         let runs = self.h.executor.runs();
         let Some(run) = runs.get(id) else { return };
         let roll = self.rng.random_range(0..100);
-        let ledger = self.nodes.entry(node.to_string()).or_default();
         let status = match roll {
             0..75 => TaskStatus::Succeeded,
             75..85 => TaskStatus::Failed(Failure::user("Flaky", "a flaky failure", true)),
@@ -457,6 +489,39 @@ impl Sim {
             _ => TaskStatus::Failed(Failure::system("Infra", "an infrastructure failure", true)),
         };
         let outputs = self.h.outputs_for(&run.spec);
+        let dynamic = run.spec.execution == "sim"
+            && contrail_testkit::item_of(&run.spec).is_none()
+            && node
+                .strip_prefix('n')
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| self.wf.kinds[i] == Kind::Dynamic);
+        let status = match status {
+            // A dynamic task succeeds by writing the workflow to run instead of outputs.
+            TaskStatus::Succeeded if dynamic => {
+                let i: usize = node[1..].parse().unwrap_or_default();
+                let prefix = run.spec.paths.output_prefix.trim_end_matches('/');
+                let written = self
+                    .h
+                    .blob
+                    .key_of(&format!("{prefix}/futures.pb"))
+                    .map(str::to_string)
+                    .and_then(|key| {
+                        self.h
+                            .blob
+                            .put(&key, &futures(self.wf.retries[i]).encode_to_vec())
+                    });
+                match written {
+                    Ok(()) => TaskStatus::Dynamic,
+                    Err(_) => TaskStatus::Failed(Failure::system(
+                        "OutputsWriteFailed",
+                        "the task could not write its futures",
+                        true,
+                    )),
+                }
+            }
+            other => other,
+        };
+        let ledger = self.nodes.entry(node.to_string()).or_default();
         self.h.executor.finish(id, status, Some(&outputs));
         // What actually happened (a failed output write turns success into a failure).
         match &self.h.executor.runs()[id].state {
@@ -710,7 +775,15 @@ impl Sim {
                         self.wf.expected()
                     ));
                 }
-                let succeeded = |key: &String| self.nodes.get(key).is_some_and(|l| l.succeeded);
+                let succeeded = |key: &String| match key.split_once("-*-") {
+                    // Any attempt's workflow: the inner node of whichever ran.
+                    Some((owner, inner)) => self.nodes.iter().any(|(k, l)| {
+                        l.succeeded
+                            && k.starts_with(&format!("{owner}-"))
+                            && k.ends_with(&format!("-{inner}"))
+                    }),
+                    None => self.nodes.get(key).is_some_and(|l| l.succeeded),
+                };
                 if let Some(key) = self
                     .wf
                     .must_succeed(&self.children())
