@@ -50,6 +50,9 @@ enum Kind {
     /// A task that produces a workflow: one task node `c0` adding one to the value a branch
     /// would take (inner ids `n<i>-<attempt>-c0`).
     Dynamic,
+    /// An approval `s<i>` of the value a branch would take; it passes the value on when
+    /// approved and fails when rejected.
+    Approve,
 }
 
 /// The value a gate's signal is set to, plus the node's index.
@@ -65,6 +68,8 @@ struct Workflow {
     cache: Vec<bool>,
     parallelism: u32,
     fail_after_complete: bool,
+    /// The workflow has a failure node `efn` (a task), run when it fails.
+    failure_node: bool,
     x: i64,
 }
 
@@ -101,8 +106,9 @@ impl Workflow {
                 61..71 => Kind::Gate,
                 71..81 => Kind::Array,
                 81..88 => Kind::Subworkflow,
-                88..94 => Kind::LaunchPlan,
-                _ => Kind::Dynamic,
+                88..93 => Kind::LaunchPlan,
+                93..97 => Kind::Dynamic,
+                _ => Kind::Approve,
             })
             .collect();
         Workflow {
@@ -112,6 +118,7 @@ impl Workflow {
             cache: (0..n).map(|_| rng.random_bool(0.2)).collect(),
             parallelism: rng.random_range(0..=2),
             fail_after_complete: rng.random_bool(0.3),
+            failure_node: rng.random_bool(0.3),
             x: rng.random_range(0..100),
         }
     }
@@ -182,6 +189,25 @@ impl Workflow {
                 })),
                 ..Default::default()
             },
+            Kind::Approve => {
+                let source = match self.branch_source(i) {
+                    Some(u) => promise(&format!("n{u}"), "o"),
+                    None => promise("start-node", "x"),
+                };
+                core::Node {
+                    id: id.clone(),
+                    // An approval's outputs are its inputs: named as the value it passes on.
+                    inputs: vec![binding("o", source)],
+                    target: Some(Target::GateNode(core::GateNode {
+                        condition: Some(core::gate_node::Condition::Approve(
+                            core::ApproveCondition {
+                                signal_id: format!("s{i}"),
+                            },
+                        )),
+                    })),
+                    ..Default::default()
+                }
+            }
             Kind::Dynamic => {
                 let mut n = task_node(&id, &[], self.retries[i], false);
                 n.inputs = vec![binding(
@@ -252,6 +278,13 @@ impl Workflow {
             (0..self.ups.len()).map(|i| self.node(i)).collect(),
             self.fail_after_complete,
         );
+        if self.failure_node
+            && let Some(t) = c.primary.as_mut().and_then(|p| p.template.as_mut())
+        {
+            let mut handler = task_node("efn", &[], 0, false);
+            handler.inputs = vec![binding("x", promise("start-node", "x"))];
+            t.failure_node = Some(handler);
+        }
         for i in (0..self.ups.len()).filter(|&i| self.kinds[i] == Kind::Subworkflow) {
             // One task node reading the subworkflow's input `x`; its output is the sub's.
             let mut inner = task_node("n0", &[], self.retries[i], false);
@@ -290,6 +323,7 @@ impl Workflow {
                     Some(if v > 50 { v + 1 } else { v + self.x + 1 })
                 }
                 Kind::Gate => Some(SIGNAL + i as i64),
+                Kind::Approve => Some(self.branch_source(i).map_or(self.x, |u| ints[&u])),
                 Kind::Subworkflow | Kind::LaunchPlan | Kind::Dynamic => {
                     Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1)
                 }
@@ -330,7 +364,7 @@ impl Workflow {
         for i in 0..self.ups.len() {
             match self.kinds[i] {
                 Kind::Task if !self.cache[i] => keys.push(format!("n{i}")),
-                Kind::Task | Kind::Gate => {}
+                Kind::Task | Kind::Gate | Kind::Approve => {}
                 Kind::Branch => {
                     let v = self
                         .branch_source(i)
@@ -420,6 +454,8 @@ struct Sim {
     wf: Workflow,
     trace: Vec<String>,
     nodes: BTreeMap<String, NodeLedger>,
+    /// An approval was rejected.
+    rejected: bool,
 }
 
 impl Sim {
@@ -446,8 +482,15 @@ impl Sim {
         };
         let k = h.create("sim", &wf.closure(), &inputs, spec);
         let trace = vec![format!(
-            "workflow: ups={:?} kinds={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} x={}",
-            wf.ups, wf.kinds, wf.retries, wf.cache, wf.parallelism, wf.fail_after_complete, wf.x
+            "workflow: ups={:?} kinds={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} failure_node={} x={}",
+            wf.ups,
+            wf.kinds,
+            wf.retries,
+            wf.cache,
+            wf.parallelism,
+            wf.fail_after_complete,
+            wf.failure_node,
+            wf.x
         )];
         Sim {
             rng,
@@ -456,6 +499,7 @@ impl Sim {
             wf,
             trace,
             nodes: BTreeMap::new(),
+            rejected: false,
         }
     }
 
@@ -662,7 +706,7 @@ impl Sim {
     /// Sets the signal of a gate that waits for one.
     fn signal(&mut self) -> String {
         let waiting: Vec<usize> = (0..self.wf.kinds.len())
-            .filter(|&i| self.wf.kinds[i] == Kind::Gate)
+            .filter(|&i| matches!(self.wf.kinds[i], Kind::Gate | Kind::Approve))
             .filter(|&i| {
                 self.h
                     .store
@@ -676,7 +720,15 @@ impl Sim {
             return "idle".into();
         }
         let i = waiting[self.rng.random_range(0..waiting.len())];
-        let value = int(SIGNAL + i as i64).encode_to_vec();
+        let value = if self.wf.kinds[i] == Kind::Approve {
+            // Approved nine times in ten; a rejection fails the node, and so the workflow.
+            let approved = self.rng.random_bool(0.9);
+            self.rejected |= !approved;
+            contrail_engine::resolve::primitive_literal(core::primitive::Value::Boolean(approved))
+        } else {
+            int(SIGNAL + i as i64)
+        }
+        .encode_to_vec();
         self.h
             .store
             .set_signal(&self.k, &format!("s{i}"), &value, self.h.clock.now());
@@ -794,14 +846,24 @@ impl Sim {
                 }
             }
             Phase::Failed => {
-                let justified = self.nodes.iter().any(|(key, l)| {
-                    !l.succeeded
-                        && (l.fatal
-                            || l.user_failures > self.wf.retries_of(key)
-                            || l.system_failures > MAX_SYSTEM_FAILURES)
-                });
+                let justified = self.rejected
+                    || self.nodes.iter().any(|(key, l)| {
+                        !l.succeeded
+                            && (l.fatal
+                                || l.user_failures > self.wf.retries_of(key)
+                                || l.system_failures > MAX_SYSTEM_FAILURES)
+                    });
                 if !justified {
                     return Err("failed although no node exhausted its retries".into());
+                }
+                let handled = self
+                    .h
+                    .executor
+                    .runs()
+                    .values()
+                    .any(|r| r.spec.node_id == "efn");
+                if self.wf.failure_node && !handled {
+                    return Err("failed without running its failure node".into());
                 }
             }
             other => return Err(format!("ended {other:?}, which nothing asked for")),
