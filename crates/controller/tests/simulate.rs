@@ -70,6 +70,8 @@ struct Workflow {
     fail_after_complete: bool,
     /// The workflow has a failure node `efn` (a task), run when it fails.
     failure_node: bool,
+    /// A subworkflow's one node is a branch over its input (else a task).
+    nested: Vec<bool>,
     x: i64,
 }
 
@@ -119,6 +121,7 @@ impl Workflow {
             parallelism: rng.random_range(0..=2),
             fail_after_complete: rng.random_bool(0.3),
             failure_node: rng.random_bool(0.3),
+            nested: (0..n).map(|_| rng.random_bool(0.5)).collect(),
             x: rng.random_range(0..100),
         }
     }
@@ -143,35 +146,11 @@ impl Workflow {
         let mut node = match self.kinds[i] {
             Kind::Task => task_node(&id, &ups, self.retries[i], self.cache[i]),
             Kind::Branch => {
-                use core::if_else_block::Default as Else;
                 let source = match self.branch_source(i) {
                     Some(u) => promise(&format!("n{u}"), "o"),
                     None => promise("start-node", "x"),
                 };
-                let inner = |suffix: &str, with_x: bool| {
-                    let mut n = task_node(&format!("{id}-{suffix}"), &[], self.retries[i], false);
-                    n.inputs = vec![binding("v", source.clone())];
-                    if with_x {
-                        n.inputs.push(binding("x", promise("start-node", "x")));
-                    }
-                    n
-                };
-                let condition = greater_than(".v", 50);
-                core::Node {
-                    id: id.clone(),
-                    inputs: vec![binding(".v", source.clone())],
-                    target: Some(Target::BranchNode(Box::new(core::BranchNode {
-                        if_else: Some(Box::new(core::IfElseBlock {
-                            case: Some(Box::new(core::IfBlock {
-                                condition: Some(condition),
-                                then_node: Some(Box::new(inner("n0", false))),
-                            })),
-                            other: vec![],
-                            default: Some(Else::ElseNode(Box::new(inner("n1", true)))),
-                        })),
-                    }))),
-                    ..Default::default()
-                }
+                branch_node(&id, source, promise("start-node", "x"), self.retries[i])
             }
             Kind::Gate => core::Node {
                 id: id.clone(),
@@ -287,8 +266,15 @@ impl Workflow {
         }
         for i in (0..self.ups.len()).filter(|&i| self.kinds[i] == Kind::Subworkflow) {
             // One task node reading the subworkflow's input `x`; its output is the sub's.
-            let mut inner = task_node("n0", &[], self.retries[i], false);
-            inner.inputs = vec![binding("x", promise("start-node", "x"))];
+            // Inside the subworkflow, `start-node` is the subworkflow's own input.
+            let input = promise("start-node", "x");
+            let inner = if self.nested[i] {
+                branch_node("n0", input.clone(), input, self.retries[i])
+            } else {
+                let mut n = task_node("n0", &[], self.retries[i], false);
+                n.inputs = vec![binding("x", input)];
+                n
+            };
             c.sub_workflows.push(core::CompiledWorkflow {
                 template: Some(core::WorkflowTemplate {
                     id: Some(sub_id(i)),
@@ -324,6 +310,10 @@ impl Workflow {
                 }
                 Kind::Gate => Some(SIGNAL + i as i64),
                 Kind::Approve => Some(self.branch_source(i).map_or(self.x, |u| ints[&u])),
+                Kind::Subworkflow if self.nested[i] => {
+                    let v = self.branch_source(i).map_or(self.x, |u| ints[&u]);
+                    Some(if v > 50 { v + 1 } else { 2 * v + 1 })
+                }
                 Kind::Subworkflow | Kind::LaunchPlan | Kind::Dynamic => {
                     Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1)
                 }
@@ -372,6 +362,12 @@ impl Workflow {
                     keys.push(format!("n{i}-{}", if v > 50 { "n0" } else { "n1" }));
                 }
                 Kind::Array => keys.extend((0..ITEMS).map(|k| format!("n{i}#{k}"))),
+                Kind::Subworkflow if self.nested[i] => {
+                    let v = self
+                        .branch_source(i)
+                        .map_or(self.x, |u| self.expected_int(u));
+                    keys.push(format!("n{i}-*-n0-{}", if v > 50 { "n0" } else { "n1" }));
+                }
                 Kind::Subworkflow => keys.push(format!("n{i}-0-n0")),
                 // Whichever attempt of the dynamic task produced the workflow that ran.
                 Kind::Dynamic => keys.push(format!("n{i}-*-c0")),
@@ -425,6 +421,36 @@ fn child_closure() -> core::CompiledWorkflowClosure {
         t.outputs = vec![binding("o", promise("n0", "o"))];
     }
     wf
+}
+
+/// `if v > 50: <id>-n0 (v + 1) else: <id>-n1 (v + x + 1)`, as flytekit compiles a
+/// conditional; both cases are task nodes retried `retries` times.
+fn branch_node(id: &str, v: core::BindingData, x: core::BindingData, retries: u32) -> core::Node {
+    use core::if_else_block::Default as Else;
+    use core::node::Target;
+    let case = |suffix: &str, with_x: bool| {
+        let mut n = task_node(&format!("{id}-{suffix}"), &[], retries, false);
+        n.inputs = vec![binding("v", v.clone())];
+        if with_x {
+            n.inputs.push(binding("x", x.clone()));
+        }
+        n
+    };
+    core::Node {
+        id: id.into(),
+        inputs: vec![binding(".v", v.clone())],
+        target: Some(Target::BranchNode(Box::new(core::BranchNode {
+            if_else: Some(Box::new(core::IfElseBlock {
+                case: Some(Box::new(core::IfBlock {
+                    condition: Some(greater_than(".v", 50)),
+                    then_node: Some(Box::new(case("n0", false))),
+                })),
+                other: vec![],
+                default: Some(Else::ElseNode(Box::new(case("n1", true)))),
+            })),
+        }))),
+        ..Default::default()
+    }
 }
 
 /// The ledger key of a run: its node id, and `#<item>` for an array item; a child
@@ -482,9 +508,10 @@ impl Sim {
         };
         let k = h.create("sim", &wf.closure(), &inputs, spec);
         let trace = vec![format!(
-            "workflow: ups={:?} kinds={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} failure_node={} x={}",
+            "workflow: ups={:?} kinds={:?} nested={:?} retries={:?} cache={:?} parallelism={} fail_after_complete={} failure_node={} x={}",
             wf.ups,
             wf.kinds,
+            wf.nested,
             wf.retries,
             wf.cache,
             wf.parallelism,
