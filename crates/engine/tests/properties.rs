@@ -1,5 +1,5 @@
-//! Property tests: random DAGs, random task outcomes, lost launches and controller
-//! restarts (lost effect results) against a simulated world.
+//! Property tests: random DAGs, random task outcomes, lost launches, controller restarts
+//! (lost effect results) and observations in any order, against a simulated world.
 
 mod common;
 
@@ -202,6 +202,11 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
     for _round in 0..5_000 {
         let mut obs = std::mem::take(&mut carry);
         obs.extend(look(&plan, &state, &world));
+        // The controller may see the world in any order.
+        for k in (1..obs.len()).rev() {
+            let j = (rng.next() % (k as u64 + 1)) as usize;
+            obs.swap(k, j);
+        }
         let s = step(&plan, &cfg, &state, &obs, now);
         // Max parallelism holds after every round.
         if c.max_parallelism > 0 {
