@@ -68,6 +68,17 @@ def timed_start(server: Server) -> float:
     raise TimeoutError("the server did not answer its health check within 60 s")
 
 
+def exit_record(data_dir: pathlib.Path, attempt_id: str):
+    """An attempt's exit record, from its directory or its ledger (None when neither has one)."""
+    for base in (data_dir / "attempts", data_dir / "attempts" / ".ledger"):
+        for f in base.glob(f"*/*/{attempt_id}/exit.json"):
+            try:
+                return json.loads(f.read_text())
+            except (OSError, ValueError):
+                pass
+    return None
+
+
 def server_bin():
     from conftest import BIN
 
@@ -200,8 +211,13 @@ def main():
             for a in tried[:-1]:
                 # The map task is node n1; an item's outputs are <n1>/data/0/<item>/<attempt>.
                 found = list(blobs.glob(f"*/metadata/propeller/*-{name}/n1/data/0/{item}/{a}/outputs.pb"))
-                if found:
-                    failures.append(f"{task}: attempt {a} succeeded and attempt {tried[-1]} ran again")
+                # As in Flyte, an attempt whose process was killed failed, even if it had
+                # written its outputs: only an attempt that exited 0 (or was lost with its
+                # outputs written, which counts as a success) must never run again.
+                rec = exit_record(server.data_dir, f"{name}-n1-{item}-{a}")
+                succeeded = rec is None or rec.get("code") == 0 or rec.get("lost")
+                if found and succeeded:
+                    failures.append(f"{task}: attempt {a} succeeded ({rec}) and attempt {tried[-1]} ran again")
         lines = [n.rpartition("@")[0] for n in notes]
         counts = collections.Counter(lines)
         for name in done:
