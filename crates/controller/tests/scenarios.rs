@@ -233,20 +233,6 @@ fn a_blob_write_failure_fails_the_round_and_the_next_round_converges() {
 }
 
 /// A dynamic node's generated workflow: one task `c0` over the parent's input `x`.
-fn futures() -> core::DynamicJobSpec {
-    core::DynamicJobSpec {
-        nodes: vec![task_node("c0", &[], 0, false)],
-        min_successes: 1,
-        outputs: vec![binding("o", promise("c0", "o"))],
-        tasks: tasks()
-            .into_iter()
-            .filter_map(|t| t.template)
-            .filter(|t| t.id.as_ref().is_some_and(|i| i.name == "t"))
-            .collect(),
-        subworkflows: vec![],
-    }
-}
-
 #[test]
 fn an_execution_failed_by_a_corrupt_dynamic_workflow_aborts_the_children_still_running() {
     use contrail_blob::layout;
@@ -259,7 +245,7 @@ fn an_execution_failed_by_a_corrupt_dynamic_workflow_aborts_the_children_still_r
     let wdir = layout::workflow_dir("p", "d", "e1");
     let dir = layout::attempt_dir(&wdir, "n0", 0);
     h.blob
-        .put(&layout::futures_in(&dir), &futures().encode_to_vec())
+        .put(&layout::futures_in(&dir), &futures(0).encode_to_vec())
         .unwrap();
     h.executor.finish(&parent, TaskStatus::Dynamic, None);
     for _ in 0..3 {

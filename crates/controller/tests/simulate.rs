@@ -130,6 +130,15 @@ impl Workflow {
         (0..ITEMS).map(|k| self.x + k).collect()
     }
 
+    /// The binding of the value a branch, subworkflow, launch plan, approval or dynamic node
+    /// takes: the first non-array upstream's output, else the input `x`.
+    fn source(&self, i: usize) -> core::BindingData {
+        match self.branch_source(i) {
+            Some(u) => promise(&format!("n{u}"), "o"),
+            None => promise("start-node", "x"),
+        }
+    }
+
     /// Where a branch or subworkflow takes its value from: the first upstream that is not
     /// an array.
     fn branch_source(&self, i: usize) -> Option<usize> {
@@ -146,10 +155,7 @@ impl Workflow {
         let mut node = match self.kinds[i] {
             Kind::Task => task_node(&id, &ups, self.retries[i], self.cache[i]),
             Kind::Branch => {
-                let source = match self.branch_source(i) {
-                    Some(u) => promise(&format!("n{u}"), "o"),
-                    None => promise("start-node", "x"),
-                };
+                let source = self.source(i);
                 branch_node(&id, source, promise("start-node", "x"), self.retries[i])
             }
             Kind::Gate => core::Node {
@@ -169,10 +175,7 @@ impl Workflow {
                 ..Default::default()
             },
             Kind::Approve => {
-                let source = match self.branch_source(i) {
-                    Some(u) => promise(&format!("n{u}"), "o"),
-                    None => promise("start-node", "x"),
-                };
+                let source = self.source(i);
                 core::Node {
                     id: id.clone(),
                     // An approval's outputs are its inputs: named as the value it passes on.
@@ -189,20 +192,11 @@ impl Workflow {
             }
             Kind::Dynamic => {
                 let mut n = task_node(&id, &[], self.retries[i], false);
-                n.inputs = vec![binding(
-                    "x",
-                    match self.branch_source(i) {
-                        Some(u) => promise(&format!("n{u}"), "o"),
-                        None => promise("start-node", "x"),
-                    },
-                )];
+                n.inputs = vec![binding("x", self.source(i))];
                 n
             }
             Kind::LaunchPlan => {
-                let source = match self.branch_source(i) {
-                    Some(u) => promise(&format!("n{u}"), "o"),
-                    None => promise("start-node", "x"),
-                };
+                let source = self.source(i);
                 core::Node {
                     id: id.clone(),
                     inputs: vec![binding("x", source)],
@@ -219,10 +213,7 @@ impl Workflow {
                 }
             }
             Kind::Subworkflow => {
-                let source = match self.branch_source(i) {
-                    Some(u) => promise(&format!("n{u}"), "o"),
-                    None => promise("start-node", "x"),
-                };
+                let source = self.source(i);
                 core::Node {
                     id: id.clone(),
                     inputs: vec![binding("x", source)],
@@ -294,6 +285,8 @@ impl Workflow {
         let mut ints: BTreeMap<usize, i64> = BTreeMap::new();
         let mut out = BTreeMap::new();
         for i in 0..self.ups.len() {
+            // What a branch, subworkflow, launch plan, approval or dynamic node takes.
+            let v = self.branch_source(i).map_or(self.x, |u| ints[&u]);
             let value = match self.kinds[i] {
                 Kind::Task => {
                     // Array outputs are lists: a task sums only its integer inputs.
@@ -304,19 +297,11 @@ impl Workflow {
                     };
                     Some(sum + if self.cache[i] { 2 } else { 1 })
                 }
-                Kind::Branch => {
-                    let v = self.branch_source(i).map_or(self.x, |u| ints[&u]);
-                    Some(if v > 50 { v + 1 } else { v + self.x + 1 })
-                }
+                Kind::Branch => Some(if v > 50 { v + 1 } else { v + self.x + 1 }),
                 Kind::Gate => Some(SIGNAL + i as i64),
-                Kind::Approve => Some(self.branch_source(i).map_or(self.x, |u| ints[&u])),
-                Kind::Subworkflow if self.nested[i] => {
-                    let v = self.branch_source(i).map_or(self.x, |u| ints[&u]);
-                    Some(if v > 50 { v + 1 } else { 2 * v + 1 })
-                }
-                Kind::Subworkflow | Kind::LaunchPlan | Kind::Dynamic => {
-                    Some(self.branch_source(i).map_or(self.x, |u| ints[&u]) + 1)
-                }
+                Kind::Approve => Some(v),
+                Kind::Subworkflow if self.nested[i] => Some(if v > 50 { v + 1 } else { 2 * v + 1 }),
+                Kind::Subworkflow | Kind::LaunchPlan | Kind::Dynamic => Some(v + 1),
                 Kind::Array => None,
             };
             let shown = match value {
@@ -395,22 +380,6 @@ fn sub_id(i: usize) -> core::Identifier {
         name: format!("sub{i}"),
         version: "v".into(),
         org: String::new(),
-    }
-}
-
-/// The workflow a dynamic node `n<i>` produces: one task node `c0` adding one to the
-/// dynamic node's input `x`, retried as the node is.
-fn futures(retries: u32) -> core::DynamicJobSpec {
-    core::DynamicJobSpec {
-        nodes: vec![task_node("c0", &[], retries, false)],
-        min_successes: 1,
-        outputs: vec![binding("o", promise("c0", "o"))],
-        tasks: tasks()
-            .into_iter()
-            .filter_map(|t| t.template)
-            .filter(|t| t.id.as_ref().is_some_and(|i| i.name == "t"))
-            .collect(),
-        subworkflows: vec![],
     }
 }
 

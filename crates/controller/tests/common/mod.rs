@@ -482,3 +482,19 @@ pub fn run_to_end(h: &Harness, k: &ExecKey) {
     }
     panic!("execution did not finish: {:?}", h.phase(k));
 }
+
+/// A dynamic task's `futures.pb`: one task node `c0` (task `t`, retried `retries` times)
+/// adding one to the dynamic node's input `x`, whose output is the workflow's `o`.
+pub fn futures(retries: u32) -> core::DynamicJobSpec {
+    core::DynamicJobSpec {
+        nodes: vec![task_node("c0", &[], retries, false)],
+        min_successes: 1,
+        outputs: vec![binding("o", promise("c0", "o"))],
+        tasks: tasks()
+            .into_iter()
+            .filter_map(|t| t.template)
+            .filter(|t| t.id.as_ref().is_some_and(|i| i.name == "t"))
+            .collect(),
+        subworkflows: vec![],
+    }
+}
