@@ -650,14 +650,7 @@ impl Controller {
                     cause: cause.clone(),
                 });
             }
-            let cx = effects::Cx {
-                c: self,
-                k,
-                exec: &live.exec,
-                inputs_key: &live.inputs_key,
-                wdir: &wdir,
-                inputs_memo: Default::default(),
-            };
+            let cx = effects::Cx::new(self, k, &live.exec, &live.inputs_key, &wdir);
             for w in contrail_engine::watches(&live.plan, &live.state) {
                 obs.extend(cx.observe(&live.plan, &live.state, w)?);
             }
@@ -720,14 +713,7 @@ impl Controller {
                     return Ok(());
                 }
             }
-            let cx = effects::Cx {
-                c: self,
-                k,
-                exec: &live.exec,
-                inputs_key: &live.inputs_key,
-                wdir: &wdir,
-                inputs_memo: Default::default(),
-            };
+            let cx = effects::Cx::new(self, k, &live.exec, &live.inputs_key, &wdir);
             for e in starts {
                 if let Some(o) = cx.perform(&mut plan, &step.state, e)? {
                     carry.push(o);

@@ -92,6 +92,25 @@ impl Controller {
     }
 }
 
+impl<'a> Cx<'a> {
+    pub(crate) fn new(
+        c: &'a Arc<Controller>,
+        k: &'a ExecKey,
+        exec: &'a admin::Execution,
+        inputs_key: &'a str,
+        wdir: &'a str,
+    ) -> Self {
+        Cx {
+            c,
+            k,
+            exec,
+            inputs_key,
+            wdir,
+            inputs_memo: Default::default(),
+        }
+    }
+}
+
 impl Cx<'_> {
     pub(super) fn node_dir(&self, plan: &Plan, i: usize, attempt: u32) -> String {
         layout::attempt_dir(self.wdir, &plan.nodes[i].id, attempt)
