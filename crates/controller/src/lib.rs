@@ -487,7 +487,7 @@ impl Controller {
             }
             let pending: Vec<usize> = (0..plan.nodes.len())
                 .filter(|&i| {
-                    state.nodes[i].dynamic == Some(DynamicPhase::Executing)
+                    state.nodes[i].dynamic() == Some(DynamicPhase::Executing)
                         && plan.scope_of(i).is_none()
                 })
                 .collect();
@@ -577,11 +577,11 @@ impl Controller {
                 spec.task.r#type = task_type;
                 spec
             };
-            if let Some(t) = n.task.as_ref().filter(|t| !t.phase.is_terminal()) {
+            if let Some(t) = n.task().filter(|t| !t.phase.is_terminal()) {
                 self.executor
                     .abort(&spec(None, t.attempt, task_type(t.attempt)?))?;
             }
-            if let Some(a) = &n.array {
+            if let Some(a) = n.array() {
                 for (item, attempt) in a.live() {
                     self.executor
                         .abort(&spec(Some(item), attempt, String::new()))?;
@@ -891,15 +891,15 @@ impl Controller {
                 created_at: created,
                 updated_at: now,
             });
-            if let Some(a) = &n.array
+            if let Some(a) = n.array()
                 && plan.task(i).is_some()
             {
                 self.array_task_records(&ids, &mut c, k, i, o, n, a, now);
             }
-            if let Some(t) = &n.task
-                && o.task.as_ref() != Some(t)
+            if let Some(t) = n.task()
+                && o.task() != Some(t)
             {
-                if o.task.as_ref().map(|x| (x.attempt, x.phase)) != Some((t.attempt, t.phase)) {
+                if o.task().map(|x| (x.attempt, x.phase)) != Some((t.attempt, t.phase)) {
                     c.events.push(EventRecord::new(
                         "task",
                         render::task_event(&ids, i, t, now).encode_to_vec(),
@@ -939,9 +939,9 @@ impl Controller {
     ) {
         use contrail_engine::array_task_phase;
         let phase = array_task_phase(new.phase);
-        let old_phase = old.array.as_ref().map(|_| array_task_phase(old.phase));
+        let old_phase = old.array().map(|_| array_task_phase(old.phase));
         let phase_changed = old_phase != Some(phase);
-        let changed = array.changed_since(old.array.as_ref());
+        let changed = array.changed_since(old.array());
         if phase_changed || !changed.is_empty() {
             // The first and the last event list every item, as Flyte's do.
             let items: Vec<u32> =

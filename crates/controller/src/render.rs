@@ -125,7 +125,7 @@ pub fn node(
     };
     use contrail_engine::NodeKind;
     let kind = &p.kind;
-    let dynamic = n.dynamic.is_some();
+    let dynamic = n.dynamic().is_some();
     let target_metadata = match kind {
         NodeKind::Task(_) => Some(TargetMetadata::TaskNodeMetadata(task_node_metadata(
             ids, i, n,
@@ -177,7 +177,7 @@ pub fn node(
 fn task_node_metadata(ids: &Ids<'_>, i: usize, n: &NodeState) -> admin::TaskNodeMetadata {
     use contrail_engine::CacheStatus as C;
     use core::CatalogCacheStatus as S;
-    let Some(c) = &n.cache else {
+    let Some(c) = n.cache() else {
         return admin::TaskNodeMetadata::default();
     };
     let cache_status = match c.status {
@@ -287,12 +287,12 @@ pub fn node_event(ids: &Ids<'_>, i: usize, n: &NodeState, now: i64) -> event::No
         occurred_at: Some(ts(now)),
         spec_node_id: ids.plan.nodes[i].spec_id.clone(),
         node_name: ids.plan.nodes[i].spec_id.clone(),
-        is_parent: n.dynamic.is_some()
+        is_parent: n.dynamic().is_some()
             || matches!(
                 ids.plan.nodes[i].kind,
                 contrail_engine::NodeKind::Branch(_) | contrail_engine::NodeKind::Subworkflow(_)
             ),
-        is_dynamic: n.dynamic.is_some(),
+        is_dynamic: n.dynamic().is_some(),
         is_array: matches!(ids.plan.nodes[i].kind, contrail_engine::NodeKind::Array(_)),
         parent_node_metadata: ids.plan.nodes[i].parent.map(|p| {
             event::ParentNodeExecutionMetadata {

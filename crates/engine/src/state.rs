@@ -153,24 +153,131 @@ pub struct NodeState {
     pub finished_at: Option<Nanos>,
     pub retry_at: Option<Nanos>,
     pub error: Option<Failure>,
-    pub task: Option<AttemptState>,
-    /// Branch: the unique id of the node the conditions chose.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chosen: Option<String>,
-    /// Dynamic node: where its generated workflow stands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamic: Option<DynamicPhase>,
     /// Everything it waited for is done; its outputs are being written.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publishing: bool,
     /// Recovery: the original execution had no usable result for this node.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub not_recoverable: bool,
+    /// What only a node of its kind keeps.
+    #[serde(default, skip_serializing_if = "KindState::is_plain")]
+    pub kind: KindState,
+}
+
+/// The state only nodes of some kinds keep. Gates, subworkflows, launch plans and the
+/// workflow's boundaries keep none beyond the common fields (`Plain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KindState {
+    #[default]
+    Plain,
+    /// A task node, and a dynamic node (a task whose result may be a workflow).
+    Task(Box<TaskState>),
+    Branch(BranchState),
+    Array(ArrayState),
+}
+
+impl KindState {
+    fn is_plain(&self) -> bool {
+        *self == KindState::Plain
+    }
+}
+
+/// A task or dynamic node's attempt, memoization and generated workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub array: Option<ArrayState>,
+    pub attempt: Option<AttemptState>,
     /// Memoization of a cacheable task node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheState>,
+    /// Dynamic node: where its generated workflow stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicPhase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BranchState {
+    /// The unique id of the node the conditions chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<String>,
+}
+
+impl NodeState {
+    /// The current attempt of a task or dynamic node.
+    pub fn task(&self) -> Option<&AttemptState> {
+        self.task_state()?.attempt.as_ref()
+    }
+    pub fn task_mut(&mut self) -> Option<&mut AttemptState> {
+        match &mut self.kind {
+            KindState::Task(t) => t.attempt.as_mut(),
+            _ => None,
+        }
+    }
+    pub fn cache(&self) -> Option<&CacheState> {
+        self.task_state()?.cache.as_ref()
+    }
+    pub fn cache_mut(&mut self) -> Option<&mut CacheState> {
+        match &mut self.kind {
+            KindState::Task(t) => t.cache.as_mut(),
+            _ => None,
+        }
+    }
+    pub fn dynamic(&self) -> Option<DynamicPhase> {
+        self.task_state()?.dynamic
+    }
+    pub fn array(&self) -> Option<&ArrayState> {
+        match &self.kind {
+            KindState::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+    pub fn array_mut(&mut self) -> Option<&mut ArrayState> {
+        match &mut self.kind {
+            KindState::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+    /// A branch's chosen node (its unique id).
+    pub fn chosen(&self) -> Option<&str> {
+        match &self.kind {
+            KindState::Branch(b) => b.chosen.as_deref(),
+            _ => None,
+        }
+    }
+    fn task_state(&self) -> Option<&TaskState> {
+        match &self.kind {
+            KindState::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+    /// The task state, made if the node had none yet.
+    pub fn task_state_mut(&mut self) -> &mut TaskState {
+        if !matches!(self.kind, KindState::Task(_)) {
+            self.kind = KindState::Task(Box::default());
+        }
+        match &mut self.kind {
+            KindState::Task(t) => t,
+            _ => unreachable!("set just above"),
+        }
+    }
+    pub fn set_task(&mut self, attempt: AttemptState) {
+        self.task_state_mut().attempt = Some(attempt);
+    }
+    pub fn set_cache(&mut self, cache: CacheState) {
+        self.task_state_mut().cache = Some(cache);
+    }
+    pub fn set_dynamic(&mut self, phase: DynamicPhase) {
+        self.task_state_mut().dynamic = Some(phase);
+    }
+    pub fn set_array(&mut self, array: ArrayState) {
+        self.kind = KindState::Array(array);
+    }
+    pub fn set_chosen(&mut self, unique_id: String) {
+        self.kind = KindState::Branch(BranchState {
+            chosen: Some(unique_id),
+        });
+    }
 }
 
 /// Where a cacheable node stands with the catalog.
@@ -441,21 +548,52 @@ impl NodeState {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
-    /// Decodes a stored node state, upgrading rows written by earlier versions (a waiting
-    /// cache lookup kept its poll time in `retry_at`).
+    /// Decodes a stored node state, upgrading rows written by earlier versions: their
+    /// kind-specific fields (`task`, `cache`, `dynamic`, `chosen`, `array`) sat beside the
+    /// common ones, and a waiting cache lookup kept its poll time in `retry_at`. A row is
+    /// written back in the current form by the next round that changes the node.
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        let mut n: NodeState = serde_json::from_slice(bytes)?;
+        let mut row: serde_json::Value = serde_json::from_slice(bytes)?;
+        if let Some(fields) = row.as_object_mut()
+            && !fields.contains_key("kind")
+        {
+            let mut take = |key: &str| fields.remove(key).filter(|v| !v.is_null());
+            let (attempt, cache, dynamic) = (take("task"), take("cache"), take("dynamic"));
+            let (chosen, array) = (take("chosen"), take("array"));
+            let kind = if let Some(array) = array {
+                Some(serde_json::json!({ "array": array }))
+            } else if let Some(chosen) = chosen {
+                Some(serde_json::json!({ "branch": { "chosen": chosen } }))
+            } else if attempt.is_some() || cache.is_some() || dynamic.is_some() {
+                let mut task = serde_json::Map::new();
+                for (key, value) in [("attempt", attempt), ("cache", cache), ("dynamic", dynamic)] {
+                    if let Some(value) = value {
+                        task.insert(key.into(), value);
+                    }
+                }
+                Some(serde_json::json!({ "task": task }))
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                fields.insert("kind".into(), kind);
+            }
+        }
+        let mut n: NodeState = serde_json::from_value(row)?;
         n.upgrade();
         Ok(n)
     }
 
     fn upgrade(&mut self) {
-        if let Some(c) = self.cache.as_mut()
+        let queued = self.phase == NodePhase::Queued;
+        let retry_at = self.retry_at;
+        if let Some(c) = self.cache_mut()
             && c.status == CacheStatus::Waiting
             && c.poll_at.is_none()
-            && self.phase == NodePhase::Queued
+            && queued
         {
-            c.poll_at = self.retry_at.take();
+            c.poll_at = retry_at;
+            self.retry_at = None;
         }
     }
 }
@@ -472,7 +610,7 @@ mod tests {
             "task":null,"cache":{"status":"Waiting"}}"#;
         let n = NodeState::decode(old).unwrap();
         assert_eq!(n.retry_at, None);
-        assert_eq!(n.cache.as_ref().unwrap().poll_at, Some(42));
+        assert_eq!(n.cache().unwrap().poll_at, Some(42));
         // A node waiting to retry keeps its retry time.
         let retrying = br#"{"phase":"RetryWait","attempt":0,"user_failures":1,
             "system_failures":0,"queued_at":5,"started_at":6,"finished_at":null,
@@ -480,6 +618,59 @@ mod tests {
         assert_eq!(NodeState::decode(retrying).unwrap().retry_at, Some(42));
         // What is written now reads back as it was.
         assert_eq!(NodeState::decode(&n.encode()).unwrap(), n);
+    }
+
+    #[test]
+    fn stored_rows_of_every_kind_move_their_fields_into_the_kind_state() {
+        let common = r#""phase":"Running","attempt":1,"user_failures":1,"system_failures":0,
+            "queued_at":5,"started_at":6,"finished_at":null,"retry_at":null,"error":null"#;
+        let attempt = r#"{"attempt":1,"phase":"Running","created_at":7,"started_at":8,
+            "finished_at":null,"error":null}"#;
+        let row = |rest: &str| format!("{{{common},{rest}}}");
+        let decode = |rest: &str| NodeState::decode(row(rest).as_bytes()).unwrap();
+
+        let task = decode(&format!(
+            r#""task":{attempt},"cache":{{"status":"Miss"}},"dynamic":"Executing""#
+        ));
+        assert_eq!(
+            task.task().map(|t| (t.attempt, t.phase)),
+            Some((1, TaskPhase::Running))
+        );
+        assert_eq!(task.cache().map(|c| c.status), Some(CacheStatus::Miss));
+        assert_eq!(task.dynamic(), Some(DynamicPhase::Executing));
+        assert_eq!(
+            (task.attempt, task.user_failures, task.started_at),
+            (1, 1, Some(6))
+        );
+
+        let branch = decode(r#""task":null,"chosen":"n0-0-n1""#);
+        assert_eq!(branch.chosen(), Some("n0-0-n1"));
+        assert_eq!(branch.task(), None);
+
+        let array = decode(r#""task":null,"array":{"items":"sr.","attempts":{"1":2}}"#);
+        let items = array.array().unwrap();
+        assert_eq!(
+            (items.get(0), items.get(1), items.attempt(1)),
+            (Item::Succeeded, Item::Running, 2)
+        );
+
+        let gate = decode(r#""task":null"#);
+        assert_eq!(gate.kind, KindState::Plain);
+        assert_eq!(gate.phase, NodePhase::Running);
+
+        // Each reads back as it was once written in the current form, which keeps the
+        // kind's fields under `kind` only.
+        for n in [task, branch, array, gate] {
+            let written = n.encode();
+            let fields: serde_json::Value = serde_json::from_slice(&written).unwrap();
+            for legacy in ["task", "cache", "dynamic", "chosen", "array"] {
+                assert!(
+                    fields.get(legacy).is_none(),
+                    "{legacy} written beside the kind"
+                );
+            }
+            assert_eq!(NodeState::decode(&written).unwrap(), n);
+        }
     }
 
     #[test]

@@ -417,10 +417,7 @@ fn an_array_node_runs_items_within_its_parallelism_and_publishes_when_enough_suc
     let fx = r.round(&[r.inputs("n0", &[("x", ints(5))])]);
     assert_eq!(fx, vec![item_launch(&r, "n0", 0), item_launch(&r, "n0", 1)]);
     // Item state stays one byte per item.
-    assert_eq!(
-        r.state.nodes[r.i("n0")].array.as_ref().unwrap().items,
-        "qq..."
-    );
+    assert_eq!(r.state.nodes[r.i("n0")].array().unwrap().items, "qq...");
     let boom = TaskStatus::Failed(Failure::user("USER:ValueError", "item boom", false));
     let fx = r.round(&[
         item(&r, "n0", 0, TaskStatus::Succeeded),
@@ -437,7 +434,7 @@ fn an_array_node_runs_items_within_its_parallelism_and_publishes_when_enough_suc
         r.round(&[item(&r, "n0", 4, TaskStatus::Succeeded)]),
         vec![Effect::PublishNode { node: n0 }]
     );
-    assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sfsss");
+    assert_eq!(r.state.nodes[n0].array().unwrap().items, "sfsss");
 }
 
 #[test]
@@ -679,9 +676,9 @@ fn a_cache_hit_finishes_the_node_without_running_its_task() {
         vec![Effect::PublishOutputs]
     );
     assert_eq!(r.phase("n0"), NodePhase::Succeeded);
-    let st = r.state.nodes[n0].cache.clone().unwrap();
+    let st = r.state.nodes[n0].cache().cloned().unwrap();
     assert_eq!((st.status, st.catalog), (CacheStatus::Hit, Some(hit)));
-    assert!(r.state.nodes[n0].task.is_none(), "no attempt ran");
+    assert!(r.state.nodes[n0].task().is_none(), "no attempt ran");
 }
 
 #[test]
@@ -712,7 +709,7 @@ fn a_miss_runs_the_task_then_files_its_outputs_until_confirmed() {
     }]);
     assert!(!fx.contains(&Effect::CachePut { node: n0 }));
     assert_eq!(
-        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        r.state.nodes[n0].cache().unwrap().status,
         CacheStatus::Populated
     );
 }
@@ -725,7 +722,7 @@ fn a_serialized_node_waits_for_the_holder_and_looks_again_when_its_poll_is_due()
     r.round(&[]);
     assert_eq!(r.round(&[cache(&r, CacheOutcome::Wait)]), vec![]);
     assert_eq!(
-        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        r.state.nodes[n0].cache().unwrap().status,
         CacheStatus::Waiting
     );
     let s = step(&r.plan, &r.cfg, &r.state, &[], r.now);
@@ -753,7 +750,7 @@ fn overwrite_cache_runs_without_looking_and_files_the_new_outputs() {
     let n0 = r.i("n0");
     assert_eq!(r.round(&[]), vec![Effect::PublishStart, r.launch("n0")]);
     assert_eq!(
-        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        r.state.nodes[n0].cache().unwrap().status,
         CacheStatus::Skipped
     );
     assert!(
@@ -797,7 +794,7 @@ fn array_items_of_a_cacheable_task_are_looked_up_and_filed_one_by_one() {
             Effect::CacheLookupItem { node: n0, item: 2 }
         ]
     );
-    assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sqc");
+    assert_eq!(r.state.nodes[n0].array().unwrap().items, "sqc");
     let fx = r.round(&[item(&r, "n0", 1, TaskStatus::Succeeded)]);
     assert!(
         fx.contains(&Effect::CachePutItem {
@@ -816,7 +813,7 @@ fn array_items_of_a_cacheable_task_are_looked_up_and_filed_one_by_one() {
         },
     ]);
     assert_eq!(fx, vec![Effect::PublishNode { node: n0 }]);
-    assert_eq!(r.state.nodes[n0].array.as_ref().unwrap().items, "sss");
+    assert_eq!(r.state.nodes[n0].array().unwrap().items, "sss");
 }
 
 #[test]
@@ -838,7 +835,7 @@ fn a_failed_serialized_run_gives_its_reservation_back() {
     r.state.phase = WorkflowPhase::Running;
     r.round(&[Observation::CacheReleased { node: n0 }]);
     assert_eq!(
-        r.state.nodes[n0].cache.as_ref().unwrap().status,
+        r.state.nodes[n0].cache().unwrap().status,
         CacheStatus::Released
     );
 }

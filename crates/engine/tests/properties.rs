@@ -215,7 +215,7 @@ fn simulate(c: &Case) -> Result<(), TestCaseError> {
         // No array runs more items at once than its parallelism.
         for (i, a) in c.arrays.iter().enumerate() {
             if let (Some((_, par)), Some(st)) =
-                (a, &s.state.nodes[plan.index[&format!("n{i}")]].array)
+                (a, s.state.nodes[plan.index[&format!("n{i}")]].array())
             {
                 let live = st
                     .items

@@ -137,7 +137,7 @@ impl Cx<'_> {
         out: &str,
     ) -> Result<Result<(), Failure>, Error> {
         let blob = &self.c.blob;
-        let Some(a) = &state.nodes[i].array else {
+        let Some(a) = state.nodes[i].array() else {
             return Ok(Ok(()));
         };
         let mut names: Vec<String> = plan

@@ -15,8 +15,7 @@ impl Cx<'_> {
         out: &str,
     ) -> Result<Result<(), Failure>, Error> {
         let chosen = state.nodes[i]
-            .chosen
-            .as_ref()
+            .chosen()
             .and_then(|c| plan.index.get(c).copied());
         if let Some(c) = chosen
             && let Err(f) =

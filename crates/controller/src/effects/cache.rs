@@ -43,11 +43,7 @@ impl Cx<'_> {
         state: &ExecState,
         node: usize,
     ) -> Result<Option<CatalogKey>, Error> {
-        if let Some(r) = state.nodes[node]
-            .cache
-            .as_ref()
-            .and_then(|c| c.catalog.as_ref())
-        {
+        if let Some(r) = state.nodes[node].cache().and_then(|c| c.catalog.as_ref()) {
             return Ok(Some(CatalogKey {
                 project: r.project.clone(),
                 domain: r.domain.clone(),

@@ -64,7 +64,7 @@ impl Handler for ArrayNode {
                 );
             }
         };
-        r.s.nodes[node].array = Some(ArrayState::new(size));
+        r.s.nodes[node].set_array(ArrayState::new(size));
         r.run_node(node);
     }
 
@@ -97,7 +97,7 @@ impl Handler for ArrayNode {
         let NodeKind::Array(spec) = &r.plan.nodes[i].kind else {
             return;
         };
-        let Some(a) = &r.s.nodes[i].array else {
+        let Some(a) = r.s.nodes[i].array() else {
             return;
         };
         let size = a.len() as u32;
@@ -135,7 +135,7 @@ impl Handler for ArrayNode {
         let NodeKind::Array(spec) = &p.kind else {
             return;
         };
-        if let Some(a) = &n.array {
+        if let Some(a) = n.array() {
             if spec.launch_plan.is_some() {
                 out.extend(a.live().map(|(item, _)| Watch::ChildItem { node: i, item }));
             } else {
@@ -149,7 +149,7 @@ impl Handler for ArrayNode {
     }
 
     fn wake_at(&self, _p: &PlanNode, n: &NodeState) -> Option<Nanos> {
-        let a = n.array.as_ref().filter(|_| n.phase == NodePhase::Running)?;
+        let a = n.array().filter(|_| n.phase == NodePhase::Running)?;
         a.retry_at.values().min().copied()
     }
 
@@ -183,7 +183,7 @@ impl Round<'_> {
         if n.phase != NodePhase::Running {
             return;
         }
-        let Some(a) = n.array.as_mut() else { return };
+        let Some(a) = n.array_mut() else { return };
         if !a.get(item).is_live() || a.attempt(item) != attempt {
             return;
         }
@@ -254,7 +254,7 @@ impl Round<'_> {
     }
 
     pub(super) fn observe_cache_item(&mut self, node: usize, item: u32, outcome: &CacheOutcome) {
-        let Some(a) = self.s.nodes.get_mut(node).and_then(|n| n.array.as_mut()) else {
+        let Some(a) = self.s.nodes.get_mut(node).and_then(|n| n.array_mut()) else {
             return;
         };
         if a.get(item) != Item::Lookup {
@@ -280,7 +280,7 @@ impl Round<'_> {
         if n.phase != NodePhase::Running {
             return;
         }
-        let Some(a) = n.array.as_mut() else { return };
+        let Some(a) = n.array_mut() else { return };
         if !a.get(item).is_live() {
             return;
         }
@@ -312,7 +312,7 @@ impl Round<'_> {
     }
 
     pub(super) fn observe_item_filed(&mut self, node: usize, item: u32) {
-        if let Some(a) = self.s.nodes.get_mut(node).and_then(|n| n.array.as_mut())
+        if let Some(a) = self.s.nodes.get_mut(node).and_then(|n| n.array_mut())
             && a.get(item) == Item::Filing
         {
             a.set(item, Item::Succeeded);
@@ -322,7 +322,7 @@ impl Round<'_> {
     /// Items whose retry is due start their next attempt.
     pub(super) fn start_due_items(&mut self, i: usize) {
         let now = self.now;
-        if let Some(a) = self.s.nodes[i].array.as_mut() {
+        if let Some(a) = self.s.nodes[i].array_mut() {
             let due: Vec<u32> = a
                 .retry_at
                 .iter()
@@ -347,7 +347,7 @@ impl Round<'_> {
 
     pub(super) fn stop_items(&mut self, i: usize) {
         let lp = self.is_lp_array(i);
-        if let Some(a) = self.s.nodes[i].array.as_mut() {
+        if let Some(a) = self.s.nodes[i].array_mut() {
             for (item, attempt) in a.live().collect::<Vec<_>>() {
                 self.fx.push(if lp {
                     Effect::AbortChildItem { node: i, item }
@@ -375,7 +375,7 @@ impl Round<'_> {
         if self.s.nodes[i].publishing {
             return;
         }
-        let Some(a) = self.s.nodes[i].array.as_mut() else {
+        let Some(a) = self.s.nodes[i].array_mut() else {
             return;
         };
         let mut live = a

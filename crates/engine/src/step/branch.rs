@@ -58,14 +58,13 @@ impl Handler for BranchNode {
             n.queued_at = Some(now);
             n.finished_at = Some(now);
         }
-        r.s.nodes[node].chosen = Some(r.plan.nodes[chosen].id.clone());
+        r.s.nodes[node].set_chosen(r.plan.nodes[chosen].id.clone());
         r.run_node(node);
     }
 
     fn settle(&self, r: &mut Round<'_>, i: usize) {
         let chosen = r.s.nodes[i]
-            .chosen
-            .as_ref()
+            .chosen()
             .and_then(|c| r.plan.index.get(c).copied());
         let Some(c) = chosen else { return };
         let child = &r.s.nodes[c];
@@ -84,6 +83,6 @@ impl Handler for BranchNode {
     }
 
     fn admits(&self, n: &NodeState, inner_id: &str) -> Option<Option<bool>> {
-        Some((n.chosen.as_deref() == Some(inner_id)).then_some(true))
+        Some((n.chosen() == Some(inner_id)).then_some(true))
     }
 }

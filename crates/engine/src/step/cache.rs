@@ -13,14 +13,13 @@ impl Round<'_> {
             return;
         };
         let pending = n
-            .cache
-            .as_ref()
+            .cache()
             .is_some_and(|c| matches!(c.status, CacheStatus::Lookup | CacheStatus::Waiting));
-        if n.phase != NodePhase::Queued || n.task.is_some() || !pending {
+        if n.phase != NodePhase::Queued || n.task().is_some() || !pending {
             return;
         }
         let set = |n: &mut NodeState, status, catalog| {
-            n.cache = Some(CacheState {
+            n.set_cache(CacheState {
                 status,
                 catalog,
                 poll_at: None,
@@ -38,7 +37,7 @@ impl Round<'_> {
                 self.launch(node, 0);
             }
             CacheOutcome::Wait => {
-                n.cache = Some(CacheState {
+                n.set_cache(CacheState {
                     status: CacheStatus::Waiting,
                     catalog: None,
                     poll_at: Some(now.saturating_add(poll)),
@@ -52,7 +51,7 @@ impl Round<'_> {
     }
 
     pub(super) fn observe_cache_released(&mut self, node: usize) {
-        if let Some(c) = self.s.nodes.get_mut(node).and_then(|n| n.cache.as_mut())
+        if let Some(c) = self.s.nodes.get_mut(node).and_then(|n| n.cache_mut())
             && c.status == CacheStatus::Miss
         {
             c.status = CacheStatus::Released;
@@ -60,7 +59,7 @@ impl Round<'_> {
     }
 
     pub(super) fn observe_cache_put(&mut self, node: usize, result: &Result<CatalogRef, String>) {
-        let Some(c) = self.s.nodes.get_mut(node).and_then(|n| n.cache.as_mut()) else {
+        let Some(c) = self.s.nodes.get_mut(node).and_then(|n| n.cache_mut()) else {
             return;
         };
         if !matches!(c.status, CacheStatus::Miss | CacheStatus::Skipped) {
@@ -80,7 +79,7 @@ impl Round<'_> {
     pub(super) fn settle_cache(&mut self) {
         for i in 0..self.s.nodes.len() {
             let n = &self.s.nodes[i];
-            if let Some(a) = n.array.as_ref().filter(|_| n.phase == NodePhase::Running) {
+            if let Some(a) = n.array().filter(|_| n.phase == NodePhase::Running) {
                 for (item, c) in a.items.bytes().enumerate() {
                     let item = item as u32;
                     let e = match Item::of_code(c) {
@@ -98,13 +97,13 @@ impl Round<'_> {
                 }
                 continue;
             }
-            let Some(c) = &n.cache else { continue };
+            let Some(c) = n.cache() else { continue };
             let e = match (n.phase, c.status) {
-                (NodePhase::Queued, CacheStatus::Lookup) if n.task.is_none() => {
+                (NodePhase::Queued, CacheStatus::Lookup) if n.task().is_none() => {
                     Effect::CacheLookup { node: i }
                 }
                 (NodePhase::Queued, CacheStatus::Waiting)
-                    if n.task.is_none() && c.poll_at.is_none_or(|t| t <= self.now) =>
+                    if n.task().is_none() && c.poll_at.is_none_or(|t| t <= self.now) =>
                 {
                     Effect::CacheLookup { node: i }
                 }

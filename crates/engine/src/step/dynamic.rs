@@ -9,11 +9,11 @@ impl Round<'_> {
         let Some(n) = self.s.nodes.get_mut(node) else {
             return;
         };
-        if n.dynamic != Some(DynamicPhase::Compiling) || n.phase.is_terminal() {
+        if n.dynamic() != Some(DynamicPhase::Compiling) || n.phase.is_terminal() {
             return;
         }
         match result {
-            Ok(()) => n.dynamic = Some(DynamicPhase::Executing),
+            Ok(()) => n.set_dynamic(DynamicPhase::Executing),
             Err(f) => self.fail_node(node, f.clone()),
         }
     }
@@ -21,7 +21,7 @@ impl Round<'_> {
     /// A dynamic task whose workflow is compiling asks again; one that executes it settles
     /// like a subworkflow.
     pub(super) fn settle_dynamic(&mut self, i: usize) {
-        match self.s.nodes[i].dynamic {
+        match self.s.nodes[i].dynamic() {
             Some(DynamicPhase::Compiling) => self.fx.push(Effect::CompileDynamic { node: i }),
             Some(DynamicPhase::Executing) => {
                 if let Some(s) = self.plan.scope_of(i) {

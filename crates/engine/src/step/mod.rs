@@ -691,7 +691,7 @@ impl Round<'_> {
         let Some(n) = self.s.nodes.get(node) else {
             return;
         };
-        if n.phase != NodePhase::Queued || n.task.is_some() {
+        if n.phase != NodePhase::Queued || n.task().is_some() {
             return;
         }
         let inputs = match result {
@@ -736,7 +736,7 @@ impl Round<'_> {
         for i in 0..self.s.nodes.len() {
             let n = &self.s.nodes[i];
             let waiting = n.phase == NodePhase::Queued
-                && n.task.is_none()
+                && n.task().is_none()
                 && self.plan.handler(i).waits_for_inputs();
             let ask = Effect::ResolveInputs { node: i };
             if waiting && !self.fx.contains(&ask) {

@@ -18,7 +18,7 @@ impl Handler for TaskNode {
         let p = &r.plan.nodes[i];
         match p.cache {
             Some(_) if r.cfg.overwrite_cache => {
-                r.s.nodes[i].cache = Some(CacheState {
+                r.s.nodes[i].set_cache(CacheState {
                     status: CacheStatus::Skipped,
                     catalog: None,
                     poll_at: None,
@@ -29,7 +29,7 @@ impl Handler for TaskNode {
                 let n = &mut r.s.nodes[i];
                 n.phase = NodePhase::Queued;
                 n.queued_at = Some(r.now);
-                n.cache = Some(CacheState {
+                n.set_cache(CacheState {
                     status: CacheStatus::Lookup,
                     catalog: None,
                     poll_at: None,
@@ -59,7 +59,7 @@ impl Handler for TaskNode {
 
     fn deadline(&self, r: &mut Round<'_>, i: usize, timeout: Nanos) {
         let n = &r.s.nodes[i];
-        let Some(t) = n.task.as_ref().filter(|t| !t.phase.is_terminal()) else {
+        let Some(t) = n.task().filter(|t| !t.phase.is_terminal()) else {
             return;
         };
         let since = t.started_at.unwrap_or(t.created_at);
@@ -84,17 +84,13 @@ impl Handler for TaskNode {
     }
 
     fn watches(&self, p: &PlanNode, i: usize, n: &NodeState, out: &mut Vec<Watch>) {
-        if n.task.as_ref().is_some_and(|t| !t.phase.is_terminal()) {
+        if n.task().is_some_and(|t| !t.phase.is_terminal()) {
             out.push(Watch::Attempt {
                 node: i,
                 item: None,
                 attempt: n.attempt,
             });
-            if p.cache == Some(true)
-                && n.cache
-                    .as_ref()
-                    .is_some_and(|c| c.status == CacheStatus::Miss)
-            {
+            if p.cache == Some(true) && n.cache().is_some_and(|c| c.status == CacheStatus::Miss) {
                 out.push(Watch::Reservation { node: i });
             }
         }
@@ -103,12 +99,11 @@ impl Handler for TaskNode {
     fn wake_at(&self, p: &PlanNode, n: &NodeState) -> Option<Nanos> {
         // A serialized cache entry held elsewhere: look again when the poll is due.
         let poll = n
-            .cache
-            .as_ref()
+            .cache()
             .filter(|c| n.phase == NodePhase::Queued && c.status == CacheStatus::Waiting)
             .and_then(|c| c.poll_at);
         let active = matches!(n.phase, NodePhase::Queued | NodePhase::Running) && !n.publishing;
-        let timeout = match (p.timeout, &n.task) {
+        let timeout = match (p.timeout, n.task()) {
             (Some(timeout), Some(t)) if active && !t.phase.is_terminal() => {
                 Some(t.started_at.unwrap_or(t.created_at).saturating_add(timeout))
             }
@@ -123,11 +118,12 @@ impl Handler for TaskNode {
         if !matches!(n.phase, NodePhase::Queued | NodePhase::Running) {
             return;
         }
-        if let Some(t) = n.task.as_mut().filter(|t| !t.phase.is_terminal()) {
+        let attempt = n.attempt;
+        if let Some(t) = n.task_mut().filter(|t| !t.phase.is_terminal()) {
             r.fx.push(Effect::Abort {
                 node: i,
                 item: None,
-                attempt: n.attempt,
+                attempt,
             });
             t.phase = TaskPhase::Aborted;
             t.finished_at = Some(now);
@@ -147,15 +143,15 @@ impl Handler for TaskNode {
     }
 
     fn holds_slot(&self, n: &NodeState) -> bool {
-        n.dynamic.is_none()
+        n.dynamic().is_none()
     }
 
     fn is_container(&self, n: &NodeState) -> bool {
-        n.dynamic.is_some()
+        n.dynamic().is_some()
     }
 
     fn admits(&self, n: &NodeState, _inner_id: &str) -> Option<Option<bool>> {
-        (n.dynamic != Some(DynamicPhase::Executing)).then_some(None)
+        (n.dynamic() != Some(DynamicPhase::Executing)).then_some(None)
     }
 
     fn waits_for_inputs(&self) -> bool {
@@ -171,7 +167,7 @@ impl Round<'_> {
         n.attempt = attempt;
         n.retry_at = None;
         n.queued_at.get_or_insert(now);
-        n.task = Some(AttemptState {
+        n.set_task(AttemptState {
             attempt,
             phase: TaskPhase::Queued,
             created_at: now,
@@ -194,7 +190,7 @@ impl Round<'_> {
         };
         if n.attempt != attempt
             || !matches!(n.phase, NodePhase::Queued | NodePhase::Running)
-            || n.task.as_ref().is_none_or(|t| t.phase.is_terminal())
+            || n.task().is_none_or(|t| t.phase.is_terminal())
         {
             return; // about an older attempt, or the node moved on
         }
@@ -202,11 +198,7 @@ impl Round<'_> {
             Observation::Task { status, .. } => match status {
                 // An attempt seen running whose executor now knows nothing of it ran where
                 // this replica cannot look (another machine's local executor): it is lost.
-                TaskStatus::Unknown
-                    if n.task
-                        .as_ref()
-                        .is_some_and(|t| t.phase == TaskPhase::Running) =>
-                {
+                TaskStatus::Unknown if n.task().is_some_and(|t| t.phase == TaskPhase::Running) => {
                     self.fail_attempt(node, lost_attempt(), true)
                 }
                 TaskStatus::Unknown => {
@@ -221,13 +213,13 @@ impl Round<'_> {
                 }
                 TaskStatus::Queued => {}
                 TaskStatus::Waiting { reason } => {
-                    if let Some(t) = n.task.as_mut() {
+                    if let Some(t) = n.task_mut() {
                         t.phase = TaskPhase::WaitingForResources;
                         t.reason = Some(reason.clone());
                     }
                 }
                 TaskStatus::Initializing { reason } => {
-                    if let Some(t) = n.task.as_mut() {
+                    if let Some(t) = n.task_mut() {
                         t.phase = TaskPhase::Initializing;
                         t.reason = Some(reason.clone());
                     }
@@ -236,14 +228,14 @@ impl Round<'_> {
                     let at = started_at.unwrap_or(now);
                     n.phase = NodePhase::Running;
                     n.started_at.get_or_insert(at);
-                    if let Some(t) = n.task.as_mut() {
+                    if let Some(t) = n.task_mut() {
                         t.phase = TaskPhase::Running;
                         t.reason = None;
                         t.started_at.get_or_insert(at);
                     }
                 }
                 TaskStatus::Succeeded | TaskStatus::Dynamic => {
-                    if let Some(t) = n.task.as_mut() {
+                    if let Some(t) = n.task_mut() {
                         t.phase = TaskPhase::Succeeded;
                         t.started_at.get_or_insert(now);
                         t.finished_at = Some(now);
@@ -252,7 +244,7 @@ impl Round<'_> {
                     n.error = None;
                     if *status == TaskStatus::Dynamic {
                         n.phase = NodePhase::Running;
-                        n.dynamic = Some(DynamicPhase::Compiling);
+                        n.set_dynamic(DynamicPhase::Compiling);
                     } else {
                         n.phase = NodePhase::Succeeded;
                         n.finished_at = Some(now);
@@ -272,7 +264,7 @@ impl Round<'_> {
         let now = self.now;
         let max_attempts = self.plan.nodes[node].max_attempts;
         let n = &mut self.s.nodes[node];
-        if let Some(t) = n.task.as_mut() {
+        if let Some(t) = n.task_mut() {
             t.phase = TaskPhase::Failed;
             t.started_at.get_or_insert(now);
             t.finished_at = Some(now);
