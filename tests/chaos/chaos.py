@@ -92,6 +92,10 @@ def main():
     ap.add_argument("--items", type=int, default=200, help="size of the map")
     ap.add_argument("--in-flight", type=int, default=2, help="executions running at once")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--supervisor-kills", type=float, default=0.02,
+                    help="chance that a server kill also kills the resident supervisor")
+    ap.add_argument("--worker-kills", type=float, default=0.03,
+                    help="chance that a server kill also kills one warm worker")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -147,14 +151,14 @@ def main():
             # Chaos, not synchronisation: the kill lands at an arbitrary point of a round.
             time.sleep(rng.uniform(0.02, 0.6))
             roll = rng.random()
-            if roll < 0.02:
+            if roll < args.supervisor_kills:
                 pidfile = server.data_dir / "supervisor.pid"
                 try:
                     os.kill(int(pidfile.read_text()), signal.SIGKILL)
                     supervisor_kills += 1
                 except (OSError, ValueError):
                     pass
-            elif roll < 0.05:
+            elif roll < args.supervisor_kills + args.worker_kills:
                 # Only this server's workers (their command names its data directory).
                 workers = pids_of(str(server.data_dir / "workers" / "zygote.py"))
                 if workers:
@@ -218,6 +222,19 @@ def main():
                 succeeded = rec is None or rec.get("code") == 0 or rec.get("lost")
                 if found and succeeded:
                     failures.append(f"{task}: attempt {a} succeeded ({rec}) and attempt {tried[-1]} ran again")
+        # Every attempt past the first, of any node: the attempt before it must have failed
+        # (killed, non-zero exit), never exited 0.
+        later = set()
+        for base in (server.data_dir / "attempts", server.data_dir / "attempts" / ".ledger"):
+            for d in base.glob("*/*/*"):
+                stem, _, attempt = d.name.rpartition("-")
+                if attempt.isdigit() and int(attempt) > 0:
+                    later.add((stem, int(attempt)))
+        ran_again = len(later)
+        for stem, attempt in sorted(later):
+            rec = exit_record(server.data_dir, f"{stem}-{attempt - 1}")
+            if rec is not None and rec.get("code") == 0:
+                failures.append(f"{stem}-{attempt} ran although attempt {attempt - 1} exited 0")
         lines = [n.rpartition("@")[0] for n in notes]
         counts = collections.Counter(lines)
         for name in done:
@@ -236,7 +253,7 @@ def main():
         summary = {
             "seed": seed, "kills": kills, "supervisor_kills": supervisor_kills, "zygote_kills": zygote_kills,
             "executions": len(started), "succeeded": succeeded, "tasks_completed": len(notes),
-            "retried_after_a_lost_attempt": len(retried),
+            "retried_after_a_lost_attempt": len(retried), "retry_attempts": ran_again,
             "chaos_seconds": round(chaos_s, 1),
             "restart_ms": {"p50": round(1000 * statistics.median(after), 1),
                            "p99": round(1000 * after[int(0.99 * (len(after) - 1))], 1),
