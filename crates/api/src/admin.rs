@@ -445,6 +445,15 @@ impl Api {
         )
     }
 
+    /// Whether a registered launch plan carries a schedule (false when it does not exist).
+    fn has_schedule(&self, id: &Identifier) -> ApiResult<bool> {
+        let Some(rec) = self.store.get_entity(EntityKind::LaunchPlan, &key(id))? else {
+            return Ok(false);
+        };
+        let spec = a::LaunchPlanSpec::decode(rec.spec.as_slice())?;
+        Ok(spec.entity_metadata.and_then(|m| m.schedule).is_some())
+    }
+
     fn create_launch_plan_impl(&self, r: a::LaunchPlanCreateRequest) -> ApiResult<()> {
         self.check_size("spec", r.spec.as_ref().map_or(0, |s| s.encoded_len()))?;
         let id = validate::identifier("id", r.id.as_ref(), ResourceType::LaunchPlan)?;
@@ -528,6 +537,40 @@ impl Api {
                 behavior: Some(c::parameter::Behavior::Required(true)),
             });
             expected.parameters.insert(name.clone(), p);
+        }
+        // A schedule supplies only its kickoff time: that input must be a datetime, and
+        // every other required input must have a value.
+        if let Some(schedule) = spec
+            .entity_metadata
+            .as_ref()
+            .and_then(|m| m.schedule.as_ref())
+        {
+            let kickoff = schedule.kickoff_time_input_arg.as_str();
+            if !kickoff.is_empty() {
+                let datetime = wf_inputs
+                    .get(kickoff)
+                    .and_then(|v| v.r#type.as_ref())
+                    .is_some_and(|t| {
+                        t.r#type
+                            == Some(c::literal_type::Type::Simple(
+                                c::SimpleType::Datetime as i32,
+                            ))
+                    });
+                if !datetime {
+                    return Err(invalid(format!(
+                        "spec.entity_metadata.schedule.kickoff_time_input_arg: '{kickoff}' is not a datetime input of workflow {}",
+                        Key::of(&wf_id)
+                    )));
+                }
+            }
+            if let Some(name) = expected.parameters.iter().find_map(|(name, p)| {
+                let required = matches!(p.behavior, Some(c::parameter::Behavior::Required(true)));
+                (required && name != kickoff).then_some(name)
+            }) {
+                return Err(invalid(format!(
+                    "spec.entity_metadata.schedule: input '{name}' has no default or fixed value, and a schedule cannot supply it"
+                )));
+            }
         }
         let closure = a::LaunchPlanClosure {
             state: 0,
@@ -795,6 +838,9 @@ impl AdminService for Api {
                     )));
                 }
             };
+            if active && api.has_schedule(&id)? {
+                api.store.add_schedule(&key(&id))?;
+            }
             if !api
                 .store
                 .set_launch_plan_state(&key(&id), active, api.now_nanos())?

@@ -17,6 +17,7 @@ mod executions;
 pub mod list;
 mod logs;
 mod rest;
+pub mod schedule;
 mod signals;
 mod validate;
 

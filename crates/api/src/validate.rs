@@ -65,7 +65,7 @@ pub fn project_id(field: &str, v: &str) -> ApiResult<()> {
     }
 }
 
-/// A launch plan's schedule: a cron expression (5 fields or an `@` alias), a cron
+/// A launch plan's schedule: a cron expression (5 fields or an `@` descriptor), a cron
 /// schedule with an optional ISO 8601 offset, or a positive fixed rate.
 // `cron_expression` is deprecated in the schema, and still what old clients send.
 #[allow(deprecated)]
@@ -73,12 +73,9 @@ pub fn schedule(s: Option<&contrail_idl::admin::Schedule>) -> ApiResult<()> {
     use contrail_idl::admin::schedule::ScheduleExpression as E;
     let Some(s) = s else { return Ok(()) };
     let cron = |field: &str, expr: &str| -> ApiResult<()> {
-        if expr.len() > 256 {
-            return Err(invalid(format!("{field}: longer than 256 characters")));
-        }
-        expr.parse::<croner::Cron>()
+        crate::schedule::Cadence::cron(expr)
             .map(|_| ())
-            .map_err(|e| invalid(format!("{field}: '{expr}' is not a cron expression: {e}")))
+            .map_err(|e| invalid(format!("{field}: {e}")))
     };
     match &s.schedule_expression {
         None => Err(invalid(

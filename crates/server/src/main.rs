@@ -227,6 +227,11 @@ struct StartArgs {
     #[arg(long, env = "CONTRAIL_MAX_PARALLELISM", default_value_t = 25)]
     max_parallelism: u32,
 
+    /// After downtime, the most fires of one schedule created to catch up (the latest;
+    /// older missed fires are skipped and logged).
+    #[arg(long, env = "CONTRAIL_SCHEDULE_CATCH_UP", default_value_t = 100)]
+    schedule_catch_up: usize,
+
     /// How often every unfinished execution is looked at even without a wake-up.
     #[arg(long, env = "CONTRAIL_RESYNC_MS", default_value_t = 1000)]
     resync_ms: u64,
@@ -601,6 +606,21 @@ async fn start(args: StartArgs) -> Result<(), String> {
         let run = tokio::spawn(c.clone().run(async move {
             let _ = rx.wait_for(|s| *s).await;
         }));
+        // Launch plans with schedules fire from the replicas that run executions.
+        let waker = c.clone();
+        let scheduler = contrail_api::schedule::Scheduler::new(
+            Api::new(store.clone(), blob.clone(), ApiConfig::default())
+                .with_wake(Arc::new(move |k| waker.wake(k.clone()))),
+            args.schedule_catch_up,
+        );
+        let mut rx = stop_rx.clone();
+        tokio::spawn(scheduler.run(
+            contrail_controller::now_nanos,
+            std::time::Duration::from_secs(1),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
         Some((c, run))
     } else {
         tokio::spawn(api_heartbeat(store.clone(), replica.clone(), lease_ttl));

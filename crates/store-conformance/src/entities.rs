@@ -159,6 +159,48 @@ pub fn activating_a_launch_plan_deactivates_the_others(s: Arc<dyn Store>) {
     assert!(s.get_active_launch_plan("p", "d", "a").unwrap().is_none());
 }
 
+pub fn schedules_follow_their_launch_plans_state_and_keep_the_latest_fire(s: Arc<dyn Store>) {
+    s.create_entity(&rec("a", "v1", 0, 1)).unwrap();
+    s.create_entity(&rec("a", "v2", 0, 2)).unwrap();
+    s.create_entity(&rec("b", "v1", 0, 3)).unwrap();
+    let key = |name: &str, v: &str| rec(name, v, 0, 0).key;
+    for (name, v) in [("a", "v1"), ("a", "v2"), ("a", "v2")] {
+        s.add_schedule(&key(name, v)).unwrap();
+    }
+    assert!(
+        s.active_schedules().unwrap().is_empty(),
+        "nothing is active yet"
+    );
+    // An active launch plan without a schedule mark is not scheduled.
+    s.set_launch_plan_state(&key("b", "v1"), true, 4).unwrap();
+    s.set_launch_plan_state(&key("a", "v1"), true, 5).unwrap();
+    let active = s.active_schedules().unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].key, key("a", "v1"));
+    assert_eq!(
+        (active[0].spec.as_slice(), active[0].activated_at),
+        (&[1u8, 2, 3][..], 5)
+    );
+    assert_eq!(active[0].last_fire, None);
+    s.record_fire(&key("a", "v1"), 60).unwrap();
+    s.record_fire(&key("a", "v1"), 30).unwrap();
+    assert_eq!(
+        s.active_schedules().unwrap()[0].last_fire,
+        Some(60),
+        "never moves back"
+    );
+    // Activating another version deactivates this one's schedule.
+    s.set_launch_plan_state(&key("a", "v2"), true, 7).unwrap();
+    let active = s.active_schedules().unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(
+        (active[0].key.clone(), active[0].last_fire),
+        (key("a", "v2"), None)
+    );
+    s.set_launch_plan_state(&key("a", "v2"), false, 8).unwrap();
+    assert!(s.active_schedules().unwrap().is_empty());
+}
+
 pub fn projects_and_named_entity_metadata(s: Arc<dyn Store>) {
     let p = ProjectRecord {
         id: "x".into(),

@@ -29,6 +29,7 @@ macro_rules! conformance_tests {
             concurrent_creates_create_once,
             entity_lists_filter_sort_and_page,
             activating_a_launch_plan_deactivates_the_others,
+            schedules_follow_their_launch_plans_state_and_keep_the_latest_fire,
             projects_and_named_entity_metadata,
             commits_are_conditional_and_atomic,
             abort_requests_are_recorded_once,

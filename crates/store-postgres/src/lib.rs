@@ -9,6 +9,7 @@
 mod catalog;
 mod exec;
 mod lease;
+mod schedule;
 mod schema;
 
 use contrail_store::{

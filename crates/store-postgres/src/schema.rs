@@ -2,7 +2,8 @@
 //! so lists sort the same on every adapter.
 
 /// Applied in order, each once; index + 1 is the version recorded after it.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE entities (
     kind TEXT NOT NULL,
     project TEXT NOT NULL,
@@ -169,7 +170,18 @@ CREATE TABLE replicas (
     seen_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE schedules (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    last_fire BIGINT,
+    PRIMARY KEY (project, domain, name, version)
+);
+"#,
+];
 
 /// A migration with every text column collated bytewise.
 pub(crate) fn collated(sql: &str) -> String {

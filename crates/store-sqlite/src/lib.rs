@@ -13,6 +13,7 @@ use std::sync::Mutex;
 mod catalog;
 mod exec;
 mod lease;
+mod schedule;
 
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
 const MIGRATIONS: &[&str] = &[
@@ -191,6 +192,16 @@ CREATE TABLE replicas (
 );
 ALTER TABLE events ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE executions ADD COLUMN inputs_uri TEXT NOT NULL DEFAULT '';
+"#,
+    r#"
+CREATE TABLE schedules (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    last_fire INTEGER,
+    PRIMARY KEY (project, domain, name, version)
+);
 "#,
 ];
 

@@ -20,10 +20,12 @@ mod catalog;
 mod exec;
 mod lease;
 mod ports;
+mod schedule;
 pub use catalog::*;
 pub use exec::*;
 pub use lease::*;
 pub use ports::*;
+pub use schedule::*;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -197,7 +199,15 @@ pub struct NamedEntityMeta {
 
 /// The storage port. Implementations must be safe under concurrent callers.
 pub trait Store:
-    ExecutionStore + CatalogStore + LeaseStore + RegistryStore + ControllerStore + Send + Sync + 'static
+    ExecutionStore
+    + CatalogStore
+    + LeaseStore
+    + RegistryStore
+    + ControllerStore
+    + ScheduleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Inserts the entity unless its key exists; never overwrites.
     fn create_entity(&self, rec: &EntityRecord) -> Result<CreateOutcome>;
