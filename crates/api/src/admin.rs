@@ -493,6 +493,12 @@ impl Api {
                 .as_ref()
                 .and_then(|m| m.schedule.as_ref()),
         )?;
+        validate::notifications(
+            "spec.entity_metadata.notifications",
+            spec.entity_metadata
+                .as_ref()
+                .map_or(&[][..], |m| m.notifications.as_slice()),
+        )?;
         // Defaults and fixed inputs must fit the workflow's inputs, as execution inputs must.
         let fits = |field: String, lit: &c::Literal, name: &str| -> ApiResult<()> {
             crate::executions::check_literal(&field, lit, &self.blob)?;

@@ -483,6 +483,20 @@ impl Api {
         for (name, lit) in &given.literals {
             check_literal(&format!("inputs.{name}"), lit, &self.blob)?;
         }
+        use a::execution_spec::NotificationOverrides;
+        if let Some(NotificationOverrides::Notifications(list)) = &spec.notification_overrides {
+            validate::notifications("spec.notifications.notifications", &list.notifications)?;
+        }
+        // The launch plan's notifications apply unless the execution names some of its own
+        // or disables them all (flyteadmin's rule: an empty list, which FlyteRemote sends
+        // by default, keeps the launch plan's); the closure keeps the ones in force.
+        let (mut notifications, inherit_notifications) = match &spec.notification_overrides {
+            Some(NotificationOverrides::Notifications(list)) if !list.notifications.is_empty() => {
+                (list.notifications.clone(), false)
+            }
+            Some(NotificationOverrides::DisableAll(true)) => (Vec::new(), false),
+            _ => (Vec::new(), true),
+        };
         let (closure, workflow_id, inputs) = if lp_id.resource_type == ResourceType::Task as i32 {
             let rec = self
                 .store
@@ -541,6 +555,13 @@ impl Api {
             if spec.raw_output_data_config.is_none() {
                 spec.raw_output_data_config = lp_spec.raw_output_data_config.clone();
             }
+            if inherit_notifications {
+                notifications = lp_spec
+                    .entity_metadata
+                    .as_ref()
+                    .map(|m| m.notifications.clone())
+                    .unwrap_or_default();
+            }
             (closure, wf_id, inputs)
         } else {
             return Err(invalid(
@@ -592,6 +613,7 @@ impl Api {
                 created_at: Some(crate::admin_ts(now)),
                 updated_at: Some(crate::admin_ts(now)),
                 workflow_id: Some(workflow_id.clone()),
+                notifications,
                 ..Default::default()
             }),
         };

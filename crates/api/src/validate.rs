@@ -118,3 +118,51 @@ pub fn schedule(s: Option<&contrail_idl::admin::Schedule>) -> ApiResult<()> {
         }
     }
 }
+
+/// Notifications as flyteadmin accepts them: terminal phases only (SUCCEEDED, FAILED,
+/// TIMED_OUT, ABORTED), a type, at least one recipient; bounded in number and length.
+pub fn notifications(field: &str, list: &[contrail_idl::admin::Notification]) -> ApiResult<()> {
+    use contrail_idl::admin::notification::Type;
+    use contrail_idl::core::workflow_execution::Phase;
+    const MAX: usize = 100;
+    if list.len() > MAX {
+        return Err(invalid(format!("{field}: more than {MAX} notifications")));
+    }
+    for (i, n) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if n.phases.is_empty() {
+            return Err(invalid(format!("{at}.phases: name at least one phase")));
+        }
+        for p in &n.phases {
+            let terminal = matches!(
+                Phase::try_from(*p),
+                Ok(Phase::Succeeded | Phase::Failed | Phase::TimedOut | Phase::Aborted)
+            );
+            if !terminal {
+                return Err(invalid(format!(
+                    "{at}.phases: {p} is not SUCCEEDED, FAILED, TIMED_OUT or ABORTED"
+                )));
+            }
+        }
+        let recipients = match &n.r#type {
+            None => return Err(invalid(format!("{at}: set email, slack or pager_duty"))),
+            Some(Type::Email(e)) => &e.recipients_email,
+            Some(Type::Slack(s)) => &s.recipients_email,
+            Some(Type::PagerDuty(p)) => &p.recipients_email,
+        };
+        if recipients.is_empty() || recipients.len() > MAX {
+            return Err(invalid(format!(
+                "{at}.recipients_email: between 1 and {MAX} recipients"
+            )));
+        }
+        for r in recipients {
+            if r.is_empty() || r.len() > 320 || r.contains(['\n', '\r']) || !r.contains('@') {
+                return Err(invalid(format!(
+                    "{at}.recipients_email: '{}' is not an email address",
+                    r.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -320,7 +320,13 @@ async fn a_cron_schedule_fires_each_matching_minute_once_with_its_kickoff_time()
     // The same round again, or a restarted scheduler, fires nothing new.
     assert!(scheduler.round(now).unwrap().fired.is_empty());
     let restarted = Scheduler::new(w.api.clone(), 100);
-    assert!(restarted.round(minute(4) * NANOS - 1).unwrap().fired.is_empty());
+    assert!(
+        restarted
+            .round(minute(4) * NANOS - 1)
+            .unwrap()
+            .fired
+            .is_empty()
+    );
     assert_eq!(w.executions().await, sorted(expected));
 }
 

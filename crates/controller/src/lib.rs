@@ -6,6 +6,7 @@
 
 mod effects;
 mod leases;
+pub mod notify;
 mod plugins;
 pub mod policy;
 mod queue;
@@ -536,14 +537,16 @@ impl Controller {
         st.started_at.get_or_insert(now);
         st.error = Some(Failure::system("MaxRoundFailures", msg, false));
         let exec = render::execution(exec, &st, false, "", now);
+        let phase = core::workflow_execution::Phase::Failed as i32;
         self.store.commit_round(&RoundCommit {
             key: k.clone(),
             revision: rec.revision,
-            phase: core::workflow_execution::Phase::Failed as i32,
+            phase,
             record: exec.encode_to_vec(),
             state: st.encode_header(),
             now,
             fence: Some(fence.clone()),
+            notifications: notify::messages(k, &exec, phase, now),
             ..Default::default()
         })?;
         self.disown(k);
@@ -863,6 +866,7 @@ impl Controller {
                 "workflow",
                 render::workflow_event(&ids, new, outputs_uri, now).encode_to_vec(),
             ));
+            c.notifications = notify::messages(k, exec, c.phase, now);
         }
         let default = NodeState::default();
         for &i in &step.changed {

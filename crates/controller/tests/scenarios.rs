@@ -153,6 +153,65 @@ fn a_crash_between_the_commit_and_the_launch_launches_on_restart() {
     assert_eq!(h.phase(&k), Phase::Succeeded);
 }
 
+fn notify(phases: &[Phase], to: &str) -> admin::ExecutionSpec {
+    admin::ExecutionSpec {
+        notification_overrides: Some(admin::execution_spec::NotificationOverrides::Notifications(
+            admin::NotificationList {
+                notifications: vec![admin::Notification {
+                    phases: phases.iter().map(|p| *p as i32).collect(),
+                    r#type: Some(admin::notification::Type::Email(admin::EmailNotification {
+                        recipients_email: vec![to.into()],
+                        ..Default::default()
+                    })),
+                }],
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_terminal_phase_writes_its_notification_with_the_commit_once_across_a_crash() {
+    let mut h = Harness::new(cfg());
+    let wf = one_task();
+    let k = h.create(
+        "e1",
+        &wf,
+        &inputs(1),
+        notify(&[Phase::Succeeded], "team@example.com"),
+    );
+    let quiet = h.create(
+        "e2",
+        &wf,
+        &inputs(1),
+        notify(&[Phase::Failed], "team@example.com"),
+    );
+    h.round(&k);
+    h.round(&quiet);
+    assert!(
+        h.store.notifications().is_empty(),
+        "nothing before a listed phase"
+    );
+    succeed_all(&h);
+    // The round that succeeds the execution loses its acknowledgement (it committed), and
+    // the controller restarts: the phase is reported once.
+    h.store.inject(CommitFault::Unacknowledged);
+    h.round(&k);
+    h.restart();
+    run_to_end(&h, &k);
+    run_to_end(&h, &quiet);
+    assert_eq!(h.phase(&k), Phase::Succeeded);
+    assert_eq!(h.phase(&quiet), Phase::Succeeded);
+    let sent = h.store.notifications();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].exec, k);
+    assert_eq!(sent[0].phase, Phase::Succeeded as i32);
+    assert_eq!(
+        (sent[0].channel.as_str(), sent[0].recipients.clone()),
+        ("email", vec!["team@example.com".to_string()])
+    );
+}
+
 #[test]
 fn a_commit_whose_acknowledgement_was_lost_is_not_applied_twice() {
     let h = Harness::new(cfg());

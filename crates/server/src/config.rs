@@ -39,6 +39,9 @@ pub(crate) struct FileConfig {
     pub executors: BTreeMap<String, ExecutorConfig>,
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// `[notifications]`: where execution notifications are delivered.
+    #[serde(default)]
+    pub notifications: contrail_notify::NotifyConfig,
 }
 
 /// `[auth]`: Contrail's own authorization server, and optionally an external issuer.

@@ -613,6 +613,23 @@ async fn start(args: StartArgs) -> Result<(), String> {
                 .with_wake(Arc::new(move |k| waker.wake(k.clone()))),
             args.schedule_catch_up,
         );
+        // Notifications leave the outbox from the same replicas.
+        let public = args
+            .public_url
+            .clone()
+            .or_else(|| file.get("public_url"))
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let deliverer = contrail_notify::Deliverer::new(file.notifications.clone(), &public)?;
+        let mut rx = stop_rx.clone();
+        tokio::spawn(contrail_notify::run(
+            store.clone(),
+            Arc::new(deliverer),
+            contrail_controller::now_nanos,
+            std::time::Duration::from_millis(500),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
         let mut rx = stop_rx.clone();
         tokio::spawn(scheduler.run(
             contrail_controller::now_nanos,

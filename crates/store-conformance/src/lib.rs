@@ -12,11 +12,13 @@ mod catalog;
 mod entities;
 mod executions;
 mod leases;
+mod outbox;
 
 pub use catalog::*;
 pub use entities::*;
 pub use executions::*;
 pub use leases::*;
+pub use outbox::*;
 
 use contrail_store::{ExecKey, ListQuery};
 
@@ -44,7 +46,8 @@ macro_rules! conformance_tests {
             renewals_keep_only_leases_still_held,
             terminal_commits_drop_the_lease,
             replicas_are_listed_with_their_leases,
-            concurrent_claims_grant_each_execution_once
+            concurrent_claims_grant_each_execution_once,
+            notifications_are_written_with_their_round_and_claimed_until_delivered
         );
     };
     (@each $fresh:expr; $($check:ident),*) => {

@@ -479,6 +479,7 @@ impl RoundStore for PgStore {
             futures_util::future::try_join_all(writes)
                 .await
                 .map_err(backend)?;
+            crate::outbox::insert(&tx, &c.notifications).await?;
             if is_terminal_phase(c.phase) {
                 tx.execute(
                     "DELETE FROM leases WHERE project=$1 AND domain=$2 AND name=$3",

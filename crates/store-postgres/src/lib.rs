@@ -9,6 +9,7 @@
 mod catalog;
 mod exec;
 mod lease;
+mod outbox;
 mod schedule;
 mod schema;
 

@@ -180,6 +180,23 @@ CREATE TABLE schedules (
     last_fire BIGINT,
     PRIMARY KEY (project, domain, name, version)
 );
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    phase BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    delivered_at BIGINT,
+    last_error TEXT NOT NULL DEFAULT '',
+    seq BIGSERIAL
+);
+CREATE INDEX notifications_due ON notifications (delivered_at, next_attempt_at);
+CREATE INDEX notifications_by_execution ON notifications (project, domain, exec_name);
 "#,
 ];
 

@@ -407,6 +407,7 @@ impl RoundStore for SqliteStore {
                 .map_err(backend)?;
             }
         }
+        crate::outbox::insert(&tx, &c.notifications)?;
         if is_terminal_phase(c.phase) {
             tx.execute(
                 "DELETE FROM leases WHERE project=? AND domain=? AND name=?",

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 mod catalog;
 mod exec;
 mod lease;
+mod outbox;
 mod schedule;
 
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
@@ -202,6 +203,23 @@ CREATE TABLE schedules (
     last_fire INTEGER,
     PRIMARY KEY (project, domain, name, version)
 );
+CREATE TABLE notifications (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    exec_name TEXT NOT NULL,
+    phase INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT NOT NULL DEFAULT '',
+    seq INTEGER NOT NULL
+);
+CREATE INDEX notifications_due ON notifications (delivered_at, next_attempt_at);
+CREATE INDEX notifications_by_execution ON notifications (project, domain, exec_name);
 "#,
 ];
 

@@ -147,6 +147,9 @@ pub struct RoundCommit {
     /// The lease the round ran under; the commit fails with `Fenced` unless its owner
     /// still holds that epoch. `None` commits without a lease (tests, one-off repairs).
     pub fence: Option<Fence>,
+    /// Messages about the phase this round moves the execution into (the outbox); a
+    /// message whose id exists is not written again.
+    pub notifications: Vec<crate::NotificationRecord>,
 }
 
 /// What a conditional commit found.

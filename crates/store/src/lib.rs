@@ -19,11 +19,13 @@ pub enum Error {
 mod catalog;
 mod exec;
 mod lease;
+mod outbox;
 mod ports;
 mod schedule;
 pub use catalog::*;
 pub use exec::*;
 pub use lease::*;
+pub use outbox::*;
 pub use ports::*;
 pub use schedule::*;
 
@@ -205,6 +207,7 @@ pub trait Store:
     + RegistryStore
     + ControllerStore
     + ScheduleStore
+    + OutboxStore
     + Send
     + Sync
     + 'static

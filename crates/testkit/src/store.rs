@@ -5,8 +5,8 @@ use crate::lock;
 use contrail_store::{
     AbortOutcome, ArtifactRecord, ArtifactUse, CatalogKey, CommitOutcome, EntityKey, EntityKind,
     EntityRecord, Error, EventRecord, ExecHead, ExecKey, ExecutionRecord, LeaseGrant, LeaseStore,
-    MemoStore, NodeRecord, RegistryStore, ReplicaRecord, Result, RoundCommit, RoundStore,
-    SignalRecord, SignalStore, TaskRecord, is_terminal_phase,
+    MemoStore, NodeRecord, NotificationRecord, RegistryStore, ReplicaRecord, Result, RoundCommit,
+    RoundStore, SignalRecord, SignalStore, TaskRecord, is_terminal_phase,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -43,6 +43,8 @@ struct Inner {
     leases: BTreeMap<ExecKey, Lease>,
     replicas: BTreeMap<String, ReplicaRecord>,
     faults: VecDeque<CommitFault>,
+    /// The outbox, by message id (a replayed id is kept once).
+    notifications: BTreeMap<String, NotificationRecord>,
 }
 
 /// A store in memory.
@@ -62,6 +64,11 @@ impl MemStore {
         }
         inner.executions.insert(rec.key.clone(), rec.clone());
         true
+    }
+
+    /// The outbox: every notification message committed, by id.
+    pub fn notifications(&self) -> Vec<NotificationRecord> {
+        lock(&self.0).notifications.values().cloned().collect()
     }
 
     /// Registers an entity (a launch plan a dynamic workflow calls).
@@ -244,6 +251,12 @@ impl RoundStore for MemStore {
                 owner: owner.clone(),
                 ..e.clone()
             }));
+        for m in &c.notifications {
+            inner
+                .notifications
+                .entry(m.id.clone())
+                .or_insert_with(|| m.clone());
+        }
         if is_terminal_phase(c.phase)
             && let Some(l) = inner.leases.get_mut(k)
         {

@@ -182,8 +182,17 @@ pub fn create_record(
             name: key.name.clone(),
             org: String::new(),
         }),
+        // As the API settles them: the execution's own notifications are those in force.
+        closure: Some(admin::ExecutionClosure {
+            notifications: match &spec.notification_overrides {
+                Some(admin::execution_spec::NotificationOverrides::Notifications(list)) => {
+                    list.notifications.clone()
+                }
+                _ => Vec::new(),
+            },
+            ..Default::default()
+        }),
         spec: Some(spec),
-        closure: Some(admin::ExecutionClosure::default()),
     };
     store.create_execution(&ExecutionRecord {
         key: key.clone(),
