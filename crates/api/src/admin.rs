@@ -84,11 +84,16 @@ fn entity_kind(resource_type: i32) -> ApiResult<EntityKind> {
 impl Api {
     /// Rejects ids whose project/domain is not registered (FlyteAdmin does the same).
     pub(crate) fn check_project_domain(&self, project: &str, domain: &str) -> ApiResult<()> {
-        if self.store.get_project(project)?.is_none()
-            || !self.cfg.domains.iter().any(|d| d == domain)
-        {
+        let found = self.store.get_project(project)?;
+        if found.is_none() || !self.cfg.domains.iter().any(|d| d == domain) {
             return Err(invalid(format!(
                 "failed to validate that project [{project}] and domain [{domain}] are registered"
+            )));
+        }
+        // An archived project keeps what it has and accepts nothing new.
+        if found.is_some_and(|p| p.state == a::project::ProjectState::Archived as i32) {
+            return Err(invalid(format!(
+                "project [{project}] is archived: it accepts no new executions or registrations"
             )));
         }
         Ok(())
@@ -627,6 +632,30 @@ impl Api {
         if p.description.len() > 300 {
             return Err(invalid("project.description is longer than 300 characters"));
         }
+        if a::project::ProjectState::try_from(p.state).is_err() {
+            return Err(invalid(format!(
+                "project.state: {} is not ACTIVE, ARCHIVED or SYSTEM_GENERATED",
+                p.state
+            )));
+        }
+        let labels = p.labels.as_ref().map_or(0, |l| l.values.len());
+        if labels > 64 {
+            return Err(invalid(format!(
+                "project.labels: {labels} labels; at most 64"
+            )));
+        }
+        if let Some((k, v)) = p
+            .labels
+            .iter()
+            .flat_map(|l| l.values.iter())
+            .find(|(k, v)| k.is_empty() || k.len() > 63 || v.len() > 63)
+        {
+            return Err(invalid(format!(
+                "project.labels: '{}'='{}' (keys 1-63 characters, values at most 63)",
+                k.escape_debug(),
+                v.escape_debug()
+            )));
+        }
         Ok(ProjectRecord {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -634,6 +663,93 @@ impl Api {
             labels: p.labels.clone().unwrap_or_default().encode_to_vec(),
             state: p.state,
         })
+    }
+}
+
+impl Api {
+    /// The description a task or workflow was registered with (`TaskSpec.description`,
+    /// `WorkflowSpec.description`), with its id.
+    fn description_of(
+        kind: EntityKind,
+        rec: &EntityRecord,
+    ) -> ApiResult<Option<a::DescriptionEntity>> {
+        let description = match kind {
+            EntityKind::Task => a::TaskSpec::decode(rec.spec.as_slice())?.description,
+            EntityKind::Workflow => a::WorkflowSpec::decode(rec.spec.as_slice())?.description,
+            EntityKind::LaunchPlan => None,
+        };
+        Ok(description.map(|d| a::DescriptionEntity {
+            id: Some(ident(resource(kind), &rec.key)),
+            ..d
+        }))
+    }
+
+    fn description_kind(resource_type: i32) -> ApiResult<EntityKind> {
+        match entity_kind(resource_type)? {
+            EntityKind::LaunchPlan => Err(invalid(
+                "resource_type: description entities are kept for TASK and WORKFLOW",
+            )),
+            kind => Ok(kind),
+        }
+    }
+
+    fn get_description(&self, id: Option<&Identifier>) -> ApiResult<a::DescriptionEntity> {
+        let kind = Self::description_kind(id.map_or(0, |i| i.resource_type))?;
+        let rec = self.load(kind, id)?;
+        Self::description_of(kind, &rec)?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{} {} was registered without a description",
+                label(kind),
+                Key::of(&ident(resource(kind), &rec.key))
+            ))
+        })
+    }
+
+    fn list_descriptions(
+        &self,
+        r: &a::DescriptionEntityListRequest,
+    ) -> ApiResult<a::DescriptionEntityList> {
+        let kind = Self::description_kind(r.resource_type)?;
+        let q = self.list_query(
+            r.id.as_ref(),
+            r.limit,
+            &r.token,
+            &r.filters,
+            r.sort_by.as_ref(),
+            false,
+        )?;
+        let (rows, token) = self.list_records(kind, q)?;
+        let mut descriptions = Vec::new();
+        for rec in &rows {
+            descriptions.extend(Self::description_of(kind, rec)?);
+        }
+        Ok(a::DescriptionEntityList {
+            description_entities: descriptions,
+            token,
+        })
+    }
+}
+
+/// Whether a project's field satisfies one filter term (compared as text; `state` as a
+/// number).
+fn project_matches(f: &contrail_store::Filter, value: &str) -> bool {
+    use std::cmp::Ordering;
+    let cmp = |want: &str| -> Ordering {
+        match (value.parse::<i64>(), want.parse::<i64>()) {
+            (Ok(a), Ok(b)) if f.column == contrail_store::Column::State => a.cmp(&b),
+            _ => value.cmp(want),
+        }
+    };
+    let first = f.values.first().map(String::as_str).unwrap_or("");
+    match f.op {
+        Op::Eq => cmp(first) == Ordering::Equal,
+        Op::Ne => cmp(first) != Ordering::Equal,
+        Op::Gt => cmp(first) == Ordering::Greater,
+        Op::Gte => cmp(first) != Ordering::Less,
+        Op::Lt => cmp(first) == Ordering::Less,
+        Op::Lte => cmp(first) != Ordering::Greater,
+        Op::Contains => value.contains(first),
+        Op::ValueIn => f.values.iter().any(|v| cmp(v) == Ordering::Equal),
     }
 }
 
@@ -861,6 +977,202 @@ impl AdminService for Api {
         .await
     }
 
+    async fn update_project_domain_attributes(
+        &self,
+        r: Request<a::ProjectDomainAttributesUpdateRequest>,
+    ) -> R<a::ProjectDomainAttributesUpdateResponse> {
+        run(self, move |api| {
+            let attrs = r.get_ref().attributes.clone().unwrap_or_default();
+            api.update_attributes(
+                "attributes",
+                &attrs.project,
+                Some(&attrs.domain),
+                None,
+                attrs.matching_attributes.as_ref(),
+            )
+            .map(|_| a::ProjectDomainAttributesUpdateResponse {})
+        })
+        .await
+    }
+
+    async fn get_project_domain_attributes(
+        &self,
+        r: Request<a::ProjectDomainAttributesGetRequest>,
+    ) -> R<a::ProjectDomainAttributesGetResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            let found = api.get_attributes(&r.project, Some(&r.domain), None, r.resource_type)?;
+            Ok(a::ProjectDomainAttributesGetResponse {
+                attributes: Some(a::ProjectDomainAttributes {
+                    project: r.project.clone(),
+                    domain: r.domain.clone(),
+                    matching_attributes: Some(found),
+                    org: String::new(),
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn delete_project_domain_attributes(
+        &self,
+        r: Request<a::ProjectDomainAttributesDeleteRequest>,
+    ) -> R<a::ProjectDomainAttributesDeleteResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            api.delete_attributes(&r.project, Some(&r.domain), None, r.resource_type)
+                .map(|_| a::ProjectDomainAttributesDeleteResponse {})
+        })
+        .await
+    }
+
+    async fn update_project_attributes(
+        &self,
+        r: Request<a::ProjectAttributesUpdateRequest>,
+    ) -> R<a::ProjectAttributesUpdateResponse> {
+        run(self, move |api| {
+            let attrs = r.get_ref().attributes.clone().unwrap_or_default();
+            api.update_attributes(
+                "attributes",
+                &attrs.project,
+                None,
+                None,
+                attrs.matching_attributes.as_ref(),
+            )
+            .map(|_| a::ProjectAttributesUpdateResponse {})
+        })
+        .await
+    }
+
+    async fn get_project_attributes(
+        &self,
+        r: Request<a::ProjectAttributesGetRequest>,
+    ) -> R<a::ProjectAttributesGetResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            let found = api.get_attributes(&r.project, None, None, r.resource_type)?;
+            Ok(a::ProjectAttributesGetResponse {
+                attributes: Some(a::ProjectAttributes {
+                    project: r.project.clone(),
+                    matching_attributes: Some(found),
+                    org: String::new(),
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn delete_project_attributes(
+        &self,
+        r: Request<a::ProjectAttributesDeleteRequest>,
+    ) -> R<a::ProjectAttributesDeleteResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            api.delete_attributes(&r.project, None, None, r.resource_type)
+                .map(|_| a::ProjectAttributesDeleteResponse {})
+        })
+        .await
+    }
+
+    async fn update_workflow_attributes(
+        &self,
+        r: Request<a::WorkflowAttributesUpdateRequest>,
+    ) -> R<a::WorkflowAttributesUpdateResponse> {
+        run(self, move |api| {
+            let attrs = r.get_ref().attributes.clone().unwrap_or_default();
+            api.update_attributes(
+                "attributes",
+                &attrs.project,
+                Some(&attrs.domain),
+                Some(&attrs.workflow),
+                attrs.matching_attributes.as_ref(),
+            )
+            .map(|_| a::WorkflowAttributesUpdateResponse {})
+        })
+        .await
+    }
+
+    async fn get_workflow_attributes(
+        &self,
+        r: Request<a::WorkflowAttributesGetRequest>,
+    ) -> R<a::WorkflowAttributesGetResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            let found = api.get_attributes(
+                &r.project,
+                Some(&r.domain),
+                Some(&r.workflow),
+                r.resource_type,
+            )?;
+            Ok(a::WorkflowAttributesGetResponse {
+                attributes: Some(a::WorkflowAttributes {
+                    project: r.project.clone(),
+                    domain: r.domain.clone(),
+                    workflow: r.workflow.clone(),
+                    matching_attributes: Some(found),
+                    org: String::new(),
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn delete_workflow_attributes(
+        &self,
+        r: Request<a::WorkflowAttributesDeleteRequest>,
+    ) -> R<a::WorkflowAttributesDeleteResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            api.delete_attributes(
+                &r.project,
+                Some(&r.domain),
+                Some(&r.workflow),
+                r.resource_type,
+            )
+            .map(|_| a::WorkflowAttributesDeleteResponse {})
+        })
+        .await
+    }
+
+    async fn list_matchable_attributes(
+        &self,
+        r: Request<a::ListMatchableAttributesRequest>,
+    ) -> R<a::ListMatchableAttributesResponse> {
+        run(self, move |api| {
+            api.list_matchable(r.get_ref().resource_type)
+        })
+        .await
+    }
+
+    async fn get_description_entity(
+        &self,
+        r: Request<a::ObjectGetRequest>,
+    ) -> R<a::DescriptionEntity> {
+        run(self, move |api| {
+            api.get_description(r.get_ref().id.as_ref())
+        })
+        .await
+    }
+
+    async fn list_description_entities(
+        &self,
+        r: Request<a::DescriptionEntityListRequest>,
+    ) -> R<a::DescriptionEntityList> {
+        run(self, move |api| api.list_descriptions(r.get_ref())).await
+    }
+
+    async fn get_execution_metrics(
+        &self,
+        r: Request<a::WorkflowExecutionGetMetricsRequest>,
+    ) -> R<a::WorkflowExecutionGetMetricsResponse> {
+        run(self, move |api| {
+            let r = r.get_ref();
+            api.execution_spans(r.id.as_ref(), r.depth)
+                .map(|span| a::WorkflowExecutionGetMetricsResponse { span: Some(span) })
+        })
+        .await
+    }
+
     async fn register_project(
         &self,
         r: Request<a::ProjectRegisterRequest>,
@@ -917,11 +1229,55 @@ impl AdminService for Api {
         run(self, move |api| {
             let offset = parse_token(&r.token)?;
             let lim = limit(r.limit);
-            let all: Vec<_> = api
+            let filters = parse_filters(&r.filters)?;
+            let mut all: Vec<_> = api
                 .store
                 .list_projects()?
                 .into_iter()
                 .filter(|p| grants.as_ref().is_none_or(|g| g.sees(&p.id)))
+                .collect();
+            for f in &filters {
+                let field = |p: &ProjectRecord| -> ApiResult<String> {
+                    Ok(match f.column {
+                        contrail_store::Column::Name => p.name.clone(),
+                        contrail_store::Column::State => p.state.to_string(),
+                        contrail_store::Column::Project => p.id.clone(),
+                        other => {
+                            return Err(invalid(format!(
+                                "filters: projects filter on name, state or project, not {}",
+                                other.sql_name()
+                            )));
+                        }
+                    })
+                };
+                let mut kept = Vec::new();
+                for p in all {
+                    if project_matches(f, &field(&p)?) {
+                        kept.push(p);
+                    }
+                }
+                all = kept;
+            }
+            match r.sort_by.as_ref().map(|s| (s.key.as_str(), s.direction)) {
+                None | Some(("", _)) => all.sort_by(|x, y| x.id.cmp(&y.id)),
+                Some((key, direction)) => {
+                    match key {
+                        "name" => all.sort_by(|x, y| x.name.cmp(&y.name).then(x.id.cmp(&y.id))),
+                        "identifier" | "id" | "project" => all.sort_by(|x, y| x.id.cmp(&y.id)),
+                        other => {
+                            return Err(invalid(format!(
+                                "sort_by.key: projects sort by name or identifier, not '{}'",
+                                other.escape_debug()
+                            )));
+                        }
+                    }
+                    if direction == a::sort::Direction::Descending as i32 {
+                        all.reverse();
+                    }
+                }
+            }
+            let all: Vec<_> = all
+                .into_iter()
                 .skip(offset as usize)
                 .take(lim as usize + 1)
                 .collect();

@@ -497,7 +497,9 @@ impl Api {
             Some(NotificationOverrides::DisableAll(true)) => (Vec::new(), false),
             _ => (Vec::new(), true),
         };
-        let (closure, workflow_id, inputs) = if lp_id.resource_type == ResourceType::Task as i32 {
+        let (mut closure, workflow_id, inputs, lp_spec) = if lp_id.resource_type
+            == ResourceType::Task as i32
+        {
             let rec = self
                 .store
                 .get_entity(EntityKind::Task, &entity_key(&lp_id))?
@@ -526,7 +528,7 @@ impl Api {
                     .collect(),
             };
             let inputs = merge_inputs(&expected, &c::LiteralMap::default(), &given)?;
-            (closure, wf, inputs)
+            (closure, wf, inputs, None)
         } else if matches!(lp_id.resource_type, 0 | 3) {
             let rec = self
                 .store
@@ -549,12 +551,6 @@ impl Api {
                 &lp_spec.fixed_inputs.clone().unwrap_or_default(),
                 &given,
             )?;
-            if spec.max_parallelism == 0 {
-                spec.max_parallelism = lp_spec.max_parallelism;
-            }
-            if spec.raw_output_data_config.is_none() {
-                spec.raw_output_data_config = lp_spec.raw_output_data_config.clone();
-            }
             if inherit_notifications {
                 notifications = lp_spec
                     .entity_metadata
@@ -562,12 +558,22 @@ impl Api {
                     .map(|m| m.notifications.clone())
                     .unwrap_or_default();
             }
-            (closure, wf_id, inputs)
+            (closure, wf_id, inputs, Some(lp_spec))
         } else {
             return Err(invalid(
                 "spec.launch_plan.resource_type must be LAUNCH_PLAN or TASK",
             ));
         };
+        // Settings the spec leaves unset come from the launch plan, then the matchable
+        // attributes of the workflow, project and domain, and project (`attributes.rs`).
+        self.apply_attributes(
+            &key.project,
+            &key.domain,
+            &workflow_id.name,
+            &mut spec,
+            lp_spec.as_ref(),
+            &mut closure,
+        )?;
         if let Some(label) = spec.execution_cluster_label.as_ref().map(|l| &l.value)
             && !label.is_empty()
             && !self.cfg.executors.contains(label)
@@ -668,13 +674,13 @@ impl Api {
         Ok(())
     }
 
-    fn execution_record(&self, k: &ExecKey) -> ApiResult<ExecutionRecord> {
+    pub(crate) fn execution_record(&self, k: &ExecKey) -> ApiResult<ExecutionRecord> {
         self.store
             .get_execution(k)?
             .ok_or_else(|| ApiError::NotFound(format!("execution {k} does not exist")))
     }
 
-    fn execution_of(rec: &ExecutionRecord) -> ApiResult<a::Execution> {
+    pub(crate) fn execution_of(rec: &ExecutionRecord) -> ApiResult<a::Execution> {
         let mut e = a::Execution::decode(rec.record.as_slice())?;
         if rec.abort_cause.is_some()
             && !rec.is_terminal()

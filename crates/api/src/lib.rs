@@ -5,6 +5,7 @@
 //! changes nothing; no handler returns `UNKNOWN`.
 
 mod admin;
+pub mod attributes;
 mod auth;
 mod authz;
 mod console;
@@ -19,6 +20,7 @@ mod logs;
 mod rest;
 pub mod schedule;
 mod signals;
+mod spans;
 mod validate;
 
 pub use error::ApiError;

@@ -248,3 +248,38 @@ pub fn projects_and_named_entity_metadata(s: Arc<dyn Store>) {
         Some(again)
     );
 }
+
+pub fn matchable_attributes_are_kept_per_scope_and_resource(s: Arc<dyn Store>) {
+    use contrail_store::AttributeScope;
+    let scope = |p: &str, d: &str, w: &str| AttributeScope {
+        project: p.into(),
+        domain: d.into(),
+        workflow: w.into(),
+    };
+    assert_eq!(s.get_attributes(&scope("p", "", ""), 0).unwrap(), None);
+    s.put_attributes(&scope("p", "", ""), 0, &[1]).unwrap();
+    s.put_attributes(&scope("p", "d", ""), 0, &[2]).unwrap();
+    s.put_attributes(&scope("p", "d", "wf"), 0, &[3]).unwrap();
+    s.put_attributes(&scope("p", "d", ""), 5, &[9]).unwrap();
+    s.put_attributes(&scope("p", "d", ""), 0, &[4]).unwrap();
+    assert_eq!(
+        s.get_attributes(&scope("p", "d", ""), 0).unwrap(),
+        Some(vec![4]),
+        "replaced"
+    );
+    assert_eq!(
+        s.list_attributes(0).unwrap(),
+        vec![
+            (scope("p", "", ""), vec![1]),
+            (scope("p", "d", ""), vec![4]),
+            (scope("p", "d", "wf"), vec![3])
+        ]
+    );
+    assert!(s.delete_attributes(&scope("p", "d", "wf"), 0).unwrap());
+    assert!(!s.delete_attributes(&scope("p", "d", "wf"), 0).unwrap());
+    assert_eq!(s.list_attributes(0).unwrap().len(), 2);
+    assert_eq!(
+        s.list_attributes(5).unwrap(),
+        vec![(scope("p", "d", ""), vec![9])]
+    );
+}

@@ -33,6 +33,7 @@ macro_rules! conformance_tests {
             activating_a_launch_plan_deactivates_the_others,
             schedules_follow_their_launch_plans_state_and_keep_the_latest_fire,
             projects_and_named_entity_metadata,
+            matchable_attributes_are_kept_per_scope_and_resource,
             commits_are_conditional_and_atomic,
             abort_requests_are_recorded_once,
             execution_lists_filter_and_page,

@@ -6,6 +6,7 @@
 //! Migrations run at start inside one transaction under an advisory lock, so replicas
 //! starting together migrate once. Wake-ups cross processes through `LISTEN/NOTIFY`.
 
+mod attributes;
 mod catalog;
 mod exec;
 mod lease;

@@ -197,6 +197,14 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_due ON notifications (delivered_at, next_attempt_at);
 CREATE INDEX notifications_by_execution ON notifications (project, domain, exec_name);
+CREATE TABLE matchable_attributes (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    resource_type BIGINT NOT NULL,
+    attributes BYTEA NOT NULL,
+    PRIMARY KEY (project, domain, workflow, resource_type)
+);
 "#,
 ];
 

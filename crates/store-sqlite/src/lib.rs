@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params, types::Value};
 use std::path::Path;
 use std::sync::Mutex;
 
+mod attributes;
 mod catalog;
 mod exec;
 mod lease;
@@ -220,6 +221,14 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_due ON notifications (delivered_at, next_attempt_at);
 CREATE INDEX notifications_by_execution ON notifications (project, domain, exec_name);
+CREATE TABLE matchable_attributes (
+    project TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    resource_type INTEGER NOT NULL,
+    attributes BLOB NOT NULL,
+    PRIMARY KEY (project, domain, workflow, resource_type)
+);
 "#,
 ];
 

@@ -16,12 +16,14 @@ pub enum Error {
     Corrupt(String),
 }
 
+mod attributes;
 mod catalog;
 mod exec;
 mod lease;
 mod outbox;
 mod ports;
 mod schedule;
+pub use attributes::*;
 pub use catalog::*;
 pub use exec::*;
 pub use lease::*;
@@ -208,6 +210,7 @@ pub trait Store:
     + ControllerStore
     + ScheduleStore
     + OutboxStore
+    + AttributeStore
     + Send
     + Sync
     + 'static
