@@ -436,7 +436,7 @@ async fn projects_are_filtered_sorted_updated_and_an_archived_one_accepts_nothin
             api.list_projects(Request::new(a::ProjectListRequest {
                 limit: 10,
                 filters,
-                sort_by: (!key.is_empty()).then(|| a::Sort {
+                sort_by: (!key.is_empty()).then_some(a::Sort {
                     key,
                     direction: if descending {
                         a::sort::Direction::Descending as i32
