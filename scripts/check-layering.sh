@@ -25,12 +25,13 @@ forbid contrail-blob "$io" "the blob port is synchronous and runtime-free"
 forbid contrail-api "contrail-controller|contrail-engine|contrail-executor.*|contrail-store-sqlite|contrail-store-postgres|s3s|s3s-fs" "the API meets the controller only through the store and names no adapter"
 forbid contrail-s3 "contrail-store.*|contrail-engine|contrail-controller|contrail-api|s3s-fs" "the S3 endpoint serves the blob store only, with its own S3 semantics"
 forbid contrail-auth "tokio|tonic|axum|hyper|rusqlite|sqlx|object_store|kube|s3s|reqwest|contrail-(api|store.*|blob.*|engine|controller|executor.*)" "who may call is decided without a transport or a store"
+forbid contrail-notify "contrail-api|contrail-controller|contrail-engine|contrail-compiler|contrail-executor.*|contrail-blob.*" "notification delivery sees the store port and its channels only"
 executors='contrail-executor-local contrail-executor-slurm contrail-executor-k8s'
 for c in $executors; do
   others=$(echo $executors | tr ' ' '\n' | grep -vx "$c" | paste -sd'|')
   forbid "$c" "contrail-store.*|contrail-api|contrail-controller|$others" "an executor sees only the executor port, the engine's task status and the blob store"
 done
-for c in contrail-idl contrail-compiler contrail-catalog contrail-engine contrail-store contrail-blob contrail-api contrail-auth contrail-executor contrail-controller contrail-s3 contrail-bench; do
+for c in contrail-idl contrail-compiler contrail-catalog contrail-engine contrail-store contrail-blob contrail-api contrail-auth contrail-executor contrail-controller contrail-s3 contrail-bench contrail-notify; do
   forbid "$c" "contrail-store-sqlite|contrail-store-postgres|contrail-blob-object-store|contrail-executor-.*" "only the contrail binary wires adapters"
 done
 forbid contrail-idl "tonic" "grpc codegen is behind the idl crate's grpc feature"

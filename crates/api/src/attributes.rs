@@ -84,7 +84,7 @@ fn check(field: &str, attrs: Option<&a::MatchingAttributes>) -> ApiResult<Target
             let Some(spec) = spec else { continue };
             for (name, _, scale) in RESOURCES {
                 let v = spec_value(spec, name);
-                if !v.is_empty() && contrail_executor::resources::quantity(v, scale).is_none() {
+                if !v.is_empty() && contrail_compiler::quantity(v, scale).is_none() {
                     return Err(invalid(format!(
                         "{field}.matching_attributes.task_resource_attributes.{part}.{name}: '{}' is not a quantity",
                         v.escape_debug()
@@ -379,7 +379,7 @@ pub fn apply_task_resources(
     closure: &mut c::CompiledWorkflowClosure,
     attrs: &a::TaskResourceAttributes,
 ) -> ApiResult<()> {
-    use contrail_executor::resources::quantity;
+    use contrail_compiler::quantity;
     for task in closure.tasks.iter_mut().filter_map(|t| t.template.as_mut()) {
         let task_name = task.id.as_ref().map(|i| i.name.clone()).unwrap_or_default();
         let Some(c::task_template::Target::Container(container)) = task.target.as_mut() else {

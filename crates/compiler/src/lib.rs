@@ -4,9 +4,11 @@
 //! Architecture Invariant: no IO, no async, no clock. Callers load the references named by
 //! [`requirements`] and pass them in.
 
+mod quantity;
 mod typing;
 mod workflow;
 
+pub use quantity::quantity;
 pub use typing::{castable, check_constant, describe, is_optional};
 pub use workflow::{
     Compiled, END_NODE, LaunchPlanInterface, References, Requirements, START_NODE,

@@ -3,34 +3,7 @@
 use crate::AttemptSpec;
 use contrail_idl::core::resources::ResourceName;
 
-/// Parses a Kubernetes quantity into an integer of base units (`scale` = units per 1),
-/// rounded up.
-pub fn quantity(s: &str, scale: f64) -> Option<u64> {
-    let s = s.trim();
-    let suffixes: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024f64.powi(4)),
-        ("k", 1e3),
-        ("K", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("m", 1e-3),
-        ("u", 1e-6),
-        ("n", 1e-9),
-    ];
-    let (num, mult) = suffixes
-        .iter()
-        .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
-        .unwrap_or((s, 1.0));
-    let v: f64 = num.parse().ok()?;
-    if !v.is_finite() {
-        return None;
-    }
-    Some((v * mult * scale).ceil().max(0.0) as u64)
-}
+pub use contrail_compiler::quantity;
 
 /// The value of one resource: the request (or the limit, when `limit_first`), falling back
 /// to the other; `scale` as for [`quantity`]. 0 when the task names neither.
