@@ -281,35 +281,14 @@ async fn the_cluster_label_routes_and_task_limits_refuse_greedy_tasks() {
     assert_eq!(spec.execution_cluster_label.unwrap().value, "slurm");
 
     // A limit of 1 CPU refuses a task that asks for 2.
-    let task = c::TaskTemplate {
-        id: Some(id(c::ResourceType::Task, "greedy")),
-        r#type: "raw-container".into(),
-        interface: Some(inputs(&[])),
-        metadata: Some(c::TaskMetadata::default()),
-        target: Some(c::task_template::Target::Container(c::Container {
-            image: "none".into(),
-            command: vec!["true".into()],
-            resources: Some(c::Resources {
-                requests: vec![c::resources::ResourceEntry {
-                    name: c::resources::ResourceName::Cpu as i32,
-                    value: "2".into(),
-                }],
-                limits: vec![],
-            }),
-            ..Default::default()
-        })),
-        ..Default::default()
+    let cpu = c::Resources {
+        requests: vec![c::resources::ResourceEntry {
+            name: c::resources::ResourceName::Cpu as i32,
+            value: "2".into(),
+        }],
+        limits: vec![],
     };
-    w.api
-        .create_task(Request::new(a::TaskCreateRequest {
-            id: task.id.clone(),
-            spec: Some(a::TaskSpec {
-                template: Some(task),
-                ..Default::default()
-            }),
-        }))
-        .await
-        .unwrap();
+    register_task(&w.api, true_task("greedy", &[], Some(cpu)), None).await;
     set_project_domain(
         &w,
         Some(a::MatchingAttributes {
@@ -510,31 +489,11 @@ async fn projects_are_filtered_sorted_updated_and_an_archived_one_accepts_nothin
 async fn descriptions_and_execution_metrics_are_served() {
     let w = world();
     launch_plan(&w, "wf").await;
-    let described = c::TaskTemplate {
-        id: Some(id(c::ResourceType::Task, "described")),
-        r#type: "raw-container".into(),
-        interface: Some(inputs(&[])),
-        metadata: Some(c::TaskMetadata::default()),
-        target: Some(c::task_template::Target::Container(c::Container {
-            image: "none".into(),
-            command: vec!["true".into()],
-            ..Default::default()
-        })),
+    let description = a::DescriptionEntity {
+        short_description: "adds things".into(),
         ..Default::default()
     };
-    w.api
-        .create_task(Request::new(a::TaskCreateRequest {
-            id: described.id.clone(),
-            spec: Some(a::TaskSpec {
-                template: Some(described),
-                description: Some(a::DescriptionEntity {
-                    short_description: "adds things".into(),
-                    ..Default::default()
-                }),
-            }),
-        }))
-        .await
-        .unwrap();
+    register_task(&w.api, true_task("described", &[], None), Some(description)).await;
     let got = w
         .api
         .get_description_entity(Request::new(a::ObjectGetRequest {

@@ -99,14 +99,7 @@ impl Report {
                 "summary": self.subject(),
                 "source": "contrail",
                 "severity": severity,
-                "custom_details": {
-                    "project": self.project,
-                    "domain": self.domain,
-                    "execution": self.name,
-                    "launch_plan": self.launch_plan,
-                    "phase": self.phase,
-                    "reason": self.reason,
-                },
+                "custom_details": self.facts(),
             },
             "links": [{ "href": self.link, "text": "Execution" }],
         })
@@ -114,20 +107,34 @@ impl Report {
 
     /// The generic webhook's body (email notifications when no SMTP server is set).
     pub fn webhook(&self, id: &str, channel: &str, recipients: &[String]) -> Value {
-        json!({
-            "id": id,
-            "channel": channel,
-            "recipients": recipients,
-            "subject": self.subject(),
-            "body": self.body(),
+        let mut body = self.facts();
+        for (key, value) in [
+            ("id", json!(id)),
+            ("channel", json!(channel)),
+            ("recipients", json!(recipients)),
+            ("subject", json!(self.subject())),
+            ("body", json!(self.body())),
+            ("link", json!(self.link)),
+        ] {
+            body.insert(key.into(), value);
+        }
+        Value::Object(body)
+    }
+
+    /// What every structured body reports about the execution.
+    fn facts(&self) -> serde_json::Map<String, Value> {
+        let facts = json!({
             "project": self.project,
             "domain": self.domain,
             "execution": self.name,
             "launch_plan": self.launch_plan,
             "phase": self.phase,
             "reason": self.reason,
-            "link": self.link,
-        })
+        });
+        match facts {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
     }
 }
 

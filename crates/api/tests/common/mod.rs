@@ -65,9 +65,13 @@ pub fn inputs(vars: &[(&str, c::SimpleType)]) -> c::TypedInterface {
     }
 }
 
-/// A workflow of one `true` task taking the workflow's inputs.
-pub async fn register_workflow(api: &Api, name: &str, vars: &[(&str, c::SimpleType)]) {
-    let task = c::TaskTemplate {
+/// A container task running `true`, taking `vars`, asking for `resources`.
+pub fn true_task(
+    name: &str,
+    vars: &[(&str, c::SimpleType)],
+    resources: Option<c::Resources>,
+) -> c::TaskTemplate {
+    c::TaskTemplate {
         id: Some(id(c::ResourceType::Task, name)),
         r#type: "raw-container".into(),
         interface: Some(inputs(vars)),
@@ -75,19 +79,32 @@ pub async fn register_workflow(api: &Api, name: &str, vars: &[(&str, c::SimpleTy
         target: Some(c::task_template::Target::Container(c::Container {
             image: "none".into(),
             command: vec!["true".into()],
+            resources,
             ..Default::default()
         })),
         ..Default::default()
-    };
+    }
+}
+
+pub async fn register_task(
+    api: &Api,
+    task: c::TaskTemplate,
+    description: Option<a::DescriptionEntity>,
+) {
     api.create_task(Request::new(a::TaskCreateRequest {
         id: task.id.clone(),
         spec: Some(a::TaskSpec {
             template: Some(task),
-            ..Default::default()
+            description,
         }),
     }))
     .await
     .unwrap();
+}
+
+/// A workflow of one `true` task taking the workflow's inputs.
+pub async fn register_workflow(api: &Api, name: &str, vars: &[(&str, c::SimpleType)]) {
+    register_task(api, true_task(name, vars, None), None).await;
     let node = c::Node {
         id: "n0".into(),
         inputs: vars
