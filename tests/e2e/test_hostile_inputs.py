@@ -12,6 +12,8 @@ import grpc
 import pytest
 from flyteidl.admin import common_pb2, execution_pb2, launch_plan_pb2, matchable_resource_pb2, project_pb2
 from flyteidl.admin import node_execution_pb2, schedule_pb2, signal_pb2
+from flyteidl.admin import project_attributes_pb2, project_domain_attributes_pb2, workflow_attributes_pb2
+from flyteidl.admin import description_entity_pb2
 from flyteidl.admin import task_pb2, workflow_pb2
 from flyteidl.core import identifier_pb2, interface_pb2, literals_pb2, types_pb2
 from flyteidl.datacatalog import datacatalog_pb2 as dc
@@ -58,6 +60,8 @@ class Wire:
             [(s.id.signal_id, s.value.SerializeToString()) for s in self.signals.ListSignals(
                 signal_pb2.SignalListRequest(workflow_execution_id=self.gate_exec, limit=100)).signals],
             len(self.catalog.ListDatasets(dc.ListDatasetsRequest(pagination=dc.PaginationOptions(limit=1000))).datasets),
+            [c.SerializeToString() for r in range(8) for c in self.admin.ListMatchableAttributes(
+                matchable_resource_pb2.ListMatchableAttributesRequest(resource_type=r)).configurations],
         )
 
 
@@ -191,7 +195,7 @@ METHODS = [
     "/flyteidl.service.AdminService/RegisterProject", "/flyteidl.service.AdminService/UpdateLaunchPlan",
     "/flyteidl.service.AdminService/ListNodeExecutions", "/flyteidl.service.DataProxyService/CreateUploadLocation",
     "/flyteidl.service.SignalService/SetSignal", "/flyteidl.service.SignalService/GetOrCreateSignal",
-    "/datacatalog.DataCatalog/CreateArtifact",
+    "/datacatalog.DataCatalog/CreateArtifact", "/flyteidl.service.AdminService/UpdateProjectDomainAttributes",
 ]
 GARBAGE = {
     "garbage": b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
@@ -396,6 +400,56 @@ case("projects-register-huge-name", C.INVALID_ARGUMENT, ["project"])(
 case("project-bad-id", C.INVALID_ARGUMENT, ["project"])(
     lambda w: w.admin.RegisterProject(project_pb2.ProjectRegisterRequest(project=project_pb2.Project(
         id="has space", name="x"))))
+
+
+# 9. Matchable attributes, projects, descriptions and metrics.
+MR = matchable_resource_pb2
+
+
+def pd_update(target=None, project=PROJECT, domain=DOMAIN):
+    attrs = project_domain_attributes_pb2.ProjectDomainAttributes(project=project, domain=domain)
+    if target is not None:
+        attrs.matching_attributes.CopyFrom(target)
+    return project_domain_attributes_pb2.ProjectDomainAttributesUpdateRequest(attributes=attrs)
+
+
+ATTRIBUTE_CASES = {
+    "attrs-no-target": (lambda w: w.admin.UpdateProjectDomainAttributes(pd_update()), "matching_attributes"),
+    "attrs-bad-quantity": (lambda w: w.admin.UpdateProjectDomainAttributes(pd_update(MR.MatchingAttributes(
+        task_resource_attributes=MR.TaskResourceAttributes(limits=MR.TaskResourceSpec(cpu="many"))))),
+        "limits.cpu"),
+    "attrs-unknown-project": (lambda w: w.admin.UpdateProjectDomainAttributes(pd_update(MR.MatchingAttributes(
+        execution_cluster_label=MR.ExecutionClusterLabel(value="x")), project="nope-project")), "nope-project"),
+    "attrs-unknown-domain": (lambda w: w.admin.UpdateWorkflowAttributes(
+        workflow_attributes_pb2.WorkflowAttributesUpdateRequest(attributes=workflow_attributes_pb2.WorkflowAttributes(
+            project=PROJECT, domain="nope-domain", workflow="wf", matching_attributes=MR.MatchingAttributes(
+                execution_cluster_label=MR.ExecutionClusterLabel(value="x"))))), "nope-domain"),
+    "attrs-project-empty": (lambda w: w.admin.UpdateProjectAttributes(
+        project_attributes_pb2.ProjectAttributesUpdateRequest(attributes=project_attributes_pb2.ProjectAttributes(
+            project="", matching_attributes=MR.MatchingAttributes(
+                execution_cluster_label=MR.ExecutionClusterLabel(value="x"))))), "project"),
+    "attrs-get-bad-type": (lambda w: w.admin.GetProjectDomainAttributes(
+        project_domain_attributes_pb2.ProjectDomainAttributesGetRequest(project=PROJECT, domain=DOMAIN,
+                                                                        resource_type=99)), "resource_type"),
+    "attrs-delete-bad-type": (lambda w: w.admin.DeleteProjectAttributes(
+        project_attributes_pb2.ProjectAttributesDeleteRequest(project=PROJECT, resource_type=-3)), "resource_type"),
+    "attrs-list-bad-type": (lambda w: w.admin.ListMatchableAttributes(
+        MR.ListMatchableAttributesRequest(resource_type=12)), "resource_type"),
+    "projects-bad-filter-field": (lambda w: w.admin.ListProjects(project_pb2.ProjectListRequest(
+        filters="eq(version,1)")), "filters"),
+    "projects-bad-sort": (lambda w: w.admin.ListProjects(project_pb2.ProjectListRequest(
+        sort_by=common_pb2.Sort(key="colour"))), "sort_by.key"),
+    "project-bad-state": (lambda w: w.admin.UpdateProject(project_pb2.Project(id=PROJECT, name="x", state=9)),
+                          "project.state"),
+    "description-of-launch-plan": (lambda w: w.admin.GetDescriptionEntity(common_pb2.ObjectGetRequest(
+        id=ident(identifier_pb2.LAUNCH_PLAN))), "resource_type"),
+    "description-list-no-id": (lambda w: w.admin.ListDescriptionEntities(
+        description_entity_pb2.DescriptionEntityListRequest(resource_type=identifier_pb2.TASK, limit=5)), "id"),
+    "metrics-no-id": (lambda w: w.admin.GetExecutionMetrics(execution_pb2.WorkflowExecutionGetMetricsRequest()),
+                      "id"),
+}
+for name, (call, field) in ATTRIBUTE_CASES.items():
+    case(name, C.INVALID_ARGUMENT, [field])(call)
 
 
 @pytest.mark.parametrize("call,code,names", CASES)
