@@ -4,7 +4,7 @@ each scope and applied to a new execution; execution metrics; active launch plan
 import uuid
 
 import pytest
-from conftest import DOMAIN, PROJECT, execute, finish, register_module, remote
+from conftest import DOMAIN, PROJECT, execute, finish, register_module, remote, wait_until
 
 pytestmark = pytest.mark.scaleout
 
@@ -84,6 +84,7 @@ class _Raw:
 
 def test_active_launch_plans_follow_activation(config, tmp_path_factory):
     from flyteidl.admin import launch_plan_pb2
+    from flytekit.models import filters
 
     version = register_module(config, tmp_path_factory, "schedules")
     r = remote(config)
@@ -91,6 +92,12 @@ def test_active_launch_plans_follow_activation(config, tmp_path_factory):
     r.client.update_launch_plan(lp.id, launch_plan_pb2.ACTIVE)
     active, _ = r.client.list_active_launch_plans_paginated(PROJECT, DOMAIN, limit=100)
     assert "catch_up" in [p.id.name for p in active]
+    # It fires, and its executions take the project's cluster label set above (the
+    # scheduler creates them through an API that knows the executors).
+    fired = wait_until(lambda: r.client.list_executions_paginated(
+        PROJECT, DOMAIN, limit=10, filters=[filters.Equal("launch_plan.name", "catch_up")])[0],
+        deadline_s=30, what="a fire")
+    assert fired[0].spec.execution_cluster_label.value == "local"
     r.client.update_launch_plan(lp.id, launch_plan_pb2.INACTIVE)
     active, _ = r.client.list_active_launch_plans_paginated(PROJECT, DOMAIN, limit=100)
     assert "catch_up" not in [p.id.name for p in active]

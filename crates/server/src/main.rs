@@ -597,10 +597,16 @@ async fn start(args: StartArgs) -> Result<(), String> {
             task_endpoints(&blob_access, &addr),
         )
         .await?;
+        // The API the controller's own callers use (child executions, schedules): the same
+        // executors as the served API, so a cluster label is accepted there as here.
+        let internal = || ApiConfig {
+            executors: file.executor_names(),
+            ..ApiConfig::default()
+        };
         c.set_launcher(Arc::new(ChildLauncher(Api::new(
             store.clone(),
             blob.clone(),
-            ApiConfig::default(),
+            internal(),
         ))));
         let mut rx = stop_rx.clone();
         let run = tokio::spawn(c.clone().run(async move {
@@ -609,7 +615,7 @@ async fn start(args: StartArgs) -> Result<(), String> {
         // Launch plans with schedules fire from the replicas that run executions.
         let waker = c.clone();
         let scheduler = contrail_api::schedule::Scheduler::new(
-            Api::new(store.clone(), blob.clone(), ApiConfig::default())
+            Api::new(store.clone(), blob.clone(), internal())
                 .with_wake(Arc::new(move |k| waker.wake(k.clone()))),
             args.schedule_catch_up,
         );
