@@ -155,13 +155,7 @@ impl Api {
         let bytes = self
             .store
             .get_attributes(&scope, resource)?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "no {} attributes for {}",
-                    MatchableResource::try_from(resource).map_or("", |r| r.as_str_name()),
-                    scope_text(&scope)
-                ))
-            })?;
+            .ok_or_else(|| nothing_at(&scope, resource))?;
         Ok(a::MatchingAttributes::decode(bytes.as_slice())?)
     }
 
@@ -175,11 +169,7 @@ impl Api {
         let resource = resource_type("resource_type", resource)?;
         let scope = self.scope_checked(project, domain, workflow)?;
         if !self.store.delete_attributes(&scope, resource)? {
-            return Err(ApiError::NotFound(format!(
-                "no {} attributes for {}",
-                MatchableResource::try_from(resource).map_or("", |r| r.as_str_name()),
-                scope_text(&scope)
-            )));
+            return Err(nothing_at(&scope, resource));
         }
         Ok(())
     }
@@ -293,6 +283,14 @@ impl Api {
         }
         Ok(())
     }
+}
+
+fn nothing_at(scope: &AttributeScope, resource: i32) -> ApiError {
+    ApiError::NotFound(format!(
+        "no {} attributes for {}",
+        MatchableResource::try_from(resource).map_or("", |r| r.as_str_name()),
+        scope_text(scope)
+    ))
 }
 
 fn scope_text(s: &AttributeScope) -> String {

@@ -66,6 +66,25 @@ async fn launch(w: &World, lp: &str, spec: a::ExecutionSpec) -> Result<a::Execut
     Ok(w.execution(&created.id.unwrap().name).await.unwrap())
 }
 
+/// The spec of a new execution of `wf` that sets nothing itself.
+async fn settled(w: &World) -> a::ExecutionSpec {
+    launch(w, "wf", a::ExecutionSpec::default())
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+}
+
+fn delete_wf(resource: i32) -> a::WorkflowAttributesDeleteRequest {
+    a::WorkflowAttributesDeleteRequest {
+        project: P.into(),
+        domain: D.into(),
+        workflow: "wf".into(),
+        resource_type: resource,
+        org: String::new(),
+    }
+}
+
 async fn launch_plan(w: &World, name: &str) {
     register_workflow(&w.api, name, &[]).await;
     w.api
@@ -97,18 +116,10 @@ async fn attributes_are_kept_per_scope_and_the_narrowest_applies_to_a_new_execut
         }))
         .await
         .unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.max_parallelism, 5);
     set_project_domain(&w, parallelism(4)).await.unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.max_parallelism, 4);
     w.api
         .update_workflow_attributes(Request::new(a::WorkflowAttributesUpdateRequest {
@@ -122,11 +133,7 @@ async fn attributes_are_kept_per_scope_and_the_narrowest_applies_to_a_new_execut
         }))
         .await
         .unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.max_parallelism, 3);
     // The execution's own setting beats them all.
     let own = a::ExecutionSpec {
@@ -193,30 +200,14 @@ async fn attributes_are_kept_per_scope_and_the_narrowest_applies_to_a_new_execut
 
     // Deleting the workflow's falls back to the project and domain's.
     w.api
-        .delete_workflow_attributes(Request::new(a::WorkflowAttributesDeleteRequest {
-            project: P.into(),
-            domain: D.into(),
-            workflow: "wf".into(),
-            resource_type: resource,
-            org: String::new(),
-        }))
+        .delete_workflow_attributes(Request::new(delete_wf(resource)))
         .await
         .unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.max_parallelism, 4);
     let gone = w
         .api
-        .delete_workflow_attributes(Request::new(a::WorkflowAttributesDeleteRequest {
-            project: P.into(),
-            domain: D.into(),
-            workflow: "wf".into(),
-            resource_type: resource,
-            org: String::new(),
-        }))
+        .delete_workflow_attributes(Request::new(delete_wf(resource)))
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
@@ -248,11 +239,7 @@ async fn attributes_are_kept_per_scope_and_the_narrowest_applies_to_a_new_execut
         }))
         .await
         .unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.max_parallelism, 0, "the server's default");
 }
 
@@ -273,11 +260,7 @@ async fn the_cluster_label_routes_and_task_limits_refuse_greedy_tasks() {
     )
     .await
     .unwrap();
-    let spec = launch(&w, "wf", a::ExecutionSpec::default())
-        .await
-        .unwrap()
-        .spec
-        .unwrap();
+    let spec = settled(&w).await;
     assert_eq!(spec.execution_cluster_label.unwrap().value, "slurm");
 
     // A limit of 1 CPU refuses a task that asks for 2.
