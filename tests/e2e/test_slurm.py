@@ -181,3 +181,30 @@ def test_jobs_survive_kill_9_of_contrail_and_their_outcome_is_recorded_once(slur
     assert [t.closure.phase for t in attempts] == [3], "one attempt, succeeded"
     assert len(jobs_named(name)) == 1, "submitted once"
     assert jobs_named(f"{ex.id.name}-n0-1") == []
+
+
+def test_a_scheduled_fire_takes_the_workflows_cluster_label_and_runs_on_slurm(slurm, cfg, tmp_path_factory):
+    # The scheduler creates executions through an API that knows the configured executors,
+    # so the workflow's `execution_cluster_label` attribute routes its fires to Slurm.
+    from flyteidl.admin import launch_plan_pb2
+    from flytekit.models import filters
+    from flytekit.models.matchable_resource import ExecutionClusterLabel, MatchingAttributes
+
+    from conftest import DOMAIN, PROJECT
+
+    version = register_module(cfg, tmp_path_factory, "schedules")
+    r = remote(cfg)
+    r.client.update_workflow_attributes(
+        PROJECT, DOMAIN, "schedules.stamped", MatchingAttributes(execution_cluster_label=ExecutionClusterLabel(LABEL)))
+    lp = r.fetch_launch_plan(name="every_two", version=version)
+    r.client.update_launch_plan(lp.id, launch_plan_pb2.ACTIVE)
+    try:
+        fired = wait_until(lambda: r.client.list_executions_paginated(
+            PROJECT, DOMAIN, limit=5, filters=[filters.Equal("launch_plan.name", "every_two")])[0],
+            30, "a scheduled fire")
+    finally:
+        r.client.update_launch_plan(lp.id, launch_plan_pb2.INACTIVE)
+    ex = finish(r, r.fetch_execution(name=fired[-1].id.name), 180)
+    assert ex.spec.execution_cluster_label.value == LABEL
+    assert ex.closure.phase == WP.SUCCEEDED, ex.closure.error
+    assert [s for _, s in jobs_named(f"{ex.id.name}-n0-0")] == ["COMPLETED"]
