@@ -216,7 +216,7 @@ impl Scheduler {
             let due = cadence.due(from, now_secs, self.max_catch_up);
             if due.skipped {
                 tracing::warn!(
-                    launch_plan = %key_text(&rec.key),
+                    launch_plan = %rec.key,
                     limit = self.max_catch_up,
                     "schedule missed more fires than the catch-up limit; the oldest are skipped"
                 );
@@ -242,7 +242,7 @@ impl Scheduler {
         let spec = match a::LaunchPlanSpec::decode(rec.spec.as_slice()) {
             Ok(spec) => spec,
             Err(e) => {
-                tracing::error!(launch_plan = %key_text(&rec.key), error = %e, "launch plan spec unreadable; not scheduled");
+                tracing::error!(launch_plan = %rec.key, error = %e, "launch plan spec unreadable; not scheduled");
                 return None;
             }
         };
@@ -250,7 +250,7 @@ impl Scheduler {
         match Cadence::of(schedule) {
             Ok(cadence) => Some((cadence, spec)),
             Err(why) => {
-                tracing::error!(launch_plan = %key_text(&rec.key), why, "schedule unusable; not scheduled");
+                tracing::error!(launch_plan = %rec.key, why, "schedule unusable; not scheduled");
                 None
             }
         }
@@ -295,7 +295,7 @@ impl Scheduler {
         };
         match self.api.create_execution_impl(request, None) {
             Ok(_) => {
-                tracing::info!(launch_plan = %key_text(key), execution = name, at, "schedule fired")
+                tracing::info!(launch_plan = %key, execution = name, at, "schedule fired")
             }
             Err(ApiError::AlreadyExists(_)) => {}
             // The launch plan cannot run (its workflow is gone, an input is unbound, the
@@ -304,7 +304,7 @@ impl Scheduler {
                 e
                 @ (ApiError::Invalid(_) | ApiError::NotFound(_) | ApiError::FailedPrecondition(_)),
             ) => {
-                tracing::warn!(launch_plan = %key_text(key), at, error = %e, "scheduled execution refused; fire skipped");
+                tracing::warn!(launch_plan = %key, at, error = %e, "scheduled execution refused; fire skipped");
             }
             Err(e) => return Err(e),
         }
@@ -359,10 +359,6 @@ fn datetime(at: prost_types::Timestamp) -> c::Literal {
         }))),
         ..Default::default()
     }
-}
-
-fn key_text(k: &EntityKey) -> String {
-    format!("{}/{}/{}@{}", k.project, k.domain, k.name, k.version)
 }
 
 #[cfg(test)]

@@ -60,6 +60,16 @@ pub struct EntityKey {
     pub version: String,
 }
 
+impl std::fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}@{}",
+            self.project, self.domain, self.name, self.version
+        )
+    }
+}
+
 /// One registered entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityRecord {
