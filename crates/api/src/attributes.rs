@@ -197,15 +197,9 @@ impl Api {
         Ok(a::ListMatchableAttributesResponse { configurations })
     }
 
-    /// The attributes of one resource type in force for `workflow` in project/domain:
-    /// the workflow's, else the project and domain's, else the project's.
-    fn levels(
-        &self,
-        project: &str,
-        domain: &str,
-        workflow: &str,
-        resource: MatchableResource,
-    ) -> ApiResult<Vec<Target>> {
+    /// Every attribute in force for `workflow` in project/domain, narrowest scope first:
+    /// the workflow's, the project and domain's, the project's (one read per scope).
+    fn in_force(&self, project: &str, domain: &str, workflow: &str) -> ApiResult<Vec<Target>> {
         let scopes = [
             (project, domain, workflow),
             (project, domain, ""),
@@ -218,10 +212,8 @@ impl Api {
                 domain: d.into(),
                 workflow: w.into(),
             };
-            if let Some(bytes) = self.store.get_attributes(&scope, resource as i32)?
-                && let Some(target) = a::MatchingAttributes::decode(bytes.as_slice())?.target
-            {
-                found.push(target);
+            for (_, bytes) in self.store.attributes_at(&scope)? {
+                found.extend(a::MatchingAttributes::decode(bytes.as_slice())?.target);
             }
         }
         Ok(found)
@@ -237,48 +229,43 @@ impl Api {
         launch_plan: Option<&a::LaunchPlanSpec>,
         closure: &mut c::CompiledWorkflowClosure,
     ) -> ApiResult<()> {
-        let configs: Vec<a::WorkflowExecutionConfig> = self
-            .levels(
-                project,
-                domain,
-                workflow,
-                MatchableResource::WorkflowExecutionConfig,
-            )?
-            .into_iter()
+        let in_force = self.in_force(project, domain, workflow)?;
+        let configs: Vec<a::WorkflowExecutionConfig> = in_force
+            .iter()
             .filter_map(|t| match t {
-                Target::WorkflowExecutionConfig(w) => Some(w),
+                Target::WorkflowExecutionConfig(w) => Some(w.clone()),
                 _ => None,
             })
             .collect();
         fill_execution_config(spec, launch_plan, &configs);
-        let first = |resource| -> ApiResult<Option<Target>> {
-            Ok(self
-                .levels(project, domain, workflow, resource)?
-                .into_iter()
-                .next())
+        // The narrowest scope's attributes of a resource type.
+        let first = |resource| {
+            in_force
+                .iter()
+                .find(|t| resource_of(t) == resource)
+                .cloned()
         };
         if spec
             .execution_cluster_label
             .as_ref()
             .is_none_or(|l| l.value.is_empty())
             && let Some(Target::ExecutionClusterLabel(l)) =
-                first(MatchableResource::ExecutionClusterLabel)?
+                first(MatchableResource::ExecutionClusterLabel)
         {
             spec.execution_cluster_label = Some(l);
         }
         if spec.quality_of_service.is_none()
             && let Some(Target::QualityOfService(q)) =
-                first(MatchableResource::QualityOfServiceSpecification)?
+                first(MatchableResource::QualityOfServiceSpecification)
         {
             spec.quality_of_service = Some(q);
         }
         if spec.cluster_assignment.is_none()
-            && let Some(Target::ClusterAssignment(ca)) =
-                first(MatchableResource::ClusterAssignment)?
+            && let Some(Target::ClusterAssignment(ca)) = first(MatchableResource::ClusterAssignment)
         {
             spec.cluster_assignment = Some(ca);
         }
-        if let Some(Target::TaskResourceAttributes(t)) = first(MatchableResource::TaskResource)? {
+        if let Some(Target::TaskResourceAttributes(t)) = first(MatchableResource::TaskResource) {
             apply_task_resources(closure, &t)?;
         }
         Ok(())

@@ -275,6 +275,11 @@ pub fn matchable_attributes_are_kept_per_scope_and_resource(s: Arc<dyn Store>) {
             (scope("p", "d", "wf"), vec![3])
         ]
     );
+    assert_eq!(
+        s.attributes_at(&scope("p", "d", "")).unwrap(),
+        vec![(0, vec![4]), (5, vec![9])]
+    );
+    assert!(s.attributes_at(&scope("q", "", "")).unwrap().is_empty());
     assert!(s.delete_attributes(&scope("p", "d", "wf"), 0).unwrap());
     assert!(!s.delete_attributes(&scope("p", "d", "wf"), 0).unwrap());
     assert_eq!(s.list_attributes(0).unwrap().len(), 2);

@@ -24,6 +24,18 @@ impl AttributeStore for PgStore {
             .map(|r| r.get(0)))
     }
 
+    fn attributes_at(&self, s: &AttributeScope) -> Result<Vec<(i32, Vec<u8>)>> {
+        Ok(self
+            .rows(
+                "SELECT resource_type, attributes FROM matchable_attributes WHERE project=$1 \
+                 AND domain=$2 AND workflow=$3 ORDER BY resource_type",
+                &[&s.project, &s.domain, &s.workflow],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as i32, r.get(1)))
+            .collect())
+    }
+
     fn delete_attributes(&self, s: &AttributeScope, resource: i32) -> Result<bool> {
         Ok(self.exec(
             "DELETE FROM matchable_attributes WHERE project=$1 AND domain=$2 AND workflow=$3 \

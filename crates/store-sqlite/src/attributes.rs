@@ -29,6 +29,22 @@ impl AttributeStore for SqliteStore {
             .map_err(backend)
     }
 
+    fn attributes_at(&self, s: &AttributeScope) -> Result<Vec<(i32, Vec<u8>)>> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT resource_type, attributes FROM matchable_attributes WHERE project=? \
+                 AND domain=? AND workflow=? ORDER BY resource_type",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![s.project, s.domain, s.workflow], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+    }
+
     fn delete_attributes(&self, s: &AttributeScope, resource: i32) -> Result<bool> {
         let n = self
             .conn()

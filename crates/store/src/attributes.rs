@@ -24,6 +24,8 @@ pub trait AttributeStore: Send + Sync + 'static {
     fn get_attributes(&self, scope: &AttributeScope, resource: i32) -> Result<Option<Vec<u8>>>;
     /// False when there was nothing to delete.
     fn delete_attributes(&self, scope: &AttributeScope, resource: i32) -> Result<bool>;
+    /// Every resource type's attributes at one scope (resource type, attributes).
+    fn attributes_at(&self, scope: &AttributeScope) -> Result<Vec<(i32, Vec<u8>)>>;
     /// Every scope's attributes of one resource type, ordered by scope.
     fn list_attributes(&self, resource: i32) -> Result<Vec<(AttributeScope, Vec<u8>)>>;
 }
