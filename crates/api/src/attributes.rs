@@ -314,48 +314,31 @@ pub fn fill_execution_config(
         if spec.security_context.is_none() {
             spec.security_context = level.security_context.clone();
         }
-        if spec
-            .raw_output_data_config
-            .as_ref()
-            .is_none_or(|r| r.output_location_prefix.is_empty())
-            && level
-                .raw_output_data_config
-                .as_ref()
-                .is_some_and(|r| !r.output_location_prefix.is_empty())
-        {
-            spec.raw_output_data_config = level.raw_output_data_config.clone();
-        }
-        if spec.labels.as_ref().is_none_or(|l| l.values.is_empty()) {
-            spec.labels = level
-                .labels
-                .clone()
-                .filter(|l| !l.values.is_empty())
-                .or(spec.labels.take());
-        }
-        if spec
-            .annotations
-            .as_ref()
-            .is_none_or(|l| l.values.is_empty())
-        {
-            spec.annotations = level
-                .annotations
-                .clone()
-                .filter(|l| !l.values.is_empty())
-                .or(spec.annotations.take());
-        }
+        fill(
+            &mut spec.raw_output_data_config,
+            &level.raw_output_data_config,
+            |r| r.output_location_prefix.is_empty(),
+        );
+        fill(&mut spec.labels, &level.labels, |l| l.values.is_empty());
+        fill(&mut spec.annotations, &level.annotations, |l| {
+            l.values.is_empty()
+        });
         if spec.interruptible.is_none() {
             spec.interruptible = level.interruptible;
         }
         if !spec.overwrite_cache {
             spec.overwrite_cache = level.overwrite_cache;
         }
-        if spec.envs.as_ref().is_none_or(|e| e.values.is_empty()) {
-            spec.envs = level
-                .envs
-                .clone()
-                .filter(|e| !e.values.is_empty())
-                .or(spec.envs.take());
-        }
+        fill(&mut spec.envs, &level.envs, |e| e.values.is_empty());
+    }
+}
+
+/// Takes `level`'s setting when `mine` is unset or empty and `level`'s is not.
+fn fill<T: Clone>(mine: &mut Option<T>, level: &Option<T>, empty: impl Fn(&T) -> bool) {
+    if mine.as_ref().is_none_or(&empty)
+        && let Some(theirs) = level.as_ref().filter(|t| !empty(t))
+    {
+        *mine = Some(theirs.clone());
     }
 }
 

@@ -487,16 +487,6 @@ impl Api {
         if let Some(NotificationOverrides::Notifications(list)) = &spec.notification_overrides {
             validate::notifications("spec.notifications.notifications", &list.notifications)?;
         }
-        // The launch plan's notifications apply unless the execution names some of its own
-        // or disables them all (flyteadmin's rule: an empty list, which FlyteRemote sends
-        // by default, keeps the launch plan's); the closure keeps the ones in force.
-        let (mut notifications, inherit_notifications) = match &spec.notification_overrides {
-            Some(NotificationOverrides::Notifications(list)) if !list.notifications.is_empty() => {
-                (list.notifications.clone(), false)
-            }
-            Some(NotificationOverrides::DisableAll(true)) => (Vec::new(), false),
-            _ => (Vec::new(), true),
-        };
         let (mut closure, workflow_id, inputs, lp_spec) = if lp_id.resource_type
             == ResourceType::Task as i32
         {
@@ -551,18 +541,25 @@ impl Api {
                 &lp_spec.fixed_inputs.clone().unwrap_or_default(),
                 &given,
             )?;
-            if inherit_notifications {
-                notifications = lp_spec
-                    .entity_metadata
-                    .as_ref()
-                    .map(|m| m.notifications.clone())
-                    .unwrap_or_default();
-            }
             (closure, wf_id, inputs, Some(lp_spec))
         } else {
             return Err(invalid(
                 "spec.launch_plan.resource_type must be LAUNCH_PLAN or TASK",
             ));
+        };
+        // The launch plan's notifications apply unless the execution names some of its own
+        // or disables them all (flyteadmin's rule: an empty list, which FlyteRemote sends
+        // by default, keeps the launch plan's); the closure keeps the ones in force.
+        let notifications = match &spec.notification_overrides {
+            Some(NotificationOverrides::Notifications(list)) if !list.notifications.is_empty() => {
+                list.notifications.clone()
+            }
+            Some(NotificationOverrides::DisableAll(true)) => Vec::new(),
+            _ => lp_spec
+                .as_ref()
+                .and_then(|lp| lp.entity_metadata.as_ref())
+                .map(|m| m.notifications.clone())
+                .unwrap_or_default(),
         };
         // Settings the spec leaves unset come from the launch plan, then the matchable
         // attributes of the workflow, project and domain, and project (`attributes.rs`).
