@@ -123,18 +123,17 @@ impl Report {
 
     /// What every structured body reports about the execution.
     fn facts(&self) -> serde_json::Map<String, Value> {
-        let facts = json!({
-            "project": self.project,
-            "domain": self.domain,
-            "execution": self.name,
-            "launch_plan": self.launch_plan,
-            "phase": self.phase,
-            "reason": self.reason,
-        });
-        match facts {
-            Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        }
+        [
+            ("project", &self.project),
+            ("domain", &self.domain),
+            ("execution", &self.name),
+            ("launch_plan", &self.launch_plan),
+            ("phase", &self.phase),
+            ("reason", &self.reason),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), json!(value)))
+        .collect()
     }
 }
 
