@@ -69,6 +69,15 @@ fn sorted(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
+/// Registers a workflow of no inputs with a launch plan on `schedule`, activates it and
+/// returns its activation time (whole seconds).
+async fn active_schedule(w: &World, name: &str, schedule: a::Schedule) -> i64 {
+    register_workflow(&w.api, name, &[]).await;
+    create_launch_plan(&w.api, name, schedule).await.unwrap();
+    set_state(&w.api, name, a::LaunchPlanState::Active).await;
+    w.activated(name)
+}
+
 #[tokio::test]
 async fn a_cron_schedule_fires_each_matching_minute_once_with_its_kickoff_time() {
     let w = world();
@@ -143,12 +152,7 @@ async fn a_cron_schedule_fires_each_matching_minute_once_with_its_kickoff_time()
 #[tokio::test]
 async fn a_fixed_rate_fires_once_per_period_counted_from_the_activation() {
     let w = world();
-    register_workflow(&w.api, "rate", &[]).await;
-    create_launch_plan(&w.api, "rate", fixed_rate(1))
-        .await
-        .unwrap();
-    set_state(&w.api, "rate", a::LaunchPlanState::Active).await;
-    let start = w.activated("rate");
+    let start = active_schedule(&w, "rate", fixed_rate(1)).await;
     let scheduler = Scheduler::new(w.api.clone(), 100);
     let key = entity("rate");
     let mut fired = Vec::new();
@@ -167,12 +171,7 @@ async fn a_fixed_rate_fires_once_per_period_counted_from_the_activation() {
 #[tokio::test]
 async fn downtime_is_caught_up_to_the_limit_and_a_fire_created_before_a_crash_is_not_doubled() {
     let w = world();
-    register_workflow(&w.api, "catchup", &[]).await;
-    create_launch_plan(&w.api, "catchup", cron("* * * * *", ""))
-        .await
-        .unwrap();
-    set_state(&w.api, "catchup", a::LaunchPlanState::Active).await;
-    let start = w.activated("catchup");
+    let start = active_schedule(&w, "catchup", cron("* * * * *", "")).await;
     let minute = |k: i64| (start / 60 + k) * 60;
     let key = entity("catchup");
     let scheduler = Scheduler::new(w.api.clone(), 3);
@@ -233,12 +232,7 @@ async fn downtime_is_caught_up_to_the_limit_and_a_fire_created_before_a_crash_is
 #[tokio::test]
 async fn a_deactivated_schedule_stops_and_a_reactivated_one_starts_from_its_activation() {
     let w = world();
-    register_workflow(&w.api, "paused", &[]).await;
-    create_launch_plan(&w.api, "paused", cron("* * * * *", ""))
-        .await
-        .unwrap();
-    set_state(&w.api, "paused", a::LaunchPlanState::Active).await;
-    let start = w.activated("paused");
+    let start = active_schedule(&w, "paused", cron("* * * * *", "")).await;
     let scheduler = Scheduler::new(w.api.clone(), 100);
     assert_eq!(
         scheduler.round((start + 60) * NANOS).unwrap().fired.len(),
