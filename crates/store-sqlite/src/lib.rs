@@ -216,8 +216,7 @@ CREATE TABLE notifications (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     delivered_at INTEGER,
-    last_error TEXT NOT NULL DEFAULT '',
-    seq INTEGER NOT NULL
+    last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX notifications_due ON notifications (delivered_at, next_attempt_at);
 CREATE INDEX notifications_by_execution ON notifications (project, domain, exec_name);

@@ -1,4 +1,4 @@
-//! Table `notifications` (the outbox) on SQLite.
+//! Table `notifications` (the outbox) on SQLite; messages keep their insertion order as rowid.
 
 use crate::{SqliteStore, backend};
 use contrail_store::{ExecKey, NotificationRecord, OutboxStore, Result};
@@ -40,8 +40,7 @@ pub(crate) fn insert(
     let mut stmt = tx
         .prepare_cached(
             "INSERT INTO notifications (id, project, domain, exec_name, phase, channel, recipients, \
-             created_at, next_attempt_at, seq) VALUES (?,?,?,?,?,?,?,?,?, \
-             (SELECT coalesce(max(seq), 0) + 1 FROM notifications)) ON CONFLICT (id) DO NOTHING",
+             created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
         )
         .map_err(backend)?;
     for m in messages {
@@ -73,8 +72,8 @@ impl OutboxStore for SqliteStore {
         let claimed = tx
             .prepare_cached(&format!(
                 "UPDATE notifications SET next_attempt_at=? WHERE id IN (SELECT id FROM notifications \
-                 WHERE delivered_at IS NULL AND next_attempt_at<=? ORDER BY seq LIMIT ?) \
-                 RETURNING {COLS}, seq"
+                 WHERE delivered_at IS NULL AND next_attempt_at<=? ORDER BY rowid LIMIT ?) \
+                 RETURNING {COLS}, rowid"
             ))
             .and_then(|mut s| {
                 s.query_map(params![claim_until, now, limit], |r| {
@@ -85,7 +84,7 @@ impl OutboxStore for SqliteStore {
             .map_err(backend)?;
         tx.commit().map_err(backend)?;
         let mut claimed = claimed;
-        claimed.sort_by_key(|(_, seq)| *seq);
+        claimed.sort_by_key(|(_, rowid)| *rowid);
         Ok(claimed.into_iter().map(|(m, _)| m).collect())
     }
 
@@ -114,7 +113,7 @@ impl OutboxStore for SqliteStore {
         self.read()
             .prepare_cached(&format!(
                 "SELECT {COLS} FROM notifications WHERE project=? AND domain=? AND exec_name=? \
-                 ORDER BY seq"
+                 ORDER BY rowid"
             ))
             .and_then(|mut s| {
                 s.query_map(params![k.project, k.domain, k.name], row)?
